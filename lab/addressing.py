@@ -1,0 +1,138 @@
+"""The address plan: pure ipaddress arithmetic, the same file always gives the same addresses.
+
+- Node i (0-based, in file order) gets the i-th block of the pod CIDR, as Kubernetes'
+  node IPAM does; its bridge holds the block's first address as the pods' gateway.
+- Pods get addresses from .2 upward in file order, as host-local hands them out.
+- On the underlay, .1 is the VPC router (or the gateway), nodes start at .11 as in the
+  reference's 192.168.56.11, and outside hosts follow the nodes.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from lab import naming
+from lab.model import Pod, Topology
+
+NODE_IP_OFFSET = 11
+VXLAN_OVERHEAD = 50      # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8, flannel's MTU - 50
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Seed 000's arithmetic: addresses in the pod CIDR / addresses per node block = max nodes."""
+    pod_addresses: int
+    block_addresses: int
+    max_nodes: int
+    max_pods_per_node: int
+
+    def __str__(self) -> str:
+        return (f"{self.pod_addresses} addresses / {self.block_addresses} per node block "
+                f"= at most {self.max_nodes} nodes, {self.max_pods_per_node} pods per node")
+
+
+@dataclass(frozen=True)
+class NodeAddr:
+    name: str
+    index: int
+    netns: str
+    ip: IPv4Address
+    block: IPv4Network
+    gateway: IPv4Address
+    vtep_mac: str
+
+
+@dataclass(frozen=True)
+class PodAddr:
+    name: str
+    node: str
+    netns: str              # the node's namespace for hostNetwork pods
+    ip: IPv4Address
+    prefixlen: int
+    veth: str | None        # host end on the node; None for hostNetwork pods
+    host_network: bool
+
+
+@dataclass(frozen=True)
+class HostAddr:
+    name: str
+    netns: str
+    ip: IPv4Address
+
+
+@dataclass(frozen=True)
+class AddressPlan:
+    lab: str
+    underlay_netns: str
+    router_ip: IPv4Address
+    underlay_prefixlen: int
+    nodes: tuple[NodeAddr, ...]
+    pods: tuple[PodAddr, ...]
+    outside: tuple[HostAddr, ...]
+    capacity: Capacity
+    pod_mtu: int
+
+    def node(self, name: str) -> NodeAddr:
+        return next(n for n in self.nodes if n.name == name)
+
+    def pod(self, name: str) -> PodAddr:
+        return next(p for p in self.pods if p.name == name)
+
+
+def capacity(pod_cidr: IPv4Network, node_mask: int) -> Capacity:
+    block = 2 ** (32 - node_mask)
+    return Capacity(pod_cidr.num_addresses, block, pod_cidr.num_addresses // block, max(block - 3, 0))
+
+
+def vtep_mac(lab: str, node: str) -> str:
+    """A stable, locally administered unicast MAC for a node's VXLAN device."""
+    digest = hashlib.sha256(f"{lab}/{node}/vtep".encode()).digest()
+    return ":".join(f"{b:02x}" for b in bytes([0x0a]) + digest[:5])
+
+
+def pod_prefixlen(topo: Topology) -> int:
+    # In l2 mode every pod is on-link with every other pod: one broadcast domain.
+    return topo.pod_cidr.prefixlen if topo.mode == "l2" else topo.node_mask
+
+
+def plan(topo: Topology) -> AddressPlan:
+    blocks = topo.pod_cidr.subnets(new_prefix=topo.node_mask)
+    hosts = topo.node_subnet
+    nodes = []
+    for i, (node, block) in enumerate(zip(topo.nodes, blocks)):
+        nodes.append(NodeAddr(
+            name=node.name, index=i, netns=naming.netns_name(topo.name, node.name),
+            ip=hosts[NODE_IP_OFFSET + i], block=block, gateway=block[1],
+            vtep_mac=vtep_mac(topo.name, node.name)))
+    by_node = {n.name: n for n in nodes}
+
+    prefixlen = pod_prefixlen(topo)
+    next_host = {n.name: 2 for n in nodes}
+    pods = []
+    for pod in topo.pods:
+        node = by_node[pod.node]
+        pods.append(_pod_addr(topo, pod, node, next_host, prefixlen))
+
+    first_outside = NODE_IP_OFFSET + len(nodes)
+    outside = tuple(HostAddr(h.name, naming.netns_name(topo.name, h.name), hosts[first_outside + i])
+                    for i, h in enumerate(topo.outside))
+    return AddressPlan(
+        lab=topo.name, underlay_netns=naming.netns_name(topo.name, "underlay"),
+        router_ip=hosts[1], underlay_prefixlen=hosts.prefixlen,
+        nodes=tuple(nodes), pods=tuple(pods), outside=outside,
+        capacity=capacity(topo.pod_cidr, topo.node_mask),
+        pod_mtu=topo.mtu - VXLAN_OVERHEAD if topo.mode == "vxlan" else topo.mtu)
+
+
+def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int], prefixlen: int) -> PodAddr:
+    if pod.host_network:
+        return PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True)
+    ip = node.block[next_host[node.name]]
+    next_host[node.name] += 1
+    return PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ip, prefixlen,
+                   naming.veth_name(topo.name, pod.name), False)
+
+
+def interface(ip: IPv4Address, prefixlen: int) -> IPv4Interface:
+    return IPv4Interface(f"{ip}/{prefixlen}")

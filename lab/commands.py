@@ -1,0 +1,91 @@
+"""Render a plan as the equivalent ip / bridge / sysctl commands: a teaching aid that shows
+exactly what podlab builds, and a golden file for the unit tests."""
+from __future__ import annotations
+
+from functools import singledispatch
+
+from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, CreateBridge, CreateNamespace, CreateVeth,
+                     CreateVxlan, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
+
+
+@singledispatch
+def command(op: Op) -> str:
+    raise TypeError(f"no command form for {type(op).__name__}")
+
+
+@command.register
+def _(op: CreateNamespace) -> str:
+    return f"ip netns add {op.ns}    # {op.role}; hostname {op.hostname} in its own UTS namespace"
+
+
+@command.register
+def _(op: SetSysctl) -> str:
+    return f"ip netns exec {op.ns} sysctl -w {op.key}={op.value}"
+
+
+@command.register
+def _(op: CreateBridge) -> str:
+    return f"ip -n {op.ns} link add {op.name} mtu {op.mtu} type bridge"
+
+
+@command.register
+def _(op: CreateVeth) -> str:
+    master = f"; ip -n {op.ns} link set {op.name} master {op.master}" if op.master else ""
+    return (f"ip -n {op.ns} link add {op.name} mtu {op.mtu} type veth peer name {op.peer} netns {op.peer_ns}"
+            f"{master}")
+
+
+@command.register
+def _(op: CreateVxlan) -> str:
+    learning = "learning" if op.learning else "nolearning"
+    return (f"ip -n {op.ns} link add {op.name} address {op.mac} mtu {op.mtu} type vxlan id {op.vni} "
+            f"local {op.local} dev {op.dev} dstport {op.port} {learning}")
+
+
+@command.register
+def _(op: SetMaster) -> str:
+    return f"ip -n {op.ns} link set {op.name} master {op.master}"
+
+
+@command.register
+def _(op: LinkUp) -> str:
+    return f"ip -n {op.ns} link set {op.name} up"
+
+
+@command.register
+def _(op: SetHairpin) -> str:
+    return f"ip netns exec {op.ns} bridge link set dev {op.name} hairpin on"
+
+
+@command.register
+def _(op: AddAddress) -> str:
+    return f"ip -n {op.ns} addr add {op.address} dev {op.dev}"
+
+
+@command.register
+def _(op: AddRoute) -> str:
+    if op.blackhole:
+        return f"ip -n {op.ns} route add blackhole {op.dst}"
+    dst = "default" if op.dst.prefixlen == 0 else str(op.dst)
+    parts = [f"ip -n {op.ns} route add {dst}"]
+    if op.via:
+        parts.append(f"via {op.via}")
+    if op.dev:
+        parts.append(f"dev {op.dev}")
+    if op.onlink:
+        parts.append("onlink")
+    return " ".join(parts)
+
+
+@command.register
+def _(op: AddNeighbour) -> str:
+    return f"ip -n {op.ns} neigh add {op.address} lladdr {op.mac} dev {op.dev} nud permanent"
+
+
+@command.register
+def _(op: AddFdb) -> str:
+    return f"ip netns exec {op.ns} bridge fdb append {op.mac} dev {op.dev} dst {op.dst} self permanent"
+
+
+def render(ops: list[Op] | tuple[Op, ...]) -> list[str]:
+    return [command(op) for op in ops]

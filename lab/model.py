@@ -1,0 +1,84 @@
+"""The cluster design as pure, frozen data.
+
+A Topology is what a topology YAML file means once it has been validated: every
+Deployment already expanded into named pods placed on nodes, every default filled in.
+Nothing here touches the kernel; addressing and planning read it, never change it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+MODES = ("l2", "l3", "vxlan")
+ROUTING_STYLES = ("host", "gateway")
+
+# Built-in workloads that stand in for container images (see lab/workloads).
+WORKLOAD_IMAGES = {
+    "nginx": "http",        # HTTP page "Welcome to the home page of host <pod>!"
+    "busybox": "idle",      # nothing listening; exec into it like `kubectl exec`
+    "netshoot": "idle",
+    "pause": "idle",
+    "echoserver": "echo",   # agnhost netexec-like: HTTP 8080 + UDP 8081 report hostname and client address
+    "agnhost": "echo",
+}
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str = "busybox"
+    ports: tuple[int, ...] = ()
+    command: tuple[str, ...] = ()
+
+    @property
+    def workload(self) -> str:
+        """How podlab runs it: 'command' (a real process), or a built-in: http, echo, idle."""
+        if self.command:
+            return "command"
+        return WORKLOAD_IMAGES.get(self.image.split(":")[0].split("/")[-1], "idle")
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    node: str
+    containers: tuple[Container, ...]
+    namespace: str = "default"
+    host_network: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    deployment: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+
+
+@dataclass(frozen=True)
+class OutsideHost:
+    """A machine on the underlay that is not part of the cluster (seed 000's "ECS in the same VPC")."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    mode: str
+    routing: str | None            # l3 only: "host" (flannel host-gw) or "gateway" (VPC router)
+    pod_cidr: IPv4Network
+    node_mask: int                 # prefix length of each node's pod block (kube's --node-cidr-mask-size)
+    node_subnet: IPv4Network       # the underlay: the VPC subnet or the physical switch's subnet
+    service_cidr: IPv4Network
+    mtu: int                       # underlay MTU; pods get mtu - 50 in vxlan mode, as flannel does
+    bridge: str = "cni0"
+    nodes: tuple[Node, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    outside: tuple[OutsideHost, ...] = ()
+    description: str = ""
+    source: str | None = field(default=None, compare=False)
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def pods_on(self, node: str) -> tuple[Pod, ...]:
+        return tuple(p for p in self.pods if p.node == node)

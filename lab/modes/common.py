@@ -1,0 +1,88 @@
+"""The wiring every mode shares: namespaces, the underlay switch, node uplinks, node
+bridges, pods attached to their node's bridge (the CNI bridge plugin), outside hosts."""
+from __future__ import annotations
+
+from lab.addressing import AddressPlan, NodeAddr, interface, pod_prefixlen
+from lab.model import Topology
+from lab.ops import (AddAddress, AddRoute, CreateBridge, CreateNamespace, CreateVeth, LinkUp, Op,
+                     SetHairpin, SetSysctl)
+from ipaddress import IPv4Network
+
+UNDERLAY_BRIDGE = "br0"
+DEFAULT = IPv4Network("0.0.0.0/0")
+
+
+def namespaces(topo: Topology, addrs: AddressPlan) -> list[Op]:
+    ops: list[Op] = [CreateNamespace(addrs.underlay_netns, "underlay", "underlay")]
+    ops += [CreateNamespace(n.netns, n.name, "node") for n in addrs.nodes]
+    ops += [CreateNamespace(p.netns, p.name, "pod") for p in addrs.pods if not p.host_network]
+    ops += [CreateNamespace(h.netns, h.name, "outside") for h in addrs.outside]
+    ops += [LinkUp(ns.ns, "lo") for ns in ops if isinstance(ns, CreateNamespace)]
+    return ops
+
+
+def underlay_switch(topo: Topology, addrs: AddressPlan) -> list[Op]:
+    """The physical switch (or VPC subnet): one bridge, one port per node and outside host.
+
+    Ports are named after the machine they lead to, so `bridge link` reads like a patch panel.
+    """
+    ns = addrs.underlay_netns
+    ops: list[Op] = [
+        # A VPC router never redirects hosts to each other: every packet must cross the route table.
+        SetSysctl(ns, "net.ipv4.conf.all.send_redirects", "0"),
+        SetSysctl(ns, "net.ipv4.conf.default.send_redirects", "0"),
+        CreateBridge(ns, UNDERLAY_BRIDGE, topo.mtu), LinkUp(ns, UNDERLAY_BRIDGE)]
+    for machine in (*addrs.nodes, *addrs.outside):
+        ops += [CreateVeth(ns, machine.name, machine.netns, "eth0", topo.mtu, master=UNDERLAY_BRIDGE,
+                           alias=f"podlab {addrs.lab} uplink of {machine.name}"),
+                LinkUp(ns, machine.name), LinkUp(machine.netns, "eth0")]
+    return ops
+
+
+def node_uplink_address(topo: Topology, addrs: AddressPlan, node: NodeAddr, dev: str = "eth0") -> list[Op]:
+    return [AddAddress(node.netns, dev, interface(node.ip, addrs.underlay_prefixlen))]
+
+
+def node_bridge(topo: Topology, addrs: AddressPlan, node: NodeAddr) -> list[Op]:
+    """cni0 with the block's gateway, as the bridge plugin with isGateway sets it up."""
+    mask = pod_prefixlen(topo)
+    return [CreateBridge(node.netns, topo.bridge, addrs.pod_mtu),
+            LinkUp(node.netns, topo.bridge),
+            AddAddress(node.netns, topo.bridge, interface(node.gateway, mask))]
+
+
+def pods(topo: Topology, addrs: AddressPlan) -> list[Op]:
+    """Each pod: a veth from its node's bridge to eth0 in the pod, its address, default via the gateway."""
+    ops: list[Op] = []
+    for pod in addrs.pods:
+        if pod.host_network:
+            continue
+        node = addrs.node(pod.node)
+        ops += [CreateVeth(node.netns, pod.veth, pod.netns, "eth0", addrs.pod_mtu, master=topo.bridge,
+                           alias=f"podlab {addrs.lab} pod {pod.name}"),
+                LinkUp(node.netns, pod.veth), SetHairpin(node.netns, pod.veth),
+                LinkUp(pod.netns, "eth0"),
+                AddAddress(pod.netns, "eth0", interface(pod.ip, pod.prefixlen)),
+                AddRoute(pod.netns, DEFAULT, via=node.gateway)]
+    return ops
+
+
+def forwarding(netns: str) -> SetSysctl:
+    return SetSysctl(netns, "net.ipv4.ip_forward", "1")
+
+
+def outside_hosts(topo: Topology, addrs: AddressPlan, default_via_router: bool) -> list[Op]:
+    ops: list[Op] = []
+    for host in addrs.outside:
+        ops.append(AddAddress(host.netns, "eth0", interface(host.ip, addrs.underlay_prefixlen)))
+        if default_via_router:
+            ops.append(AddRoute(host.netns, DEFAULT, via=addrs.router_ip))
+    return ops
+
+
+def base(topo: Topology, addrs: AddressPlan) -> list[Op]:
+    """Everything but the node uplink addressing and the inter-node routes, which are the mode's."""
+    ops = namespaces(topo, addrs) + underlay_switch(topo, addrs)
+    for node in addrs.nodes:
+        ops += node_bridge(topo, addrs, node)
+    return ops + pods(topo, addrs)

@@ -1,0 +1,137 @@
+"""Plan operations: pure data describing one kernel change each.
+
+A Plan is an ordered list of these. Mode planners produce them, `lab.commands` prints
+them as ip/bridge/sysctl commands, and only `lab.engine` turns them into netlink.
+
+`ns` is always the name of a lab namespace (as `ip netns` lists it). The plan is valid
+when executed in PHASE order (stable), which lets the engine batch messages per namespace.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+
+@dataclass(frozen=True)
+class CreateNamespace:
+    ns: str
+    hostname: str            # a UTS namespace comes with it, so `hostname` prints the pod or node name
+    role: str                # node | pod | underlay | outside: for inspection and cleanup
+
+
+@dataclass(frozen=True)
+class CreateBridge:
+    ns: str
+    name: str
+    mtu: int
+
+
+@dataclass(frozen=True)
+class CreateVeth:
+    """A veth pair; `name` lives in `ns`, `peer` is created straight into `peer_ns`."""
+    ns: str
+    name: str
+    peer_ns: str
+    peer: str
+    mtu: int
+    master: str | None = None     # bridge in `ns` that `name` is enslaved to
+    alias: str | None = None      # human-readable owner of the host end, shown by `ip link`
+
+
+@dataclass(frozen=True)
+class CreateVxlan:
+    ns: str
+    name: str
+    vni: int
+    local: IPv4Address
+    dev: str
+    port: int
+    mtu: int
+    mac: str
+    learning: bool = False
+
+
+@dataclass(frozen=True)
+class SetMaster:
+    """Enslave an existing link to a bridge (l2 mode bridges a node's uplink into cni0)."""
+    ns: str
+    name: str
+    master: str
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    ns: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SetHairpin:
+    ns: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AddAddress:
+    ns: str
+    dev: str
+    address: IPv4Interface
+
+
+@dataclass(frozen=True)
+class AddRoute:
+    ns: str
+    dst: IPv4Network
+    via: IPv4Address | None = None
+    dev: str | None = None
+    onlink: bool = False
+    blackhole: bool = False
+
+
+@dataclass(frozen=True)
+class AddNeighbour:
+    ns: str
+    dev: str
+    address: IPv4Address
+    mac: str
+
+
+@dataclass(frozen=True)
+class AddFdb:
+    """A VXLAN forwarding entry: frames for `mac` go to the VTEP at `dst`."""
+    ns: str
+    dev: str
+    mac: str
+    dst: IPv4Address
+
+
+@dataclass(frozen=True)
+class SetSysctl:
+    ns: str
+    key: str                 # dotted, as sysctl(8) writes it: net.ipv4.ip_forward
+    value: str
+
+
+Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin
+      | AddAddress | AddRoute | AddNeighbour | AddFdb | SetSysctl)
+
+# Execution order. Within a phase, ops on different namespaces are independent.
+PHASE: dict[type, int] = {
+    CreateNamespace: 0,
+    SetSysctl: 1,
+    CreateBridge: 2,
+    CreateVeth: 3,
+    CreateVxlan: 4,
+    SetMaster: 4,
+    LinkUp: 5,
+    SetHairpin: 6,
+    AddAddress: 7,
+    AddRoute: 8,
+    AddNeighbour: 8,
+    AddFdb: 8,
+}
+
+
+def ordered(plan: list[Op]) -> list[Op]:
+    """The plan in execution order (stable within a phase)."""
+    return sorted(plan, key=lambda op: PHASE[type(op)])
