@@ -39,6 +39,11 @@ def _check(result: int, what: str, path: str = "") -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}", path or None)
 
 
+def setns(fd: int, nstype: int) -> None:
+    """setns(2) for the calling thread (os.setns needs Python 3.12)."""
+    _check(_libc.setns(fd, nstype), "setns")
+
+
 def netns_path(name: str) -> str:
     return os.path.join(NETNS_DIR, name)
 
@@ -155,13 +160,13 @@ def run_in(name: str, fn: Callable[[], T], uts_path: str | None = None) -> T:
         try:
             fd = os.open(netns_path(name), os.O_RDONLY)
             try:
-                os.setns(fd, CLONE_NEWNET)
+                setns(fd, CLONE_NEWNET)
             finally:
                 os.close(fd)
             if uts_path:
                 fd = os.open(uts_path, os.O_RDONLY)
                 try:
-                    os.setns(fd, CLONE_NEWUTS)
+                    setns(fd, CLONE_NEWUTS)
                 finally:
                     os.close(fd)
             result.append(fn())
@@ -184,9 +189,9 @@ def socket_in(name: str, family: int, kind: int, proto: int = 0) -> socket.socke
 def enter(netns: str, uts_path: str | None = None) -> None:
     """Move the *calling process* into a namespace: only for a child about to exec."""
     fd = os.open(netns_path(netns) if not netns.startswith("/") else netns, os.O_RDONLY)
-    os.setns(fd, CLONE_NEWNET)
+    setns(fd, CLONE_NEWNET)
     os.close(fd)
     if uts_path and os.path.exists(uts_path):
         fd = os.open(uts_path, os.O_RDONLY)
-        os.setns(fd, CLONE_NEWUTS)
+        setns(fd, CLONE_NEWUTS)
         os.close(fd)

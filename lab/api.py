@@ -1,0 +1,234 @@
+"""The facade the CLI, the TUI and the graders share: up, down, status, targets, check.
+
+A running lab is its state directory: the topology it was built from (re-planned on demand,
+which is pure and deterministic), the journal of what it made, and the agent's status.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, ip_address
+from pathlib import Path
+
+from lab import planner, state, topology, workloads
+from lab.addressing import AddressPlan
+from lab.engine import apply, netns
+from lab.engine.journal import Journal
+from lab.errors import PodlabError
+from lab.model import Topology
+from lab.planner import Plan
+
+TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+DEFAULT_TOPOLOGY = "default"
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    """Anything a command can run in or aim at: a pod, node, outside host, or the underlay."""
+    name: str
+    kind: str                 # pod | node | outside | underlay
+    netns: str
+    uts: str | None
+    ip: IPv4Address | None
+    node: str | None = None
+
+
+class Lab:
+    """A lab that is up (or was left behind), read from its state directory."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.dir = state.lab_dir(name)
+        try:
+            self.meta = json.loads((self.dir / "lab.json").read_text())
+        except (OSError, ValueError):
+            raise PodlabError(f"lab {name!r} is not up (no complete record in {self.dir})") from None
+        topo = topology.loads((self.dir / "topology.yaml").read_text(), source=self.meta.get("source", "?"))
+        self.topology: Topology = replace(topo, name=name)
+        self.plan: Plan = planner.build(self.topology)
+
+    @property
+    def addresses(self) -> AddressPlan:
+        return self.plan.addresses
+
+    @property
+    def created(self) -> float:
+        return float(self.meta.get("created", time.time()))
+
+    def targets(self) -> dict[str, Target]:
+        a = self.addresses
+        out: dict[str, Target] = {"underlay": Target("underlay", "underlay", a.underlay_netns,
+                                                     state.uts_path(self.name, a.underlay_netns),
+                                                     a.router_ip if self.topology.routing == "gateway" else None)}
+        for n in a.nodes:
+            out[n.name] = Target(n.name, "node", n.netns, state.uts_path(self.name, n.netns), n.ip, n.name)
+        for p in a.pods:
+            out[p.name] = Target(p.name, "pod", p.netns, state.uts_path(self.name, p.netns), p.ip, p.node)
+        for h in a.outside:
+            out[h.name] = Target(h.name, "outside", h.netns, state.uts_path(self.name, h.netns), h.ip)
+        if self.topology.routing == "gateway":
+            out["router"] = replace(out["underlay"], name="router")
+        return out
+
+    def target(self, name: str) -> Target:
+        targets = self.targets()
+        if name in targets:
+            return targets[name]
+        matches = [t for t in targets.values() if t.name.startswith(name)]
+        if len(matches) == 1:
+            return matches[0]
+        hint = f"; did you mean one of: {', '.join(m.name for m in matches[:5])}" if matches else \
+            f"; try 'podlab get pods --lab {self.name}'"
+        raise PodlabError(f"no pod, node or host named {name!r} in lab {self.name}{hint}")
+
+    def address_of(self, name_or_ip: str) -> IPv4Address:
+        """A destination: a target's name, or a literal address."""
+        try:
+            return IPv4Address(name_or_ip)
+        except ValueError:
+            pass
+        t = self.target(name_or_ip)
+        if t.ip is None:
+            raise PodlabError(f"{t.name} has no address of its own to aim at")
+        return t.ip
+
+
+def running() -> list[str]:
+    return [name for name in state.labs() if (state.lab_dir(name) / "lab.json").exists()]
+
+
+def pick(name: str | None) -> Lab:
+    """The lab a command means: the one named, or the only one running."""
+    if name:
+        return Lab(name)
+    labs = running()
+    if not labs:
+        raise PodlabError("no lab is up: start one with 'sudo podlab up' (the default lab) "
+                          "or 'sudo podlab up topologies/vxlan.yaml'")
+    if len(labs) > 1:
+        raise PodlabError(f"{len(labs)} labs are up ({', '.join(labs)}): say which with --lab NAME")
+    return Lab(labs[0])
+
+
+def load_topology(spec: str | None, name: str | None = None) -> Topology:
+    path = topology.resolve(spec or DEFAULT_TOPOLOGY, TOPOLOGIES)
+    topo = topology.load(path)
+    if name:
+        if not state.LAB_NAME.match(name):
+            raise PodlabError(f"--name {name!r}: a lab name is 1-24 lowercase letters, digits or '-', "
+                              f"starting and ending with a letter or digit")
+        topo = replace(topo, name=name)
+    return topo
+
+
+@contextmanager
+def _locked(lab: str) -> Iterator[None]:
+    """One `up` or `down` of a lab at a time; a second one is told so at once."""
+    state.ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state.ROOT / f".{lab}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PodlabError(f"lab {lab} is busy: another 'podlab up' or 'down' of it is running") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def up(topo: Topology, say: Say = _quiet) -> Lab:
+    lab = topo.name
+    with _locked(lab):
+        if state.lab_dir(lab).exists():
+            if (state.lab_dir(lab) / "lab.json").exists():
+                raise PodlabError(f"lab {lab} is already up: 'sudo podlab down {lab}' first, "
+                                  f"or start another copy with --name")
+            say(f"lab {lab} was left half-built (a crash?): removing what it made first")
+            _teardown(lab, say)
+        plan = planner.build(topo)
+        d = state.ensure_lab_dir(lab)
+        Journal(lab).record("lab", name=lab, pid=os.getpid(), source=topo.source)
+        started = time.monotonic()
+        a = plan.addresses
+        say(f"lab {lab}: {topo.mode}{'/' + topo.routing if topo.routing else ''} mode, "
+            f"{len(a.nodes)} nodes, {len(a.pods)} pods, {len(a.outside)} outside hosts")
+        try:
+            apply.build(lab, plan.ops, progress=_progress(say, len(plan.ops)))
+            _start_workloads(lab, plan, say)
+        except BaseException as e:
+            say(f"up failed: {e}\nremoving what was made ...")
+            _teardown(lab, say)
+            if isinstance(e, PodlabError):
+                raise
+            raise PodlabError(f"up failed: {e}; everything it made was removed") from e
+        (d / "topology.yaml").write_text(_source_text(topo))
+        meta = {"name": lab, "source": topo.source, "created": time.time(), "mode": topo.mode,
+                "routing": topo.routing}
+        tmp = d / "lab.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.rename(d / "lab.json")
+        say(f"lab {lab} is up in {time.monotonic() - started:.2f} s ({len(plan.ops)} kernel operations)")
+        return Lab(lab)
+
+
+def _source_text(topo: Topology) -> str:
+    return Path(topo.source).read_text() if topo.source and Path(topo.source).is_file() else ""
+
+
+def _progress(say: Say, total: int) -> apply.Progress:
+    def report(what: str, done: int, count: int) -> None:
+        if count >= 200 and done == count:
+            say(f"  {what}: {count}")
+    return report
+
+
+def _start_workloads(lab: str, plan: Plan, say: Say) -> None:
+    a = plan.addresses
+    pods = []
+    for pod, addr in zip(plan.topology.pods, a.pods):
+        pods.append({"pod": pod.name, "netns": addr.netns, "uts": state.uts_path(lab, addr.netns),
+                     "containers": [{"name": c.name, "workload": c.workload, "ports": list(c.ports),
+                                     "command": list(c.command)} for c in pod.containers]})
+    spec = workloads.write_spec(lab, pods)
+    Journal(lab).record("agent", spec=str(spec))
+    pid = workloads.start_agent(lab, spec)
+    Journal(lab).record("process", pid=pid, what="workload agent")
+
+
+def down(lab: str, say: Say = _quiet) -> list[str]:
+    state.lab_dir(lab)  # validates the name
+    with _locked(lab):
+        if not state.lab_dir(lab).exists():
+            raise PodlabError(f"lab {lab} is not up (running: {', '.join(running()) or 'none'})")
+        return _teardown(lab, say)
+
+
+def _teardown(lab: str, say: Say) -> list[str]:
+    workloads.stop_agent(lab)
+    removed = apply.destroy(lab)
+    d = state.lab_dir(lab)
+    leftovers = [e["name"] for e in Journal(lab).of_kind("netns") if netns.exists(e["name"])]
+    if leftovers:
+        raise PodlabError(f"could not remove namespaces {', '.join(leftovers[:5])}: the journal is kept in {d}")
+    shutil.rmtree(d, ignore_errors=True)
+    say(f"lab {lab} is down: {len(removed)} namespaces removed")
+    return removed
+
+
+def down_all(say: Say = _quiet) -> list[str]:
+    labs = state.labs()
+    for lab in labs:
+        down(lab, say)
+    return labs

@@ -1,0 +1,281 @@
+"""`podlab`: a thin shell over lab.api. main(argv, out, err) -> exit code, so it is testable."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import TextIO
+
+from lab import api, commands, planner, render, workloads
+from lab.errors import NeedsRoot, PodlabError
+
+ROOT_COMMANDS = {"up", "down", "status", "get", "exec", "shell", "ping", "curl", "check", "inspect", "demo"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="podlab", description="Kubernetes pod networking, built from real Linux "
+                                "namespaces: bring up a cluster design, look inside, send packets.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def lab_flag(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--lab", help="which lab, when several are up")
+
+    sp = sub.add_parser("up", help="build a lab from a topology file (default: two nodes, VXLAN, nginx x3)")
+    sp.add_argument("topology", nargs="?", help="a YAML file, or a name from topologies/ (default: default)")
+    sp.add_argument("--name", help="lab name (default: the topology's name); two copies need two names")
+
+    sp = sub.add_parser("down", help="remove a lab and everything it made")
+    sp.add_argument("lab", nargs="?", help="lab name (default: the only one up)")
+    sp.add_argument("--all", action="store_true", help="remove every podlab lab")
+
+    sp = sub.add_parser("plan", help="show the address plan, capacity and kernel operations (no root needed)")
+    sp.add_argument("topology", nargs="?", help="a YAML file or a name from topologies/")
+    sp.add_argument("--as-commands", action="store_true", help="print the equivalent ip/bridge/sysctl commands")
+
+    sp = sub.add_parser("status", help="the labs that are up")
+    sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    lab_flag(sp)
+
+    sp = sub.add_parser("get", help="list nodes or pods, kubectl-style")
+    sp.add_argument("what", choices=["nodes", "node", "pods", "pod", "po", "no"])
+    sp.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")
+    lab_flag(sp)
+
+    sp = sub.add_parser("exec", help="run a command in a pod, node or host: podlab exec POD -- CMD ...")
+    sp.add_argument("target")
+    sp.add_argument("-c", "--container", help="container name (all of a pod's containers share its network)")
+    sp.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    lab_flag(sp)
+
+    sp = sub.add_parser("shell", help="an interactive shell inside a pod, node or host")
+    sp.add_argument("target")
+    lab_flag(sp)
+
+    sp = sub.add_parser("ping", help="ping from one pod/node/host to another (name or address)")
+    sp.add_argument("src")
+    sp.add_argument("dst")
+    sp.add_argument("-c", "--count", type=int, default=3)
+    lab_flag(sp)
+
+    sp = sub.add_parser("curl", help="HTTP GET from one pod/node/host to another: curl SRC DST[:PORT][/PATH]")
+    sp.add_argument("src")
+    sp.add_argument("dst")
+    lab_flag(sp)
+
+    sp = sub.add_parser("check", help="the Kubernetes network model as a pass/fail matrix")
+    sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    lab_flag(sp)
+
+    sp = sub.add_parser("inspect", help="interfaces, addresses, routes, neighbours and FDB of a namespace, "
+                        "read from the kernel")
+    sp.add_argument("target")
+    sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    lab_flag(sp)
+
+    sub.add_parser("demo", help="bring up the default lab, check it, and show what to try next")
+    return p
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ROOT_COMMANDS and os.geteuid() != 0:
+            raise NeedsRoot(args.command)
+        return COMMANDS[args.command](args, out, err)
+    except PodlabError as e:
+        print(f"podlab: {e}", file=err)
+        return 1
+    except KeyboardInterrupt:
+        print("podlab: interrupted", file=err)
+        return 130
+
+
+def main_entry() -> None:
+    sys.exit(main())
+
+
+def _say(out: TextIO):
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+    return say
+
+
+def cmd_up(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    topo = api.load_topology(args.topology, args.name)
+    lab = api.up(topo, _say(out))
+    print(f"try: sudo podlab get pods -o wide{_lab_suffix(lab.name)}   sudo podlab check{_lab_suffix(lab.name)}",
+          file=out)
+    return 0
+
+
+def _lab_suffix(lab: str) -> str:
+    return "" if len(api.running()) <= 1 else f" --lab {lab}"
+
+
+def cmd_down(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.all:
+        labs = api.down_all(_say(out))
+        if not labs:
+            print("no podlab lab is up", file=out)
+        return 0
+    lab = args.lab or api.pick(None).name
+    api.down(lab, _say(out))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    plan = planner.build(api.load_topology(args.topology))
+    if args.as_commands:
+        print("\n".join(commands.render(plan.ops)), file=out)
+    else:
+        print(render.plan_text(plan), file=out)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    labs = [api.Lab(n) for n in ([args.lab] if args.lab else api.running())]
+    rows = [render.lab_status(lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name))
+            for lab in labs]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2), file=out)
+    elif not rows:
+        print("no lab is up: 'sudo podlab up' brings up the default lab", file=out)
+    else:
+        print(render.table(["LAB", "MODE", "NODES", "PODS", "READY", "AGENT", "AGE"],
+                           [[r["name"], r["mode"], r["nodes"], r["pods"], r["ready"],
+                             "running" if r["agent"] else "DEAD", render.age(r["age"])] for r in rows]), file=out)
+    return 0
+
+
+def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    lab = api.pick(args.lab)
+    if args.what in ("nodes", "node", "no"):
+        rows = render.node_rows(lab)
+        if args.output == "json":
+            print(json.dumps(rows, indent=2), file=out)
+            return 0
+        cols = ["NAME", "STATUS", "AGE", "INTERNAL-IP", "POD-CIDR"] + (["NETNS"] if args.output == "wide" else [])
+        keys = ["name", "status", "age", "ip", "podCIDR"] + (["netns"] if args.output == "wide" else [])
+    else:
+        rows = render.pod_rows(lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name))
+        if args.output == "json":
+            print(json.dumps(rows, indent=2), file=out)
+            return 0
+        cols = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+        keys = ["name", "ready", "status", "restarts", "age"]
+        if args.output == "wide":
+            cols += ["IP", "NODE", "NETNS"]
+            keys += ["ip", "node", "netns"]
+    print(render.table(cols, [[r[k] if k != "age" else render.age(r[k]) for k in keys] for r in rows]), file=out)
+    return 0
+
+
+def _run_in(target: api.Target, argv: list[str], out: TextIO, err: TextIO) -> int:
+    """Run argv inside the target's namespaces; its exit status is ours. A tty passes straight through."""
+    from lab.engine import netns
+
+    def enter() -> None:
+        netns.enter(target.netns, target.uts)
+
+    inherit = out is sys.stdout and err is sys.stderr
+    try:
+        if inherit:
+            out.flush()
+            return subprocess.call(argv, preexec_fn=enter)
+        r = subprocess.run(argv, preexec_fn=enter, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        out.write(r.stdout)
+        err.write(r.stderr)
+        return r.returncode
+    except FileNotFoundError:
+        print(f"podlab: {argv[0]}: command not found", file=err)
+        return 127
+
+
+def cmd_exec(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise PodlabError("exec needs a command after '--', e.g. podlab exec POD -- ip addr")
+    lab = api.pick(args.lab)
+    target = lab.target(args.target)
+    if args.container:
+        names = [c.name for p in lab.topology.pods if p.name == target.name for c in p.containers]
+        if args.container not in names:
+            raise PodlabError(f"pod {target.name} has no container {args.container!r}; it has: {', '.join(names)}")
+    return _run_in(target, argv, out, err)
+
+
+def cmd_shell(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    lab = api.pick(args.lab)
+    target = lab.target(args.target)
+    os.environ["PS1"] = f"[{target.kind} {target.name}] \\w# "
+    print(f"shell in {target.kind} {target.name} (network namespace {target.netns}); 'exit' to leave", file=out)
+    return _run_in(target, ["bash", "--norc", "-i"], out, err)
+
+
+def cmd_ping(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    lab = api.pick(args.lab)
+    src = lab.target(args.src)
+    dst = lab.address_of(args.dst)
+    return _run_in(src, ["ping", "-c", str(args.count), "-W", "1", "-i", "0.2", str(dst)], out, err)
+
+
+def cmd_curl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    lab = api.pick(args.lab)
+    src = lab.target(args.src)
+    host, _, path = args.dst.partition("/")
+    name, _, port = host.partition(":")
+    dst = lab.address_of(name)
+    url = f"http://{dst}:{port or 80}/{path}"
+    return _run_in(src, ["curl", "-sS", "--max-time", "5", url], out, err)
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from lab import check
+    lab = api.pick(args.lab)
+    started = time.monotonic()
+    results = check.run(lab)
+    report = check.report(lab, results, time.monotonic() - started)
+    if args.output == "json":
+        print(json.dumps(report["json"], indent=2), file=out)
+    else:
+        print(report["text"], file=out)
+    return 0 if report["passed"] else 1
+
+
+def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from lab import inspect
+    lab = api.pick(args.lab)
+    target = lab.target(args.target)
+    snap = inspect.snapshot(target.netns)
+    if args.output == "json":
+        print(json.dumps(snap.to_dict(), indent=2), file=out)
+    else:
+        print(render.snapshot_text(target, snap), file=out)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    say = _say(out)
+    if "default" in api.running():
+        say("the default lab is already up")
+        lab = api.Lab("default")
+    else:
+        lab = api.up(api.load_topology(None), say)
+    say("")
+    cmd_get(argparse.Namespace(lab=lab.name, what="pods", output="wide"), out, err)
+    say("\nchecking the Kubernetes network model (every pod to every pod, nodes to pods, ICMP and HTTP) ...")
+    code = cmd_check(argparse.Namespace(lab=lab.name, output="text"), out, err)
+    pod = lab.addresses.pods[0]
+    other = next((p for p in lab.addresses.pods if p.node != pod.node), lab.addresses.pods[-1])
+    say(render.next_steps(lab, pod, other))
+    return code
+
+
+COMMANDS = {"up": cmd_up, "down": cmd_down, "plan": cmd_plan, "status": cmd_status, "get": cmd_get,
+            "exec": cmd_exec, "shell": cmd_shell, "ping": cmd_ping, "curl": cmd_curl, "check": cmd_check,
+            "inspect": cmd_inspect, "demo": cmd_demo}

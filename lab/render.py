@@ -1,0 +1,147 @@
+"""Text for people: tables, the address plan, kubectl-like rows, a namespace's kernel state."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lab.addressing import PodAddr
+from lab.planner import Plan
+
+
+def table(columns: list[str], rows: list[list[Any]]) -> str:
+    cells = [columns] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def age(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def plan_text(plan: Plan) -> str:
+    t, a = plan.topology, plan.addresses
+    mode = t.mode + (f" ({t.routing} routing)" if t.routing else "")
+    lines = [f"lab {t.name}: {mode}" + (f" — {t.description}" if t.description else ""),
+             f"pod CIDR {t.pod_cidr}, /{t.node_mask} per node; node subnet {t.node_subnet}; "
+             f"service CIDR {t.service_cidr}; MTU {t.mtu} (pods {a.pod_mtu})",
+             f"capacity: {a.capacity}", ""]
+    node_rows = [[n.name, n.ip, n.block, n.gateway, len([p for p in a.pods if p.node == n.name]), n.netns]
+                 for n in a.nodes]
+    lines.append(table(["NODE", "IP", "POD-CIDR", "GATEWAY", "PODS", "NETNS"], node_rows))
+    lines.append("")
+    shown = a.pods[:50]
+    lines.append(table(["POD", "NODE", "IP", "HOST-VETH", "NETNS"],
+                       [[p.name, p.node, f"{p.ip}/{p.prefixlen}" + (" (hostNetwork)" if p.host_network else ""),
+                         p.veth or "-", p.netns] for p in shown]))
+    if len(a.pods) > len(shown):
+        lines.append(f"... and {len(a.pods) - len(shown)} more pods")
+    if a.outside:
+        lines += ["", table(["OUTSIDE HOST", "IP", "NETNS"], [[h.name, h.ip, h.netns] for h in a.outside])]
+    if t.routing == "gateway":
+        lines += ["", f"VPC router {a.router_ip} in {a.underlay_netns}: one route per node pod CIDR"]
+    counts: dict[str, int] = {}
+    for op in plan.ops:
+        counts[type(op).__name__] = counts.get(type(op).__name__, 0) + 1
+    lines += ["", f"{len(plan.ops)} kernel operations: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+              "(podlab plan --as-commands prints them as ip/bridge/sysctl commands)"]
+    return "\n".join(lines)
+
+
+def _pod_state(pod_status: dict[str, Any] | None, containers: int, agent_alive: bool) -> tuple[str, str, int]:
+    if not agent_alive or pod_status is None:
+        return f"0/{containers}", "Unknown", 0
+    cs = pod_status.get("containers", {})
+    running = sum(1 for c in cs.values() if c.get("state") == "Running")
+    restarts = sum(int(c.get("restarts", 0)) for c in cs.values())
+    if running == containers:
+        status = "Running"
+    elif any(c.get("state") == "Error" for c in cs.values()):
+        status = "Error"
+    else:
+        status = "CrashLoopBackOff" if restarts else "ContainerCreating"
+    return f"{running}/{containers}", status, restarts
+
+
+def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[dict[str, Any]]:
+    now = time.time()
+    rows = []
+    for pod, addr in zip(lab.topology.pods, lab.addresses.pods):
+        ready, status, restarts = _pod_state(agent_status.get("pods", {}).get(pod.name), len(pod.containers),
+                                             agent_alive)
+        rows.append({"name": pod.name, "ready": ready, "status": status, "restarts": restarts,
+                     "age": now - lab.created, "ip": str(addr.ip), "node": pod.node, "netns": addr.netns,
+                     "namespace": pod.namespace, "hostNetwork": pod.host_network,
+                     "containers": [c.name for c in pod.containers]})
+    return rows
+
+
+def node_rows(lab: Any) -> list[dict[str, Any]]:
+    from lab.engine import netns
+    now = time.time()
+    return [{"name": n.name, "status": "Ready" if netns.exists(n.netns) else "NotReady", "age": now - lab.created,
+             "ip": str(n.ip), "podCIDR": str(n.block), "netns": n.netns} for n in lab.addresses.nodes]
+
+
+def lab_status(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> dict[str, Any]:
+    pods = pod_rows(lab, agent_status, agent_alive)
+    return {"name": lab.name, "mode": lab.topology.mode + (f"/{lab.topology.routing}" if lab.topology.routing else ""),
+            "nodes": len(lab.addresses.nodes), "pods": len(pods),
+            "ready": sum(1 for p in pods if p["status"] == "Running"), "agent": agent_alive,
+            "age": time.time() - lab.created, "source": lab.meta.get("source")}
+
+
+def snapshot_text(target: Any, snap: Any) -> str:
+    lines = [f"{target.kind} {target.name} — network namespace {snap.netns}", "", "interfaces:"]
+    for l in snap.links:
+        extra = []
+        if l.master:
+            extra.append(f"master {l.master}")
+        if l.peer_index:
+            extra.append(f"peer if{l.peer_index}" + (" in another namespace" if l.peer_netnsid is not None else ""))
+        if l.vxlan:
+            v = l.vxlan
+            extra.append(f"vxlan id {v['id']} local {v['local']} dev {v['dev']} dstport {v['port']}"
+                         + ("" if v["learning"] else " nolearning"))
+        if l.alias:
+            extra.append(f"({l.alias})")
+        addrs = " ".join(a.address for a in snap.addresses if a.dev == l.name)
+        lines.append(f"  {l.index}: {l.name:<12} {l.kind or '-':<8} {l.state:<20} mtu {l.mtu:<5} {l.mac or ''}")
+        if addrs or extra:
+            lines.append(f"      {addrs} {' '.join(extra)}".rstrip())
+    lines += ["", "routes (main table):"]
+    for r in snap.routes_in("main"):
+        lines.append("  " + " ".join(x for x in [r.type if r.type != "unicast" else "", r.dst,
+                                                 f"via {r.gateway}" if r.gateway else "",
+                                                 f"dev {r.dev}" if r.dev else "", "onlink" if r.onlink else "",
+                                                 f"scope {r.scope}" if r.scope != "global" else ""] if x))
+    if snap.neighbours:
+        lines += ["", "neighbours:"]
+        lines += [f"  {n.address} dev {n.dev} lladdr {n.mac} {n.state}" for n in snap.neighbours]
+    fdb = [f for f in snap.fdb if f.dst or (f.mac and not f.mac.startswith(("33:33", "01:00:5e")))]
+    if fdb:
+        lines += ["", "forwarding database (bridge fdb):"]
+        lines += [f"  {f.mac} dev {f.dev}" + (f" dst {f.dst}" if f.dst else "") + (f" master {f.master}" if f.master else "")
+                  + (" self" if f.self else "") + (" permanent" if f.permanent else "") for f in fdb]
+    if snap.sysctls:
+        lines += ["", "sysctls: " + ", ".join(f"{k}={v}" for k, v in snap.sysctls.items())]
+    return "\n".join(lines)
+
+
+def next_steps(lab: Any, pod: PodAddr, other: PodAddr) -> str:
+    flag = f" --lab {lab.name}" if lab.name != "default" else ""
+    return "\n".join([
+        "", "what to try next:",
+        f"  sudo podlab exec {pod.name}{flag} -- ip addr             # the pod's eth0 and its IP",
+        f"  sudo podlab curl {pod.name} {other.ip}{flag}                 # the page names the pod that served it",
+        f"  sudo podlab ping {pod.name} {other.name}{flag}",
+        f"  sudo podlab inspect {pod.node}{flag}                       # the node's bridge, routes, VXLAN FDB",
+        f"  sudo podlab plan topologies/l3-vpc-router.yaml --as-commands   # how another design is built",
+        f"  sudo podlab down{flag}                                    # remove everything",
+    ])
