@@ -55,7 +55,10 @@ class Lab:
             self.meta = json.loads((self.dir / "lab.json").read_text())
         except (OSError, ValueError):
             raise PodlabError(f"lab {name!r} is not up (no complete record in {self.dir})") from None
-        topo = topology.loads((self.dir / "topology.yaml").read_text(), source=self.meta.get("source", "?"))
+        source = self.meta.get("source") or "topology.yaml"
+        # Re-read exactly as `up` read it (generated pod names derive from the design's name).
+        topo = topology.loads((self.dir / "topology.yaml").read_text(), source=source,
+                              default_name=Path(source).stem)
         self.topology: Topology = replace(topo, name=name)
         self.plan: Plan = planner.build(self.topology)
 

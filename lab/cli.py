@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("exec", help="run a command in a pod, node or host: podlab exec POD -- CMD ...")
     sp.add_argument("target")
     sp.add_argument("-c", "--container", help="container name (all of a pod's containers share its network)")
-    sp.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    sp.add_argument("argv", nargs="*", metavar="-- CMD", help="the command, after '--'")
     lab_flag(sp)
 
     sp = sub.add_parser("shell", help="an interactive shell inside a pod, node or host")
@@ -82,7 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after '--' is the command to run (exec), never podlab's own options.
+    trailing: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, trailing = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
+    if args.command == "exec":
+        args.argv = args.argv + trailing
     try:
         if args.command in ROOT_COMMANDS and os.geteuid() != 0:
             raise NeedsRoot(args.command)
@@ -197,7 +205,7 @@ def _run_in(target: api.Target, argv: list[str], out: TextIO, err: TextIO) -> in
 
 
 def cmd_exec(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    argv = args.argv
     if not argv:
         raise PodlabError("exec needs a command after '--', e.g. podlab exec POD -- ip addr")
     lab = api.pick(args.lab)

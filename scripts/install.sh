@@ -44,7 +44,8 @@ else
   echo "install: Python packages already present"
 fi
 
-if [ "$(readlink -f "$bin_link" 2>/dev/null)" != "$venv/bin/podlab" ]; then
+# Compare resolved paths: a project reached through a symlink must not relink on every run.
+if [ "$(readlink -f "$bin_link" 2>/dev/null)" != "$(readlink -f "$venv/bin/podlab")" ]; then
   ln -sf "$venv/bin/podlab" "$bin_link"
   echo "install: podlab is on PATH at $bin_link"
 fi

@@ -1,0 +1,245 @@
+"""Workloads: what runs inside the pods, served by one agent process per lab.
+
+Built-in workloads stand in for container images (http ~ nginx, echo ~ agnhost netexec,
+idle ~ busybox/pause); a `command` container is a real process in the pod's network and
+UTS namespaces. One agent serves every pod of a lab, because a socket keeps the namespace
+it was created in: 1000 pods cost one interpreter, not 1000.
+
+Files in the lab's state directory (lab.state):
+  agent-spec.json  what the agent serves (write_spec)
+  agent.pid        the agent's PID, while it runs
+  agent.json       its status, rewritten atomically on every change
+  agent.log        its own output; logs/<pod>_<container>.log the output of command containers
+
+This module is imported by the agent too, so it stays light: stdlib, lab.state, lab.errors.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import state
+from lab.errors import PodlabError
+
+WORKLOADS = ("http", "echo", "idle", "command")
+AGENT_MODULE = "lab.workloads.agent"
+_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+
+# Popen objects of agents this process started: kept so stop_agent can reap them
+# (otherwise a stopped agent stays a zombie child of a long-lived caller such as the TUI).
+_started: dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    workload: str
+    ports: tuple[int, ...] = ()
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    pod: str
+    netns: str
+    uts: str | None
+    containers: tuple[ContainerSpec, ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    lab: str
+    pods: tuple[PodSpec, ...]
+
+
+def parse_spec(data: object) -> Spec:
+    """Validate the agent's JSON spec; ValueError names the first bad field by its path."""
+    def need(cond: bool, where: str, what: str) -> None:
+        if not cond:
+            raise ValueError(f"{where}: {what}")
+
+    need(isinstance(data, dict), "spec", "must be an object")
+    assert isinstance(data, dict)
+    lab = data.get("lab")
+    need(isinstance(lab, str) and bool(state.LAB_NAME.match(lab)), "lab", f"invalid lab name {lab!r}")
+    pods_in = data.get("pods", [])
+    need(isinstance(pods_in, list), "pods", "must be a list")
+    pods: list[PodSpec] = []
+    seen_pods: set[str] = set()
+    for i, p in enumerate(pods_in):
+        at = f"pods[{i}]"
+        need(isinstance(p, dict), at, "must be an object")
+        name, netns, uts = p.get("pod"), p.get("netns"), p.get("uts")
+        need(isinstance(name, str) and bool(_NAME.match(name)), f"{at}.pod", f"invalid pod name {name!r}")
+        need(name not in seen_pods, f"{at}.pod", f"duplicate pod {name!r}")
+        seen_pods.add(name)
+        # netns is a name under /run/netns: no path separators, so it cannot point elsewhere.
+        need(isinstance(netns, str) and bool(_NAME.match(netns)), f"{at}.netns", f"invalid namespace name {netns!r}")
+        need(uts is None or (isinstance(uts, str) and uts.startswith("/")), f"{at}.uts", "must be an absolute path")
+        containers: list[ContainerSpec] = []
+        seen: set[str] = set()
+        for j, c in enumerate(p.get("containers", [])):
+            cat = f"{at}.containers[{j}]"
+            need(isinstance(c, dict), cat, "must be an object")
+            cname = c.get("name")
+            need(isinstance(cname, str) and bool(_NAME.match(cname)), f"{cat}.name", f"invalid name {cname!r}")
+            need(cname not in seen, f"{cat}.name", f"duplicate container {cname!r}")
+            seen.add(cname)
+            command = c.get("command") or []
+            workload = c.get("workload") or ("command" if command else "idle")
+            need(workload in WORKLOADS, f"{cat}.workload", f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
+            ports = c.get("ports") or []
+            need(isinstance(ports, list) and all(type(x) is int and 0 < x < 65536 for x in ports),
+                 f"{cat}.ports", "must be a list of port numbers 1-65535")
+            need(isinstance(command, list) and all(isinstance(x, str) for x in command),
+                 f"{cat}.command", "must be a list of strings (an argument list, not a shell string)")
+            need(workload != "command" or bool(command), f"{cat}.command", "a command container needs a command")
+            containers.append(ContainerSpec(cname, workload, tuple(ports), tuple(command)))
+        pods.append(PodSpec(name, netns, uts, tuple(containers)))
+    return Spec(lab, tuple(pods))
+
+
+def load_spec(path: Path | str) -> Spec:
+    with open(path) as f:
+        return parse_spec(json.load(f))
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Readers never see half a file: write a temporary file, then rename it over."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def write_spec(lab: str, pods: list[dict]) -> Path:
+    """Validate and write the agent's spec for `lab`; return its path.
+
+    Each pod: {"pod", "netns", "uts", "containers": [{"name", "workload", "ports", "command"}]}.
+    """
+    data = {"lab": lab, "pods": pods}
+    try:
+        parse_spec(data)
+    except ValueError as e:
+        raise PodlabError(f"workload spec for lab {lab!r}: {e}") from None
+    path = state.ensure_lab_dir(lab) / "agent-spec.json"
+    write_json_atomic(path, data)
+    return path
+
+
+def _is_agent(pid: int, lab: str) -> bool:
+    """True if `pid` runs our agent for `lab` (a recycled PID, or a zombie, is not)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    try:
+        return AGENT_MODULE.encode() in args and args[args.index(b"--lab") + 1] == lab.encode()
+    except (ValueError, IndexError):
+        return False
+
+
+def agent_pid(lab: str) -> int | None:
+    """The PID of the running agent of `lab`, verified against /proc; None if there is none."""
+    try:
+        pid = int((state.lab_dir(lab) / "agent.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_agent(pid, lab) else None
+
+
+def agent_alive(lab: str) -> bool:
+    """True if the workload agent of `lab` is running."""
+    return agent_pid(lab) is not None
+
+
+def read_status(lab: str) -> dict:
+    """The agent's last status (see agent.py), or {} if it has written none."""
+    try:
+        return json.loads((state.lab_dir(lab) / "agent.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _log_tail(lab: str, lines: int = 20) -> str:
+    try:
+        text = (state.lab_dir(lab) / "agent.log").read_text(errors="replace")
+    except OSError:
+        return "(no agent.log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def start_agent(lab: str, spec_path: Path, timeout: float = 30.0) -> int:
+    """Start the lab's agent detached and wait until all its sockets listen; return its PID.
+
+    Raises PodlabError (with the end of agent.log) if it dies or is not ready in time.
+    """
+    if (old := agent_pid(lab)) is not None:
+        raise PodlabError(f"the workload agent of lab {lab!r} is already running (pid {old}); stop it first")
+    d = state.ensure_lab_dir(lab)
+    (d / "agent.json").unlink(missing_ok=True)
+    env = dict(os.environ)
+    # The agent must find the same state directory and the same code as its caller,
+    # even if the caller changed lab.state.ROOT in-process or runs from a source tree.
+    env["PODLAB_STATE_DIR"] = str(state.ROOT)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    with open(d / "agent.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", AGENT_MODULE, "--lab", lab, "--spec", str(spec_path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd="/")
+    _started[proc.pid] = proc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _started.pop(proc.pid, None)
+            raise PodlabError(f"the workload agent of lab {lab!r} exited with code {proc.returncode}:\n{_log_tail(lab)}")
+        status = read_status(lab)
+        if status.get("pid") == proc.pid and status.get("ready"):
+            return proc.pid
+        time.sleep(0.05)
+    # Our own child, not yet reaped: its PID is safe to signal even if it never wrote agent.pid.
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _started.pop(proc.pid, None)
+    raise PodlabError(f"the workload agent of lab {lab!r} was not ready after {timeout:.0f} s:\n{_log_tail(lab)}")
+
+
+def _gone(pid: int, lab: str) -> bool:
+    proc = _started.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return False
+        _started.pop(pid, None)
+        return True
+    return not _is_agent(pid, lab)
+
+
+def stop_agent(lab: str, timeout: float = 5.0) -> None:
+    """Stop the lab's agent (it stops its command containers first); no-op if none runs."""
+    pid = agent_pid(lab)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _gone(pid, lab):
+            return
+        time.sleep(0.05)
+    if _is_agent(pid, lab):  # checked again right before the kill: never a recycled PID
+        os.kill(pid, signal.SIGKILL)
+    proc = _started.pop(pid, None)
+    if proc is not None:
+        proc.wait(timeout=5)
+    (state.lab_dir(lab) / "agent.pid").unlink(missing_ok=True)

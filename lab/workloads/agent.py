@@ -1,0 +1,373 @@
+"""The workload agent: one process that runs every pod of a lab.
+
+    python -m lab.workloads.agent --lab LAB --spec PATH
+
+Built-in containers (http, echo) are listening sockets, each made by a helper thread that
+has joined the pod's network namespace (lab.engine.netns.run_in); a socket keeps its
+namespace, so the main thread serves them all from one asyncio loop and never changes
+namespace itself. `command` containers are real processes that join the pod's network and
+UTS namespaces before exec, restarted with kubelet's back-off when they exit.
+
+Status goes to agent.json (atomically, at most every STATUS_INTERVAL); SIGTERM/SIGINT stop
+the command containers (SIGTERM, then SIGKILL after STOP_GRACE) and end the agent.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import errno
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+from lab import state
+from lab.engine import netns
+from lab.workloads import ContainerSpec, PodSpec, Spec, agent_pid, load_spec, servers, write_json_atomic
+
+STATUS_INTERVAL = 0.5
+WATCH_INTERVAL = 1.0
+STOP_GRACE = 2.0
+BACKOFF_CAP = 30
+BACKOFF_RESET = 600.0   # kubelet forgets a crash loop once the container has run for 10 minutes
+BACKLOG = 1024          # many clients at once (probes, benchmarks) must not see refused connections
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)  # loaded now: the forked child should not dlopen
+
+Claim = tuple[str, int]  # (protocol, port)
+
+
+def backoff(failures: int) -> float:
+    """Seconds before restart number failures+1: 1, 2, 4, ... capped at 30 (kubelet's CrashLoopBackOff)."""
+    return float(min(BACKOFF_CAP, 2 ** min(failures, 10)))
+
+
+def listeners(c: ContainerSpec) -> list[Claim]:
+    """The ports a container listens on. A command's declared ports are its claim: we cannot see inside it."""
+    if c.workload == "http":
+        return [("tcp", p) for p in (c.ports or (80,))]
+    if c.workload == "echo":  # agnhost netexec: --http-port 8080, --udp-port 8081
+        return [("tcp", c.ports[0] if c.ports else 8080), ("udp", c.ports[1] if len(c.ports) > 1 else 8081)]
+    if c.workload == "command":
+        return [("tcp", p) for p in c.ports]
+    return []
+
+
+def _port(claim: Claim) -> str:
+    return f"port {claim[1]}" if claim[0] == "tcp" else f"udp port {claim[1]}"
+
+
+def _listen(claim: Claim) -> socket.socket:
+    proto, port = claim
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        if proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx: restart despite TIME_WAIT
+        s.bind(("0.0.0.0", port))
+        if proto == "tcp":
+            # Listen here, not later: two SO_REUSEADDR sockets may both bind a port until one listens.
+            s.listen(BACKLOG)
+        s.setblocking(False)
+        return s
+    except BaseException:
+        s.close()
+        raise
+
+
+def bind_pod(pod: PodSpec) -> dict[str, list[tuple[Claim, socket.socket]] | str]:
+    """Open every built-in container's sockets; run inside the pod's namespace.
+
+    Containers claim ports in order; a later container wanting a claimed port fails with a
+    message (the others keep running), as a second nginx in one pod would.
+    """
+    claimed: dict[Claim, str] = {}
+    out: dict[str, list[tuple[Claim, socket.socket]] | str] = {}
+    for c in pod.containers:
+        wanted = listeners(c)
+        clash = next((w for w in wanted if w in claimed), None)
+        if clash:
+            out[c.name] = f"{_port(clash)} already in use by container {claimed[clash]}"
+            continue
+        socks: list[tuple[Claim, socket.socket]] = []
+        for w in wanted if c.workload != "command" else ():
+            try:
+                socks.append((w, _listen(w)))
+            except OSError as e:  # something else in the namespace holds it, e.g. a `podlab exec` process
+                for _, s in socks:
+                    s.close()
+                out[c.name] = (f"{_port(w)} already in use" if e.errno == errno.EADDRINUSE
+                               else f"cannot listen on {_port(w)}: {e.strerror}")
+                break
+        else:
+            claimed.update((w, c.name) for w in wanted)
+            out[c.name] = socks
+    return out
+
+
+def _enter_pod(ns: str, uts: str | None) -> None:
+    """In the forked child, before exec: join the pod, and die with the agent even if it is SIGKILLed."""
+    netns.enter(ns, uts)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    """Signal a command container's process group. Only called while its leader is not yet
+    reaped, so the group ID cannot have been recycled."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _exited(pid: int) -> bool:
+    """True once `pid` has exited, without reaping it (so its PID and group stay ours)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
+@dataclass
+class Container:
+    spec: ContainerSpec
+    state: str = "Waiting"
+    restarts: int = 0
+    message: str = ""
+    proc: subprocess.Popen | None = None
+    closers: list = field(default_factory=list)  # asyncio servers and transports
+    task: asyncio.Task | None = None
+
+    def status(self) -> dict:
+        return {"state": self.state, "restarts": self.restarts,
+                "pid": self.proc.pid if self.proc else None, "message": self.message}
+
+
+@dataclass
+class Pod:
+    spec: PodSpec
+    containers: dict[str, Container]
+    ns_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the namespace: a new one of the same name is not ours
+    gone: bool = False
+
+
+class Agent:
+    def __init__(self, spec: Spec):
+        self.lab = spec.lab
+        self.dir = state.ensure_lab_dir(spec.lab)
+        (self.dir / "logs").mkdir(exist_ok=True)
+        self.pods = [Pod(p, {c.name: Container(c) for c in p.containers}) for p in spec.pods]
+        self.ready = False
+        self.dirty = True
+
+    def set(self, pod: Pod, c: Container, state_: str, message: str = "") -> None:
+        if (c.state, c.message) != (state_, message) and state_ != "Running":
+            log(f"{pod.spec.pod}/{c.spec.name}: {state_} {message}")
+        c.state, c.message = state_, message
+        self.dirty = True
+
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "lab": self.lab, "ready": self.ready,
+                "pods": {p.spec.pod: {"containers": {n: c.status() for n, c in p.containers.items()}}
+                         for p in self.pods}}
+
+    def write_status(self) -> None:
+        self.dirty = False
+        write_json_atomic(self.dir / "agent.json", self.status())
+
+    async def start_pod(self, pod: Pod) -> None:
+        ns = pod.spec.netns
+        try:
+            st = os.stat(netns.netns_path(ns))
+            pod.ns_id = (st.st_dev, st.st_ino)
+            bound = netns.run_in(ns, partial(bind_pod, pod.spec))
+        except OSError as e:
+            pod.gone = True
+            for c in pod.containers.values():
+                self.set(pod, c, "Error", f"network namespace {ns}: {e.strerror}")
+            return
+        loop = asyncio.get_running_loop()
+        for c in pod.containers.values():
+            result = bound[c.spec.name]
+            if isinstance(result, str):
+                self.set(pod, c, "Error", result)
+                continue
+            for (proto, _port_), sock in result:
+                if proto == "tcp":
+                    handler = servers.http_handler(pod.spec.pod, c.spec.workload, ns)
+                    c.closers.append(await asyncio.start_server(handler, sock=sock, backlog=BACKLOG))
+                else:
+                    transport, _ = await loop.create_datagram_endpoint(
+                        partial(servers.UdpEcho, pod.spec.pod), sock=sock)
+                    c.closers.append(transport)
+            if c.spec.workload == "command":
+                c.task = asyncio.create_task(self.supervise(pod, c))
+            else:
+                self.set(pod, c, "Running")
+
+    def spawn(self, pod: Pod, c: Container) -> subprocess.Popen:
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOSTNAME": pod.spec.pod,
+               "HOME": "/root"}
+        with open(self.dir / "logs" / f"{pod.spec.pod}_{c.spec.name}.log", "ab") as out:
+            return subprocess.Popen(
+                list(c.spec.command), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd="/", env=env, start_new_session=True,  # own process group: stop reaches its children too
+                preexec_fn=partial(_enter_pod, pod.spec.netns, pod.spec.uts))
+
+    async def wait_exit(self, c: Container) -> int:
+        """Wait (without a thread or polling) until the container's process exits; then reap it."""
+        assert c.proc is not None
+        loop = asyncio.get_running_loop()
+        fd = os.pidfd_open(c.proc.pid)
+        try:
+            done = loop.create_future()
+            loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+            try:
+                await done
+            finally:
+                loop.remove_reader(fd)
+        finally:
+            os.close(fd)
+        return self.reap(c)
+
+    def reap(self, c: Container) -> int:
+        assert c.proc is not None
+        _killpg(c.proc.pid, signal.SIGKILL)  # what the main process left behind dies with it, as in a container
+        code = c.proc.wait()
+        c.proc = None
+        self.dirty = True
+        return code
+
+    async def supervise(self, pod: Pod, c: Container) -> None:
+        """Run a command container forever (restartPolicy Always), backing off while it keeps failing."""
+        failures = 0
+        while not pod.gone:
+            started = time.monotonic()
+            try:
+                c.proc = self.spawn(pod, c)
+            except (OSError, subprocess.SubprocessError) as e:
+                reason = f"cannot start {c.spec.command[0]}: {getattr(e, 'strerror', None) or e}"
+            else:
+                self.set(pod, c, "Running")
+                code = await self.wait_exit(c)
+                reason = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
+            if pod.gone:
+                return
+            if time.monotonic() - started >= BACKOFF_RESET:
+                failures = 0
+            delay = backoff(failures)
+            failures += 1
+            self.set(pod, c, "Waiting", f"CrashLoopBackOff: {reason}; restarting in {delay:g} s")
+            await asyncio.sleep(delay)
+            if pod.gone:
+                return
+            c.restarts += 1
+
+    def pod_gone(self, pod: Pod) -> None:
+        """The pod's namespace was deleted (or replaced): stop serving it, so nothing keeps it alive."""
+        pod.gone = True
+        message = f"network namespace {pod.spec.netns} is gone"
+        loop = asyncio.get_running_loop()
+        for c in pod.containers.values():
+            for closer in c.closers:
+                closer.close()
+            c.closers.clear()
+            if c.proc is not None:
+                _killpg(c.proc.pid, signal.SIGTERM)
+                loop.call_later(STOP_GRACE, self._kill_if_running, c, c.proc)
+            self.set(pod, c, "Error", message)
+
+    def _kill_if_running(self, c: Container, proc: subprocess.Popen) -> None:
+        if c.proc is proc:  # not reaped yet, so its group ID is still ours
+            _killpg(proc.pid, signal.SIGKILL)
+
+    async def watch_namespaces(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            for pod in self.pods:
+                if pod.gone:
+                    continue
+                try:
+                    st = os.stat(netns.netns_path(pod.spec.netns))
+                    same = (st.st_dev, st.st_ino) == pod.ns_id
+                except OSError:
+                    same = False
+                if not same:
+                    self.pod_gone(pod)
+
+    async def flush_status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            if self.dirty:
+                self.write_status()
+
+    async def stop_commands(self) -> None:
+        tasks = [c.task for p in self.pods for c in p.containers.values() if c.task]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        running = [c for p in self.pods for c in p.containers.values() if c.proc is not None]
+        for c in running:
+            _killpg(c.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + STOP_GRACE
+        while time.monotonic() < deadline and not all(_exited(c.proc.pid) for c in running):  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
+        for c in running:
+            self.reap(c)  # SIGKILLs the group first: leftovers and anyone who ignored SIGTERM
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        pid_file = self.dir / "agent.pid"
+        pid_file.write_text(f"{os.getpid()}\n")
+        try:
+            for pod in self.pods:
+                await self.start_pod(pod)
+            self.ready = True
+            self.write_status()
+            log(f"agent for lab {self.lab}: {len(self.pods)} pods ready")
+            background = [asyncio.create_task(self.flush_status()), asyncio.create_task(self.watch_namespaces())]
+            await stop.wait()
+            for t in background:
+                t.cancel()
+            log("stopping")
+        finally:
+            await self.stop_commands()
+            self.ready = False
+            self.write_status()
+            pid_file.unlink(missing_ok=True)
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.workloads.agent", description=__doc__.split("\n")[0])
+    parser.add_argument("--lab", required=True)
+    parser.add_argument("--spec", required=True)
+    args = parser.parse_args(argv)
+    try:
+        spec = load_spec(args.spec)
+    except (OSError, ValueError) as e:
+        print(f"podlab agent: {args.spec}: {e}", file=sys.stderr)
+        return 2
+    if spec.lab != args.lab:
+        print(f"podlab agent: {args.spec} is for lab {spec.lab!r}, not {args.lab!r}", file=sys.stderr)
+        return 2
+    if (other := agent_pid(spec.lab)) not in (None, os.getpid()):
+        print(f"podlab agent: lab {spec.lab!r} already has an agent (pid {other})", file=sys.stderr)
+        return 1
+    # Every listening socket is a file descriptor: 1000 pods need several thousand.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return asyncio.run(Agent(spec).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

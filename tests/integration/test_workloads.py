@@ -1,0 +1,367 @@
+"""The workload agent against real namespaces: pages, echo, UDP, /dial, localhost between containers,
+port clashes, command containers (namespaces, restarts, logs), deleted namespaces, clean stop, memory.
+
+Needs root (CI runs it as root). Every namespace is named wlt-<random>-... and removed afterwards.
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import lab.state
+import lab.workloads as wl
+from lab.engine import netns
+from lab.errors import PodlabError
+
+pytestmark = pytest.mark.root
+
+WEB, CLIENT, CRASH, DOOMED = ("web-6bfd886fb5-fvngf", "client-7d9c5c6f4-x2v9q",
+                              "crash-5f7b9c8d6-kq2lp", "doomed-84c7d9f6b-zz9wd")
+WEB_IP, CLIENT_IP = "10.123.0.1", "10.123.0.2"  # a veth between two of our namespaces, nowhere else
+
+
+def welcome(pod: str) -> str:
+    return f"Welcome to the home page of host {pod}!\n"
+
+
+def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def sh_in(ns: str, *args: str) -> str:
+    out = subprocess.run(["ip", "netns", "exec", ns, *args], capture_output=True, text=True, timeout=20)
+    return out.stdout
+
+
+def ns_inode(name: str) -> int:
+    return os.stat(netns.netns_path(name)).st_ino
+
+
+def pids_in(inodes: set[int]) -> set[int]:
+    """Every process whose network namespace is one of ours."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                    found.add(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def socket_namespaces(pid: int) -> set[int]:
+    """Network namespace inodes of every socket `pid` holds (pidfd_getfd(2) copies each, SIOCGSKNS names its netns)."""
+    sys_pidfd_getfd, siocgskns = 438, 0x894C
+    libc = ctypes.CDLL(None, use_errno=True)
+    found: set[int] = set()
+    pidfd = os.pidfd_open(pid)
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            mine = libc.syscall(sys_pidfd_getfd, pidfd, int(fd), 0)
+            if mine < 0:
+                continue
+            try:
+                ns_fd = fcntl.ioctl(mine, siocgskns)
+                found.add(os.fstat(ns_fd).st_ino)
+                os.close(ns_fd)
+            except OSError:
+                pass
+            finally:
+                os.close(mine)
+    finally:
+        os.close(pidfd)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.fail("these tests build real network namespaces: run them as root (CI does)")
+    d = tmp_path_factory.mktemp("podlab-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lab.state, "ROOT", d)
+        mp.setenv("PODLAB_STATE_DIR", str(d))  # and the agent subprocess reads the same directory
+        yield d
+
+
+@contextmanager
+def namespaces(lab_name: str, pods: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Create {netns: pod} namespaces with lo up; yield {netns: uts path}; always remove them."""
+    uts = {ns: lab.state.uts_path(lab_name, ns) for ns in pods}
+    try:
+        for made in netns.create([(ns, pod, uts[ns]) for ns, pod in pods.items()], {}).values():
+            made.close()
+        for ns in pods:
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        yield uts
+    finally:
+        for ns in pods:
+            netns.remove(ns, uts[ns])
+        assert not any(netns.exists(ns) for ns in pods)
+
+
+@pytest.fixture(scope="module")
+def agent_lab(state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    name = f"wlt-{secrets.token_hex(3)}"
+    ns = {k: f"{name}-{k}" for k in ("web", "cli", "crash", "doom", "missing")}
+    out = tmp_path_factory.mktemp("cmd-out")
+    created = {ns["web"]: WEB, ns["cli"]: CLIENT, ns["crash"]: CRASH, ns["doom"]: DOOMED}
+    with namespaces(name, created) as uts:
+        ip = ["ip", "-n", ns["web"]]
+        subprocess.run([*ip, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", ns["cli"]], check=True)
+        for where, addr in ((ns["web"], WEB_IP), (ns["cli"], CLIENT_IP)):
+            subprocess.run(["ip", "-n", where, "addr", "add", f"{addr}/24", "dev", "eth0"], check=True)
+            subprocess.run(["ip", "-n", where, "link", "set", "eth0", "up"], check=True)
+        pods = [
+            {"pod": WEB, "netns": ns["web"], "uts": uts[ns["web"]], "containers": [
+                {"name": "nginx", "workload": "http", "ports": [80]},
+                {"name": "sidecar", "workload": "echo", "ports": [8080]},
+                {"name": "nginx2", "workload": "http", "ports": [80]},
+                # Not exec'd: sh keeps a child (sleep), so stopping must reach grandchildren too.
+                {"name": "shell", "workload": "command", "command": [
+                    "sh", "-c", f"hostname > {out}/hostname; curl -s http://127.0.0.1/ > {out}/page; sleep 1000"]},
+                # Ignores SIGTERM (and so does its sleep, which inherits that): stop must SIGKILL it.
+                {"name": "stubborn", "workload": "command", "command": ["sh", "-c", "trap '' TERM; sleep 1000"]}]},
+            {"pod": CLIENT, "netns": ns["cli"], "uts": uts[ns["cli"]], "containers": [
+                {"name": "agnhost", "workload": "echo"}, {"name": "busybox", "workload": "idle"}]},
+            {"pod": CRASH, "netns": ns["crash"], "uts": uts[ns["crash"]], "containers": [
+                {"name": "app", "workload": "command", "command": ["sh", "-c", "echo started; exit 3"]},
+                {"name": "typo", "workload": "command", "command": ["/nonexistent/bin/app"]}]},
+            {"pod": DOOMED, "netns": ns["doom"], "uts": uts[ns["doom"]], "containers": [
+                {"name": "nginx", "workload": "http"},
+                {"name": "sleeper", "workload": "command", "command": ["sleep", "1000"]}]},
+            {"pod": "missing-0", "netns": ns["missing"], "uts": None, "containers": [
+                {"name": "nginx", "workload": "http"}]},
+        ]
+        pid = wl.start_agent(name, wl.write_spec(name, pods))
+        inodes = {ns_inode(n) for n in created}
+        try:
+            yield {"lab": name, "ns": ns, "uts": uts, "pid": pid, "out": out, "inodes": inodes}
+        finally:
+            wl.stop_agent(name)
+            assert not wl.agent_alive(name)
+            assert not pids_in(inodes), "a process was left in a test namespace"
+
+
+def container(lab_name: str, pod: str, name: str) -> dict:
+    return wl.read_status(lab_name).get("pods", {}).get(pod, {}).get("containers", {}).get(name, {})
+
+
+def udp_ask(ns: str, addr: tuple[str, int], message: bytes) -> tuple[str, tuple[str, int]]:
+    s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(3)
+        s.bind(("0.0.0.0", 0))
+        s.sendto(message, addr)
+        return s.recv(65536).decode(), s.getsockname()
+    finally:
+        s.close()
+
+
+def test_status_is_ready_and_written(agent_lab: dict) -> None:
+    status = wl.read_status(agent_lab["lab"])
+    assert status["pid"] == agent_lab["pid"] and status["ready"] is True
+    assert wl.agent_alive(agent_lab["lab"])
+    assert container(agent_lab["lab"], WEB, "nginx") == {"state": "Running", "restarts": 0, "pid": None, "message": ""}
+    assert container(agent_lab["lab"], CLIENT, "busybox")["state"] == "Running"
+
+
+def test_nginx_page_names_the_pod(agent_lab: dict) -> None:
+    assert sh_in(agent_lab["ns"]["web"], "curl", "-s", "http://127.0.0.1/") == welcome(WEB)
+    assert sh_in(agent_lab["ns"]["cli"], "curl", "-s", f"http://{WEB_IP}/any/path") == welcome(WEB)
+    head = sh_in(agent_lab["ns"]["cli"], "curl", "-sI", f"http://{WEB_IP}/")
+    assert "200 OK" in head and "Content-Type: text/html" in head
+    assert f"Content-Length: {len(welcome(WEB))}" in head and "Connection: close" in head
+
+
+def test_echo_hostname_clientip_and_echo(agent_lab: dict) -> None:
+    cli = agent_lab["ns"]["cli"]
+    assert sh_in(cli, "curl", "-s", "http://127.0.0.1:8080/hostname") == CLIENT
+    ip, port = sh_in(cli, "curl", "-s", "http://127.0.0.1:8080/clientip").rsplit(":", 1)
+    assert ip == "127.0.0.1" and port.isdigit()
+    # From another pod: the server sees the client pod's own address (no NAT between pods).
+    assert sh_in(cli, "curl", "-s", f"http://{WEB_IP}:8080/clientip").startswith(f"{CLIENT_IP}:")
+    assert sh_in(cli, "curl", "-s", "http://127.0.0.1:8080/echo?msg=hello") == "hello"
+    assert sh_in(cli, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8080/nope") == "404"
+
+
+def test_udp_hostname_clientip_echo(agent_lab: dict) -> None:
+    cli = agent_lab["ns"]["cli"]
+    assert udp_ask(cli, ("127.0.0.1", 8081), b"hostname")[0] == CLIENT
+    assert udp_ask(cli, (WEB_IP, 8081), b"hostname")[0] == WEB
+    answer, me = udp_ask(cli, (WEB_IP, 8081), b"clientip")
+    assert answer == f"{CLIENT_IP}:{me[1]}"
+    assert udp_ask(cli, ("127.0.0.1", 8081), b"echo hi there")[0] == "hi there"
+
+
+def test_dial_from_inside_the_pod(agent_lab: dict) -> None:
+    cli = agent_lab["ns"]["cli"]
+    for proto, port in (("http", 8080), ("udp", 8081)):
+        url = f"http://127.0.0.1:8080/dial?request=hostname&protocol={proto}&host={WEB_IP}&port={port}&tries=2"
+        assert json.loads(sh_in(cli, "curl", "-s", url)) == {"responses": [WEB, WEB]}
+    # The request leaves from the client pod's namespace, so the target sees the client pod's IP.
+    url = f"http://127.0.0.1:8080/dial?request=clientip&protocol=http&host={WEB_IP}&port=8080"
+    assert json.loads(sh_in(cli, "curl", "-s", url))["responses"][0].startswith(f"{CLIENT_IP}:")
+    failed = json.loads(sh_in(cli, "curl", "-s", f"http://127.0.0.1:8080/dial?request=hostname&host={WEB_IP}&port=9"))
+    assert failed["responses"] == [] and "refused" in failed["errors"][0]
+
+
+def test_containers_of_a_pod_share_localhost(agent_lab: dict) -> None:
+    web = agent_lab["ns"]["web"]
+    # echo sidecar -> nginx container, over the pod's loopback
+    url = "http://127.0.0.1:8080/dial?request=hostname&protocol=http&host=127.0.0.1&port=80"
+    assert json.loads(sh_in(web, "curl", "-s", url)) == {"responses": [welcome(WEB)]}
+    # command container (a real process) -> nginx container
+    page = agent_lab["out"] / "page"
+    wait_for(lambda: page.exists() and page.read_text(), what="the shell container's curl")
+    assert page.read_text() == welcome(WEB)
+
+
+def test_port_clash_fails_only_the_later_container(agent_lab: dict) -> None:
+    clash = container(agent_lab["lab"], WEB, "nginx2")
+    assert clash["state"] == "Error" and clash["message"] == "port 80 already in use by container nginx"
+    assert container(agent_lab["lab"], WEB, "nginx")["state"] == "Running"
+    assert container(agent_lab["lab"], WEB, "sidecar")["state"] == "Running"
+
+
+def test_command_container_joins_the_pod_namespaces(agent_lab: dict) -> None:
+    shell = wait_for(lambda: container(agent_lab["lab"], WEB, "shell").get("pid"), what="the shell's pid")
+    assert container(agent_lab["lab"], WEB, "shell")["state"] == "Running"
+    assert os.stat(f"/proc/{shell}/ns/net").st_ino == ns_inode(agent_lab["ns"]["web"])
+    assert os.stat(f"/proc/{shell}/ns/uts").st_ino == os.stat(agent_lab["uts"][agent_lab["ns"]["web"]]).st_ino
+    hostname = agent_lab["out"] / "hostname"
+    wait_for(lambda: hostname.exists() and hostname.read_text(), what="the shell's hostname")
+    assert hostname.read_text() == WEB + "\n"
+
+
+def test_exiting_command_is_restarted_with_backoff(agent_lab: dict) -> None:
+    lab_name = agent_lab["lab"]
+    wait_for(lambda: container(lab_name, CRASH, "app").get("restarts", 0) >= 2, timeout=15, what="two restarts")
+    app = container(lab_name, CRASH, "app")
+    assert app["state"] in ("Running", "Waiting")
+    log = lab.state.lab_dir(lab_name) / "logs" / f"{CRASH}_app.log"
+    assert log.read_text().count("started") >= 2  # appended, not overwritten, across restarts
+    if app["state"] == "Waiting":
+        assert "CrashLoopBackOff: exited with code 3" in app["message"]
+    typo = container(lab_name, CRASH, "typo")
+    assert typo["state"] == "Waiting" and "cannot start /nonexistent/bin/app: No such file" in typo["message"]
+
+
+def test_many_concurrent_clients(agent_lab: dict) -> None:
+    n = 400
+    socks = netns.run_in(agent_lab["ns"]["cli"],
+                         lambda: [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)])
+    try:
+        for s in socks:  # all connected before any answer is read
+            s.settimeout(10)
+            s.connect((WEB_IP, 80))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        for s in socks:
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(welcome(WEB).encode())
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_large_response(agent_lab: dict) -> None:
+    size = sh_in(agent_lab["ns"]["cli"], "curl", "-s", "-o", "/dev/null", "-w", "%{size_download}",
+                 f"http://{WEB_IP}/large?bytes=3000000")
+    assert size == "3000000"
+
+
+def test_missing_namespace_is_an_error_not_a_crash(agent_lab: dict) -> None:
+    nginx = container(agent_lab["lab"], "missing-0", "nginx")
+    assert nginx["state"] == "Error" and agent_lab["ns"]["missing"] in nginx["message"]
+
+
+def test_deleted_namespace_stops_its_pod_only(agent_lab: dict) -> None:
+    lab_name, doom = agent_lab["lab"], agent_lab["ns"]["doom"]
+    sleeper = wait_for(lambda: container(lab_name, DOOMED, "sleeper").get("pid"), what="the sleeper's pid")
+    inode = ns_inode(doom)
+    assert inode in socket_namespaces(agent_lab["pid"])  # the check below can see it
+    netns.remove(doom, agent_lab["uts"][doom])
+    wait_for(lambda: container(lab_name, DOOMED, "nginx").get("state") == "Error", what="the pod to fail")
+    assert "is gone" in container(lab_name, DOOMED, "nginx")["message"]
+    wait_for(lambda: not alive(sleeper), what="the sleeper to be stopped")
+    # Nothing of ours keeps the deleted namespace alive: no process in it, no socket of the agent.
+    wait_for(lambda: not pids_in({inode}), what="the namespace to be empty")
+    assert wl.agent_alive(lab_name) and inode not in socket_namespaces(agent_lab["pid"])
+    assert sh_in(agent_lab["ns"]["web"], "curl", "-s", "http://127.0.0.1/") == welcome(WEB)
+
+
+def test_start_refuses_a_second_agent_and_reports_a_bad_spec(agent_lab: dict, tmp_path: Path) -> None:
+    with pytest.raises(PodlabError, match="already running"):
+        wl.start_agent(agent_lab["lab"], lab.state.lab_dir(agent_lab["lab"]) / "agent-spec.json")
+    other = f"wlt-{secrets.token_hex(3)}"
+    bad = tmp_path / "spec.json"
+    bad.write_text(json.dumps({"lab": "someone-else", "pods": []}))
+    with pytest.raises(PodlabError, match="is for lab 'someone-else'"):
+        wl.start_agent(other, bad)
+    assert not wl.agent_alive(other)
+
+
+def test_stop_leaves_no_process_behind(agent_lab: dict) -> None:
+    lab_name = agent_lab["lab"]
+    shell = wait_for(lambda: container(lab_name, WEB, "shell").get("pid"), what="the shell's pid")
+    stubborn = wait_for(lambda: container(lab_name, WEB, "stubborn").get("pid"), what="the stubborn pid")
+    ours = pids_in(agent_lab["inodes"]) | {agent_lab["pid"], shell, stubborn}
+    assert len(ours) >= 5  # the agent, and two sh with a sleep each
+    started = time.monotonic()
+    wl.stop_agent(lab_name)
+    assert time.monotonic() - started < 4  # SIGTERM, 2 s grace, SIGKILL
+    assert not [pid for pid in ours if alive(pid)]
+    assert not pids_in(agent_lab["inodes"])
+    assert not (lab.state.lab_dir(lab_name) / "agent.pid").exists()
+    assert not wl.agent_alive(lab_name) and wl.read_status(lab_name)["ready"] is False
+    wl.stop_agent(lab_name)  # a second stop is a no-op
+
+
+def test_rss_for_300_pods(state_dir: Path) -> None:
+    name = f"wlt-{secrets.token_hex(3)}"
+    pods = {f"{name}-{i}": f"nginx-{i}" for i in range(300)}
+    with namespaces(name, pods) as uts:
+        spec = wl.write_spec(name, [{"pod": pod, "netns": ns, "uts": uts[ns], "containers": [
+            {"name": "nginx", "workload": "http"}, {"name": "echo", "workload": "echo"}]} for ns, pod in pods.items()])
+        pid = wl.start_agent(name, spec, timeout=60)
+        try:
+            assert sh_in(f"{name}-150", "curl", "-s", "http://127.0.0.1/") == welcome("nginx-150")
+            assert sh_in(f"{name}-299", "curl", "-s", "http://127.0.0.1:8080/hostname") == "nginx-299"
+            status = Path(f"/proc/{pid}/status").read_text()
+            rss_kb = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+            print(f"\nworkload agent RSS with 300 pods (http + echo): {rss_kb / 1024:.1f} MB")
+            assert rss_kb < 100 * 1024
+        finally:
+            wl.stop_agent(name)
+        assert not alive(pid)

@@ -1,0 +1,58 @@
+from ipaddress import IPv4Address, IPv4Network
+
+from lab import addressing, topology
+
+
+def load(text: str):
+    return topology.loads(text, source="test.yaml")
+
+
+def test_node_blocks_gateways_and_pod_addresses_are_deterministic():
+    topo = load("""
+name: t
+mode: vxlan
+nodes: [node1, node2]
+deployments: [{name: web, replicas: 3, image: nginx}]
+""")
+    a = addressing.plan(topo)
+    assert [n.block for n in a.nodes] == [IPv4Network("10.244.0.0/24"), IPv4Network("10.244.1.0/24")]
+    assert [n.gateway for n in a.nodes] == [IPv4Address("10.244.0.1"), IPv4Address("10.244.1.1")]
+    assert [n.ip for n in a.nodes] == [IPv4Address("192.168.56.11"), IPv4Address("192.168.56.12")]
+    # round-robin placement; host-local hands out .2, .3, ... per node
+    assert [(p.node, str(p.ip)) for p in a.pods] == [("node1", "10.244.0.2"), ("node2", "10.244.1.2"),
+                                                      ("node1", "10.244.0.3")]
+    assert addressing.plan(topo) == a
+    assert a.pod_mtu == 1450
+
+
+def test_seed_000_capacity():
+    cap = addressing.capacity(IPv4Network("172.16.0.0/16"), 25)
+    assert (cap.pod_addresses, cap.block_addresses, cap.max_nodes) == (65536, 128, 512)
+    assert "65536 addresses / 128 per node block = at most 512 nodes" in str(cap)
+
+
+def test_l2_pods_share_the_whole_pod_cidr():
+    a = addressing.plan(load("name: t\nmode: l2\nnodes: 2\npods: [{name: a, image: busybox}]"))
+    assert a.pods[0].prefixlen == 16
+    assert a.pod_mtu == 1500
+
+
+def test_host_network_pod_uses_the_node_address_and_namespace():
+    a = addressing.plan(load("name: t\nnodes: [n1]\npods: [{name: mon, node: n1, hostNetwork: true, image: busybox},"
+                             " {name: p, node: n1, image: busybox}]"))
+    mon, p = a.pods
+    assert mon.host_network and mon.ip == a.nodes[0].ip and mon.netns == a.nodes[0].netns and mon.veth is None
+    assert str(p.ip) == "10.244.0.2"     # the hostNetwork pod took no pod address
+
+
+def test_vtep_macs_are_stable_unicast_and_locally_administered():
+    mac = addressing.vtep_mac("lab", "node1")
+    first = int(mac.split(":")[0], 16)
+    assert mac == addressing.vtep_mac("lab", "node1") != addressing.vtep_mac("lab", "node2")
+    assert first & 0x02 and not first & 0x01
+
+
+def test_outside_hosts_follow_the_nodes_and_router_is_first_address():
+    a = addressing.plan(load("name: t\nmode: l3\nrouting: gateway\nnodes: 3\noutside: [ecs]"))
+    assert str(a.outside[0].ip) == "192.168.56.14"
+    assert str(a.router_ip) == "192.168.56.1"

@@ -1,0 +1,67 @@
+"""Golden plans: every shipped topology renders to the ip/bridge/sysctl commands on file.
+
+Regenerate after an intended change with PODLAB_UPDATE_GOLDEN=1 and review the diff.
+"""
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lab import commands, modes, planner, topology
+from lab.errors import PodlabError
+from lab.ops import AddFdb, AddNeighbour, AddRoute, CreateNamespace, CreateVxlan
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SMALL = sorted(p for p in TOPOLOGIES.glob("*.yaml") if p.stem != "scale")
+
+
+@pytest.mark.parametrize("path", SMALL, ids=[p.stem for p in SMALL])
+def test_golden_commands(path):
+    text = "\n".join(commands.render(planner.build(topology.load(path)).ops)) + "\n"
+    golden = GOLDEN / f"{path.stem}.txt"
+    if os.environ.get("PODLAB_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_every_shipped_topology_plans():
+    for path in TOPOLOGIES.glob("*.yaml"):
+        plan = planner.build(topology.load(path))
+        assert plan.ops
+
+
+def test_vxlan_has_one_neighbour_fdb_and_route_per_remote_node_never_per_pod():
+    plan = planner.build(topology.load(TOPOLOGIES / "scale.yaml"))
+    nodes = plan.addresses.nodes
+    assert len(nodes) == 50 and len(plan.addresses.pods) == 1000
+    for kind in (AddNeighbour, AddFdb):
+        per_ns = Counter(op.ns for op in plan.ops if isinstance(op, kind))
+        assert set(per_ns.values()) == {49}
+    overlay_routes = Counter(op.ns for op in plan.ops if isinstance(op, AddRoute) and op.dev == "flannel.1")
+    assert set(overlay_routes.values()) == {49}
+    vx = [op for op in plan.ops if isinstance(op, CreateVxlan)]
+    assert {(op.vni, op.port, op.mtu, op.learning) for op in vx} == {(1, 8472, 1450, False)}
+
+
+def test_vpc_router_holds_one_route_per_node_and_nodes_have_none_for_remote_blocks():
+    plan = planner.build(topology.load(TOPOLOGIES / "l3-vpc-router.yaml"))
+    a = plan.addresses
+    routes = [op for op in plan.ops if isinstance(op, AddRoute)]
+    router = [r for r in routes if r.ns == a.underlay_netns]
+    assert sorted((str(r.dst), str(r.via)) for r in router) == sorted((str(n.block), str(n.ip)) for n in a.nodes)
+    for n in a.nodes:
+        node_routes = [r for r in routes if r.ns == n.netns]
+        assert [str(r.dst) for r in node_routes] == ["0.0.0.0/0"]
+
+
+def test_names_in_plan_never_collide():
+    plan = planner.build(topology.load(TOPOLOGIES / "scale.yaml"))
+    names = [op.ns for op in plan.ops if isinstance(op, CreateNamespace)]
+    assert len(names) == len(set(names))
+
+
+def test_unknown_mode_lists_the_known_ones():
+    with pytest.raises(PodlabError, match="l2, l3, vxlan"):
+        modes.planner("calico")
