@@ -245,9 +245,11 @@ def cmd_curl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from lab import check
     lab = api.pick(args.lab)
+    from lab import probe
     started = time.monotonic()
-    results = check.run(lab)
-    report = check.report(lab, results, time.monotonic() - started)
+    pairs, sampled = check.plan_pairs(lab)
+    results = probe.probe(pairs)
+    report = check.report(lab, results, time.monotonic() - started, sampled)
     if args.output == "json":
         print(json.dumps(report["json"], indent=2), file=out)
     else:

@@ -1,4 +1,4 @@
-"""Names podlab generates: kubectl-style pod names, veth names, namespace names.
+"""Names: the ones podlab generates (pod, veth, namespace names) and the rules for the ones users write.
 
 Kubernetes names a Deployment's pods `<deployment>-<pod-template-hash>-<suffix>`, e.g.
 `nginx-6bfd886fb5-fvngf`: the ReplicaSet's name plus five random characters. Both parts
@@ -9,6 +9,9 @@ always gives the same names and a trainee's notes stay valid across `down` and `
 from __future__ import annotations
 
 import hashlib
+import re
+
+from lab.state import LAB_NAME
 
 # k8s.io/apimachinery/pkg/util/rand: alphanums
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -80,3 +83,75 @@ def veth_name(lab: str, pod: str) -> str:
 def netns_name(lab: str, obj: str) -> str:
     """The network namespace of a node, pod or outside host, as `ip netns list` shows it."""
     return f"{lab}-{obj}"
+
+
+# ---------------------------------------------------------------------------------------
+# What a name may be. Each check returns why a name is not valid and how to fix it, or None.
+# ---------------------------------------------------------------------------------------
+IFNAMSIZ = 15  # the kernel's limit for interface names, without the terminating NUL
+HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+_ALNUM = "lowercase letters a-z, digits and '-', starting and ending with a letter or digit"
+HOST_RULE = (f"use {_ALNUM}, at most {IFNAMSIZ} characters: the kernel's limit for interface names (IFNAMSIZ), "
+             "because the name also names its port on the underlay switch")
+KUBE_RULE = f"a Kubernetes name (DNS-1123 subdomain) uses {_ALNUM} (dots between parts), at most 63 characters"
+LABEL_RULE = f"a DNS label uses {_ALNUM}, at most 63 characters"
+LAB_RULE = f"a lab name uses {_ALNUM}, at most 24 characters: it prefixes every namespace name (<lab>-node1)"
+
+
+def _shown(name: str) -> str:
+    """The name quoted and cut short: a rejected name may be megabytes of junk."""
+    text = repr(name)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def suggest(name: str, max_length: int) -> str | None:
+    """A valid lowercase name close to the one given (My_Node -> my-node), for the message."""
+    ascii_only = name.encode("ascii", "ignore").decode().lower()
+    fixed = re.sub(r"[^a-z0-9]+", "-", ascii_only).strip("-")[:max_length].strip("-")
+    return fixed if fixed and fixed != name else None
+
+
+def _problem(name: str, what: str, pattern: re.Pattern[str], max_length: int, rule: str) -> str | None:
+    # fullmatch, not match with $: "node1\n" must not pass.
+    if pattern.fullmatch(name) and len(name) <= max_length:
+        return None
+    if not name:
+        return f"{what} is empty; {rule}"
+    suggestion = suggest(name, max_length)
+    try_this = f"; try '{suggestion}'" if suggestion else ""
+    if pattern.fullmatch(name):
+        return f"{what} {_shown(name)} is {len(name)} characters; {rule}{try_this}"
+    return f"{what} {_shown(name)} is not valid: {rule}{try_this}"
+
+
+def host_name_problem(name: str, what: str = "node name") -> str | None:
+    """Nodes and outside hosts: their names are also interface names on the underlay switch."""
+    return _problem(name, what, HOST_NAME, IFNAMSIZ, HOST_RULE)
+
+
+def kube_name_problem(name: str, what: str = "pod name") -> str | None:
+    """Pods and deployments; 63 rather than 253 characters because a pod's name is its hostname."""
+    return _problem(name, what, DNS_SUBDOMAIN, 63, KUBE_RULE)
+
+
+def dns_label_problem(name: str, what: str = "namespace") -> str | None:
+    return _problem(name, what, DNS_LABEL, 63, LABEL_RULE)
+
+
+def lab_name_problem(name: str) -> str | None:
+    return _problem(name, "lab name", LAB_NAME, 24, LAB_RULE)
+
+
+def interface_name_problem(name: str) -> str | None:
+    """The kernel's dev_valid_name(), plus ASCII only."""
+    if not name or len(name) > IFNAMSIZ:
+        return f"interface name {_shown(name)} must be 1-{IFNAMSIZ} characters (IFNAMSIZ, the kernel's limit)"
+    if name in (".", "..") or any(c in "/:" or c.isspace() or not c.isascii() or not c.isprintable() for c in name):
+        return (f"interface name {_shown(name)} is not valid: use ASCII letters, digits, '-', '_' or '.', "
+                "no '/', ':' or spaces, and not '.' or '..'")
+    if name == "lo":
+        return "'lo' is the loopback device every namespace already has; pick another name, e.g. cni0"
+    return None

@@ -6,7 +6,8 @@ raw socket gets a copy of every ICMP packet delivered to its address, it is also
 the targets there: the echo request's source address, as the receiver saw it, proves (or
 disproves) that nothing NATed the path. No ping process, no server. Each pair is one echo
 request: identifier = a random per-run base + index // 65536, sequence = index % 65536, and the
-payload carries a random run tag, so strays and other pings are ignored.
+payload carries a random run tag and the index again (NAT may rewrite the identifier, never
+the payload), so strays and other pings are ignored.
 
 HTTP: non-blocking TCP connects from sockets made in the source's namespace, at most
 HTTP_CONCURRENCY at once. A target running the echo workload answers GET /clientip with
@@ -17,6 +18,7 @@ Only the target addresses given are ever sent to; the root namespace is never us
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import os
 import random
@@ -30,7 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
+from lab.addressing import AddressPlan
 from lab.engine import netns as nsmod
+from lab.model import Topology
 
 PROTOS = ("icmp", "http")
 HTTP_CONCURRENCY = 256
@@ -42,6 +46,7 @@ SEND_CHUNK = 128                 # sends per socket between two looks at the rec
 
 ICMP_ECHO_REPLY, ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_TIME_EXCEEDED = 0, 3, 8, 11
 SOL_RAW, ICMP_FILTER = 255, 1
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 MAGIC = b"podlab-probe"
 UNREACHABLE = {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
                3: "port unreachable", 4: "fragmentation needed", 9: "network administratively prohibited",
@@ -113,7 +118,7 @@ def expected_pairs(pods: Sequence[Endpoint], nodes: Sequence[Endpoint], outside:
     return pairs
 
 
-def endpoints_from_plan(topo, plan) -> tuple[list[Endpoint], list[Endpoint], list[Endpoint]]:
+def endpoints_from_plan(topo: Topology, plan: AddressPlan) -> tuple[list[Endpoint], list[Endpoint], list[Endpoint]]:
     """(pods, nodes, outside) Endpoints of a lab, with the built-in workloads' HTTP ports.
 
     Ports follow the workloads' conventions: nginx-like "http" on its first port (80), the
@@ -138,13 +143,20 @@ def endpoints_from_plan(topo, plan) -> tuple[list[Endpoint], list[Endpoint], lis
 
 # ---------------------------------------------------------------- ICMP packets
 
+_text = functools.lru_cache(maxsize=1 << 16)(str)   # IPv4Address -> "10.244.0.3", once per address
+
+
 def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
+    """The Internet checksum (RFC 1071).
+
+    The ones' complement sum of 16-bit words is the number the bytes spell modulo 0xFFFF
+    (2**16 = 1 mod 0xFFFF), with 0xFFFF standing for zero when any bit is set.
+    """
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if total == 0 and any(data):
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
@@ -236,6 +248,8 @@ def _sockets_in(name: str, kind: int, proto: int, ips: Sequence[str | None]) -> 
 
 
 def _tune_raw(sock: socket.socket) -> None:
+    # IP_RECVERR: sendto reports ENOBUFS (a full neighbour table) instead of dropping silently.
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
     # Only echo, echo reply and the errors that quote a request: nothing else wakes us.
     wanted = (ICMP_ECHO_REPLY, ICMP_ECHO, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED)
     sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", 0xFFFFFFFF & ~sum(1 << t for t in wanted)))
@@ -247,11 +261,28 @@ def _tune_raw(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
 
 
+def _drain_errors(sock: socket.socket) -> None:
+    """Empty the error queue IP_RECVERR fills, so it never eats the receive buffer."""
+    for _ in range(1024):
+        try:
+            sock.recvmsg(1, 1024, socket.MSG_ERRQUEUE)
+        except OSError:
+            return
+
+
+def _check_privilege(e: OSError) -> None:
+    """Not being root fails every pair alike: say so once instead of drawing a matrix of ✗."""
+    if e.errno in (errno.EPERM, errno.EACCES):
+        raise PermissionError(e.errno, "probing needs root: it opens raw sockets inside the lab's "
+                                       f"network namespaces ({e.strerror})") from e
+
+
 def _errno_text(code: int) -> str:
     return {errno.ECONNREFUSED: "connection refused", errno.ETIMEDOUT: "timeout",
             errno.EHOSTUNREACH: "host unreachable", errno.ENETUNREACH: "network unreachable",
             errno.ECONNRESET: "connection reset", errno.EADDRNOTAVAIL: "address not available",
             errno.EPERM: "operation not permitted", errno.EACCES: "permission denied",
+            errno.ENOBUFS: "no buffer space (neighbour table full?)",
             }.get(code, os.strerror(code).lower())
 
 
@@ -276,18 +307,32 @@ def _probe_icmp(pairs: Sequence[Pair], timeout: float) -> list[_IcmpOutcome]:
         raise ValueError(f"{n} pairs is more than one ICMP probe run can number")
     base = random.randrange(0, 65536 - ident_count + 1)
 
-    keys = sorted({(e.netns, str(e.ip)) for s, d, _ in pairs for e in (s, d)})
+    keys = sorted({(e.netns, _text(e.ip)) for s, d, _ in pairs for e in (s, d)})
     _raise_nofile(len(keys))
     socks: dict[tuple[str, str], socket.socket] = {}
     sel = selectors.DefaultSelector()
+    unusable: dict[str, str] = {}
     try:
         for name, group in itertools.groupby(keys, key=lambda k: k[0]):
             ips = [ip for _, ip in group]
-            for ip, s in zip(ips, _sockets_in(name, socket.SOCK_RAW, socket.IPPROTO_ICMP, ips)):
+            try:
+                made = _sockets_in(name, socket.SOCK_RAW, socket.IPPROTO_ICMP, ips)
+            except OSError as e:
+                _check_privilege(e)
+                unusable[name] = f"cannot open a socket in namespace {name}: {_errno_text(e.errno or 0)}"
+                continue
+            for ip, s in zip(ips, made):
                 socks[(name, ip)] = s
                 _tune_raw(s)
                 sel.register(s, selectors.EVENT_READ, (name, ip))
-        _icmp_loop(pairs, out, socks, sel, tag, base, timeout)
+        # A source whose namespace is gone cannot send; a target's only loses its observer.
+        todo = []
+        for i, (src, _, _) in enumerate(pairs):
+            if src.netns in unusable:
+                out[i].error = unusable[src.netns]
+            else:
+                todo.append(i)
+        _icmp_loop(pairs, todo, out, socks, sel, tag, base, timeout)
     finally:
         sel.close()
         for s in socks.values():
@@ -295,7 +340,8 @@ def _probe_icmp(pairs: Sequence[Pair], timeout: float) -> list[_IcmpOutcome]:
     return out
 
 
-def _icmp_loop(pairs: Sequence[Pair], out: list[_IcmpOutcome], socks: dict[tuple[str, str], socket.socket],
+def _icmp_loop(pairs: Sequence[Pair], todo: Sequence[int], out: list[_IcmpOutcome],
+               socks: dict[tuple[str, str], socket.socket],
                sel: selectors.BaseSelector, tag: bytes, base: int, timeout: float) -> None:
     n = len(pairs)
     sent_at = [0.0] * n
@@ -305,7 +351,7 @@ def _icmp_loop(pairs: Sequence[Pair], out: list[_IcmpOutcome], socks: dict[tuple
     def enqueue(indexes: Iterable[int]) -> None:
         for i in indexes:
             src = pairs[i][0]
-            queues[(src.netns, str(src.ip))].append(i)
+            queues[(src.netns, _text(src.ip))].append(i)
             waiting.add(i)
 
     def flush() -> tuple[bool, bool]:
@@ -315,16 +361,15 @@ def _icmp_loop(pairs: Sequence[Pair], out: list[_IcmpOutcome], socks: dict[tuple
             sock = socks[key]
             for _ in range(min(SEND_CHUNK, len(queue))):
                 i = queue[0]
-                packet = build_echo(base + (i >> 16), i & 0xFFFF, tag)
+                packet = build_echo(base + (i >> 16), i & 0xFFFF, tag + struct.pack("!I", i))
                 try:
-                    sock.sendto(packet, (str(pairs[i][1].ip), 0))
+                    sock.sendto(packet, (_text(pairs[i][1].ip), 0))
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as e:
-                    if e.errno == errno.ENOBUFS:
-                        break
                     out[i].error = _errno_text(e.errno or 0)
-                    waiting.discard(i)
+                    if e.errno != errno.ENOBUFS:
+                        waiting.discard(i)   # refused outright; ENOBUFS may pass in the retry round
                 else:
                     sent_at[i] = time.monotonic()
                     sent_any = True
@@ -333,10 +378,14 @@ def _icmp_loop(pairs: Sequence[Pair], out: list[_IcmpOutcome], socks: dict[tuple
         return more, sent_any
 
     def index_of(ident: int, seq: int, payload: bytes) -> int | None:
+        # The payload's index is the authority: NAT may rewrite the identifier (masquerade
+        # does, to keep conntrack tuples apart), never the payload. A quote in an ICMP error
+        # may be cut short of it; then identifier and sequence say which pair it was.
+        if len(payload) >= len(tag) + 4 and payload.startswith(tag):
+            i = struct.unpack_from("!I", payload, len(tag))[0]
+            return i if i < n else None
         i = ((ident - base) << 16) + seq
-        if 0 <= ident - base and i < n and payload.startswith(tag):
-            return i
-        return None
+        return i if 0 <= ident - base and i < n and not payload else None
 
     def handle(data: bytes, netns_name: str, now: float) -> bool:
         pkt = parse_packet(data)
@@ -356,11 +405,9 @@ def _icmp_loop(pairs: Sequence[Pair], out: list[_IcmpOutcome], socks: dict[tuple
             return i is not None
         q = pkt.quoted
         if q is not None and q.type == ICMP_ECHO:
-            # The quote may stop short of our tag (RFC 792 asks for 8 bytes only).
-            payload = q.payload if len(q.payload) >= len(tag) else tag
-            i = index_of(q.ident, q.seq, payload)
+            i = index_of(q.ident, q.seq, q.payload if len(q.payload) >= len(tag) + 4 else b"")
             if i is not None and pairs[i][0].netns == netns_name and not out[i].ok \
-                    and q.dst == str(pairs[i][1].ip):
+                    and q.dst == _text(pairs[i][1].ip):
                 reason = UNREACHABLE.get(pkt.code, f"unreachable code {pkt.code}") \
                     if pkt.type == ICMP_DEST_UNREACH else "TTL exceeded"
                 out[i].error = f"{reason} (from {pkt.src})"
@@ -372,7 +419,7 @@ def _icmp_loop(pairs: Sequence[Pair], out: list[_IcmpOutcome], socks: dict[tuple
     # lost while ARP resolves) or its time is up; late answers to the first round still count.
     # ICMP errors and refused sends are answers, not retried.
     quiet = min(0.2, timeout / 4)
-    enqueue(range(n))
+    enqueue(todo)
     last_activity = time.monotonic()
     deadline = last_activity + timeout
     retried = False
@@ -395,18 +442,24 @@ def _icmp_loop(pairs: Sequence[Pair], out: list[_IcmpOutcome], socks: dict[tuple
         wait = 0.0 if more else min(max(0.0, until - now) + 0.001, 0.05)
         for key, _ in sel.select(wait):
             sock, name = key.fileobj, key.data[0]
+            errors = 0
             while True:
                 try:
                     data = sock.recv(65535)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
-                    break  # an ICMP error queued on the socket; the packet itself arrives too
+                    # IP_RECVERR's report of an ICMP error (the ICMP packet itself arrives too).
+                    _drain_errors(sock)
+                    errors += 1
+                    if errors > 64:
+                        break
+                    continue
                 if handle(data, name, time.monotonic()):
                     last_activity = time.monotonic()
-    for o in out:
-        if not o.ok and o.error is None:
-            o.error = "timeout"
+    for i in todo:
+        if not out[i].ok and out[i].error is None:
+            out[i].error = "timeout"
 
 
 # ---------------------------------------------------------------- HTTP probing
@@ -495,10 +548,11 @@ def _probe_http(pairs: Sequence[Pair], indexes: Sequence[int], timeout: float,
         for name, group in itertools.groupby(batch, key=lambda r: r.src.netns):
             reqs = list(group)
             try:
-                made = _sockets_in(name, socket.SOCK_STREAM, 0, [str(r.src.ip) for r in reqs])
+                made = _sockets_in(name, socket.SOCK_STREAM, 0, [_text(r.src.ip) for r in reqs])
             except OSError as e:
+                _check_privilege(e)
                 for r in reqs:
-                    r.error = f"cannot make a socket in {name}: {_errno_text(e.errno or 0)}"
+                    r.error = f"cannot open a socket in namespace {name}: {_errno_text(e.errno or 0)}"
                 continue
             for r, sock in zip(reqs, made):
                 r.sock = sock
@@ -506,7 +560,7 @@ def _probe_http(pairs: Sequence[Pair], indexes: Sequence[int], timeout: float,
                 r.deadline = r.started + timeout
                 r.outgoing = f"GET {r.path} HTTP/1.0\r\nHost: {r.dst.ip}\r\nUser-Agent: podlab-probe\r\n\r\n".encode()
                 active.add(id(r))
-                code = sock.connect_ex((str(r.dst.ip), r.port))
+                code = sock.connect_ex((_text(r.dst.ip), r.port))
                 if code in (0, errno.EINPROGRESS):
                     sel.register(sock, selectors.EVENT_WRITE, r)
                 else:
@@ -534,6 +588,11 @@ def _probe_http(pairs: Sequence[Pair], indexes: Sequence[int], timeout: float,
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as e:
+            if r.incoming:   # a reset after the whole answer (the server did not read all we sent)
+                _finish_http(r, time.monotonic())
+                if r.ok:
+                    return done(r)
+                r.ok, r.seen = False, None
             return done(r, _errno_text(e.errno or 0))
         if data and len(r.incoming) + len(data) <= HTTP_MAX_RESPONSE:
             r.incoming += data
@@ -581,7 +640,7 @@ def probe(pairs: Sequence[Pair], protos: Sequence[str] = PROTOS, timeout: float 
         if "http" in protos else {}
     results: list[PathResult] = []
     for i, (src, dst, expected) in enumerate(pairs):
-        common = dict(src=src.name, dst=dst.name, expected=expected, src_ip=str(src.ip), dst_ip=str(dst.ip),
+        common = dict(src=src.name, dst=dst.name, expected=expected, src_ip=_text(src.ip), dst_ip=_text(dst.ip),
                       src_kind=src.kind, src_node=src.node, dst_kind=dst.kind, dst_node=dst.node)
         if icmp is not None:
             o = icmp[i]
@@ -704,13 +763,15 @@ def _group_summary(results: Sequence[PathResult], names: Sequence[str]) -> list[
         c[2] += r.nat
     lines = [f"{len(names)} endpoints: per-group summary (rows send, columns receive)"]
     keys = sorted(stats, key=lambda k: (rank[k[0]], rank[k[1]]))
-    width = max((len(f"{a} -> {b}") for a, b in keys), default=0)
+    rows = []
     for a, b in keys:
         per = stats[(a, b)]
         passed = sum(c[0] for c in per.values())
         total = sum(c[1] for c in per.values())
-        mark = "✓" if passed == total else "✗"
         parts = ", ".join(f"{p} {c[0]}/{c[1]}" + (f" ({c[2]} NAT)" if c[2] else "")
                           for p, c in sorted(per.items(), key=lambda kv: PROTOS.index(kv[0])))
-        lines.append(f"{mark} {f'{a} -> {b}':<{width}}  {passed}/{total} passed  [{parts}]")
+        rows.append(("✓" if passed == total else "✗", f"{a} -> {b}", f"{passed}/{total}", parts))
+    width = max((len(r[1]) for r in rows), default=0)
+    count_width = max((len(r[2]) for r in rows), default=0)
+    lines += [f"{mark} {path:<{width}}  {count:>{count_width}} passed  [{parts}]" for mark, path, count, parts in rows]
     return lines

@@ -20,7 +20,7 @@ import json
 import math
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ import yaml.resolver
 from lab import naming
 from lab.errors import PodlabError, Problem, TopologyError
 from lab.model import MODES, ROUTING_STYLES, Container, Node, OutsideHost, Pod, Topology
-from lab.state import LAB_NAME
 
 YamlPath = tuple[str | int, ...]
 
@@ -44,7 +43,6 @@ MAX_PODS = 20000
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_YAML_NODES = 1_000_000   # stops alias bombs ("billion laughs") long before memory runs out
 MAX_YAML_DEPTH = 64          # real files nest about 6 deep; this also stops recursive aliases
-IFNAMSIZ = 15                # the kernel's limit for interface names, without the NUL
 NODE_ADDRESS_OFFSET = 10     # node i gets host offset 10 + i: 192.168.56.11, .12, ...
 RESERVED_NAMES = {"underlay": "the underlay switch", "router": "the VPC router"}
 RESERVED_RANGES = {
@@ -63,10 +61,6 @@ DEFAULTS = {
     "bridge": "cni0",
 }
 
-# Names. Node and outside host names also name interfaces on the underlay switch.
-IFACE_LIKE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -121,14 +115,14 @@ def load(path: str | Path) -> Topology:
     except OSError as e:
         raise PodlabError(f"cannot read {path}: {e.strerror or e}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise TopologyError(str(path), [Problem("(file)", f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB; "
-                                                          "a topology file is a few lines (use replicas: for many pods)")])
+        too_big = f"larger than {MAX_FILE_BYTES // 2**20} MiB; a topology is a few lines (replicas: makes many pods)"
+        raise TopologyError(str(path), [Problem("(file)", too_big)])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise TopologyError(str(path), [Problem("(file)", f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                                                          "is this a YAML file?", line)]) from None
+        not_text = f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); is this a YAML file?"
+        raise TopologyError(str(path), [Problem("(file)", not_text, line)]) from None
     return loads(text, source=str(path), default_name=path.stem)
 
 
@@ -184,7 +178,8 @@ def available_topologies(topologies_dir: Path) -> list[str]:
 def _format_path(path: YamlPath) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        part = part if isinstance(part, int) or len(part) <= 40 else part[:37] + "..."
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text or "(document)"
 
 
@@ -279,14 +274,24 @@ def _unknown_key(key: str, schema: dict[str, Field]) -> str:
 
 def _type_hint(key: str, spec: Field, value: Any) -> str:
     """How to write the value so it has the right type."""
-    if str in spec.types and isinstance(value, (int, float, bool)):
-        return f"; put it in quotes: {key}: \"{yaml.safe_dump(value).splitlines()[0]}\""
+    if str in spec.types:
+        return _quote_hint(value, key)
     if int in spec.types and isinstance(value, str) and value.strip().isdigit():
         return f"; remove the quotes: {key}: {value.strip()}"
     if list in spec.types and isinstance(value, str):
         items = _split_words(value)
-        return f"; write a list: {key}: [{', '.join(_quote(w) for w in items)}]" if items else ""
+        if 0 < len(items) <= 8:  # a hint, not a copy of a paragraph
+            return f"; write a list: {key}: [{', '.join(_quote(w) for w in items)}]"
+        return f"; write a list: {key}: [a, b]"
     return ""
+
+
+def _quote_hint(value: Any, key: str | None = None) -> str:
+    """YAML reads 1.10, 3600 and yes as numbers and booleans; quoting keeps them as text."""
+    if not isinstance(value, (int, float, bool)):
+        return ""
+    as_written = yaml.safe_dump(value).splitlines()[0]
+    return f"; put it in quotes: {key + ': ' if key else ''}\"{as_written}\""
 
 
 def _split_words(text: str) -> list[str]:
@@ -341,7 +346,7 @@ class _Reader:
         except RecursionError:
             checker.add((), f"the YAML is nested too deeply to be a topology (more than {MAX_YAML_DEPTH} levels)")
             return None
-        if root is None:
+        if root is None or (root.tag == _YAML + "null" and root.value in ("", "~", "null")):
             checker.add((), "the file is empty; a topology needs at least one key, e.g. 'nodes: 2' or 'name: demo'")
             return None
         checker.lines[()] = root.start_mark.line + 1
@@ -366,8 +371,7 @@ class _Reader:
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
         if node.tag not in _COLLECTION_TAGS:
-            self.checker.add(path, f"YAML tag {_show(node.tag)} is not supported; remove it",
-                             node.start_mark.line + 1)
+            self.checker.add(path, _tag_problem(node.tag), node.start_mark.line + 1)
         if isinstance(node, yaml.SequenceNode):
             items = []
             for index, item in enumerate(node.value):
@@ -389,10 +393,7 @@ class _Reader:
             line = key_node.start_mark.line + 1
             key = self.value(key_node, path, depth + 1) if isinstance(key_node, yaml.ScalarNode) else key_node
             if not isinstance(key, str):
-                shown = _show(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "a list or mapping"
-                self.checker.add(path, f"key {shown} is not a string; keys are names like 'name' or 'app'"
-                                       + (f": quote it: \"{key_node.value}\"" if isinstance(key_node, yaml.ScalarNode) else ""),
-                                 line)
+                self.checker.add(path, _key_problem(key_node), line)
                 continue
             if key in seen:
                 self.checker.add(path + (key,), f"duplicate key {_show(key)} (first at line {seen[key]}); "
@@ -417,7 +418,7 @@ class _Reader:
 
     def scalar(self, node: yaml.ScalarNode, path: YamlPath) -> Any:
         if node.tag not in self.constructor.yaml_constructors or node.tag is None:
-            self.checker.add(path, f"YAML tag {_show(node.tag)} is not supported; remove it", node.start_mark.line + 1)
+            self.checker.add(path, _tag_problem(node.tag), node.start_mark.line + 1)
             return node.value
         try:
             return self.constructor.construct_object(node)
@@ -427,75 +428,33 @@ class _Reader:
             return node.value
 
 
+def _key_problem(key_node: yaml.Node) -> str:
+    """YAML reads keys like 1, on or yes as numbers and booleans; ours are all names."""
+    if isinstance(key_node, yaml.ScalarNode):
+        return (f"key {_show(key_node.value)} is read as {key_node.tag.replace(_YAML, '')}, not a name; "
+                f"quote it: \"{key_node.value[:40]}\"")
+    return "a key must be a name like 'name' or 'app', not a list or mapping"
+
+
+def _tag_problem(tag: str | None) -> str:
+    return f"YAML tag {_show((tag or '').replace(_YAML, '!!'))} is not supported; remove it"
+
+
 # ---------------------------------------------------------------------------------------
-# Names
+# Names (the rules live in lab.naming)
 # ---------------------------------------------------------------------------------------
-def _suggest(name: str, max_length: int) -> str | None:
-    """A valid lowercase name close to the one given, to put in the message."""
-    ascii_only = name.encode("ascii", "ignore").decode().lower()
-    fixed = re.sub(r"[^a-z0-9]+", "-", ascii_only).strip("-")[:max_length].strip("-")
-    return fixed if fixed and fixed != name else None
-
-
-def _name_problem(name: str, what: str, pattern: re.Pattern[str], max_length: int, rule: str) -> str | None:
-    """Why a name is not valid and how to fix it, or None if it is valid."""
-    if pattern.fullmatch(name) and len(name) <= max_length:
-        return None
-    if not name:
-        return f"{what} is empty; {rule}"
-    suggestion = _suggest(name, max_length)
-    try_this = f"; try '{suggestion}'" if suggestion else ""
-    if pattern.fullmatch(name):
-        return f"{what} {_show(name)} is {len(name)} characters; {rule}{try_this}"
-    return f"{what} {_show(name)} is not valid: {rule}{try_this}"
-
-
-_ALNUM_RULE = "lowercase letters a-z, digits and '-', starting and ending with a letter or digit"
-_IFNAME_RULE = (f"use {_ALNUM_RULE}, at most {IFNAMSIZ} characters: the kernel's limit for interface names "
-                f"(IFNAMSIZ), because the name also names its port on the underlay switch")
-_SUBDOMAIN_RULE = (f"a Kubernetes name (DNS-1123 subdomain) uses {_ALNUM_RULE} (dots between parts), "
-                   "at most 63 characters")
-_LABEL_RULE = f"a DNS label uses {_ALNUM_RULE}, at most 63 characters"
-_LAB_RULE = (f"a lab name uses {_ALNUM_RULE}, at most 24 characters: "
-             "it prefixes every namespace name (<lab>-node1)")
-
-
-def _interface_like_name(name: str, what: str) -> str | None:
-    return _name_problem(name, what, IFACE_LIKE_NAME, IFNAMSIZ, _IFNAME_RULE)
-
-
-def _kube_name(name: str, what: str) -> str | None:
-    return _name_problem(name, what, DNS_SUBDOMAIN, 63, _SUBDOMAIN_RULE)
-
-
-def _dns_label(name: str, what: str) -> str | None:
-    return _name_problem(name, what, DNS_LABEL, 63, _LABEL_RULE)
-
-
-def _interface_name(name: str) -> str | None:
-    """The kernel's dev_valid_name(), plus ASCII only: the rule for the bridge name."""
-    if not name or len(name) > IFNAMSIZ:
-        return f"interface name {_show(name)} must be 1-{IFNAMSIZ} characters (IFNAMSIZ, the kernel's limit)"
-    if name in (".", "..") or any(c in "/:" or c.isspace() or not c.isascii() or not c.isprintable() for c in name):
-        return (f"interface name {_show(name)} is not valid: use ASCII letters, digits, '-', '_' or '.', "
-                "no '/', ':' or spaces, and not '.' or '..'")
-    if name == "lo":
-        return "'lo' is the loopback device every namespace already has; pick another name, e.g. cni0"
-    return None
-
-
 def _lab_name(checker: _Checker, top: dict[str, Any], default_name: str) -> str:
     name = top.get("name")
     if name is None:
-        if not LAB_NAME.fullmatch(default_name):
-            suggestion = _suggest(default_name, 24) or "demo"
+        if naming.lab_name_problem(default_name):
+            suggestion = naming.suggest(default_name, 24) or "demo"
             checker.add(("name",), f"the lab name defaults to the file name {_show(default_name)}, which is not valid: "
-                                   f"{_LAB_RULE}; add 'name: {suggestion}'")
+                                   f"{naming.LAB_RULE}; add 'name: {suggestion}'")
         return default_name
-    if not LAB_NAME.fullmatch(name):
-        suggestion = _suggest(name, 24)
-        checker.add(("name",), f"lab name {_show(name)} is not valid: {_LAB_RULE}"
-                               + (f"; try 'name: {suggestion}'" if suggestion else ""))
+    problem = naming.lab_name_problem(name)
+    if problem:
+        suggestion = naming.suggest(name, 24)
+        checker.add(("name",), problem.split("; try")[0] + (f"; write 'name: {suggestion}'" if suggestion else ""))
     return name
 
 
@@ -505,8 +464,9 @@ def _lab_name(checker: _Checker, top: dict[str, Any], default_name: str) -> str:
 def _choice(checker: _Checker, path: YamlPath, value: str, known: tuple[str, ...], what: str) -> str | None:
     if value in known:
         return value
-    close = difflib.get_close_matches(value.lower(), known, n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(value.lower(), list(by_lower), n=1, cutoff=0.5)
+    hint = f"did you mean '{by_lower[close[0]]}'? " if close else ""
     checker.add(path, f"unknown {what} {_show(value)}; {hint}known {what}s: {', '.join(known)}")
     return None
 
@@ -576,7 +536,7 @@ def _network(checker: _Checker, top: dict[str, Any]) -> _Network:
                                        "range larger than /12); e.g. 10.96.0.0/12")
         cidrs["serviceCIDR"] = None
     _check_overlaps(checker, {at[k]: v for k, v in cidrs.items() if v is not None})
-    bridge_problem = _interface_name(net["bridge"])
+    bridge_problem = naming.interface_name_problem(net["bridge"])
     if bridge_problem:
         checker.add(at["bridge"], bridge_problem)
     return _Network(cidrs["podCIDR"], mask, cidrs["nodeSubnet"], cidrs["serviceCIDR"], mtu, net["bridge"])
@@ -595,16 +555,18 @@ def _node_mask(checker: _Checker, mask: int, pod_cidr: IPv4Network | None) -> in
 
 
 def _check_overlaps(checker: _Checker, cidrs: dict[YamlPath, IPv4Network]) -> None:
-    items = list(cidrs.items())
+    # Report each overlap where the user wrote the second of the two ranges (a default has no line).
+    items = sorted(cidrs.items(), key=lambda item: checker.lines.get(item[0], 0))
     for i, (path, net) in enumerate(items):
         for other_path, other in items[i + 1:]:
             if net.overlaps(other):
-                checker.add(path, f"{path[-1]} {net} overlaps {other_path[-1]} {other} ({checker.where(other_path)}): "
-                                  "pod, node and service addresses must be told apart by routes; pick disjoint ranges")
-        for reserved, what in RESERVED_RANGES.items():
-            if net.overlaps(reserved):
-                checker.add(path, f"{path[-1]} {net} overlaps {what}, which the kernel treats specially; "
-                                  f"use a private range such as {DEFAULTS[str(path[-1])]}")
+                where = checker.where(path) if path in checker.lines else "the default"
+                checker.add(other_path, f"{other_path[-1]} {other} overlaps {path[-1]} {net} ({where}): pod, node and "
+                                        "service addresses must be told apart by routes; pick disjoint ranges")
+        special = [what for reserved, what in RESERVED_RANGES.items() if net.overlaps(reserved)]
+        if special:
+            checker.add(path, f"{path[-1]} {net} overlaps {' and '.join(special)}, which the kernel treats "
+                              f"specially; use a private range such as {DEFAULTS[str(path[-1])]}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -629,7 +591,7 @@ def _hosts(checker: _Checker, key: str, raw: Any, schema: dict[str, Field], what
             continue
         if item is None:
             continue
-        problem = _interface_like_name(item, f"{what} name")
+        problem = naming.host_name_problem(item, f"{what} name")
         if problem:
             checker.add(path, problem)
         hosts.append(_Named(item, path))
@@ -651,7 +613,7 @@ def _nodes(checker: _Checker, top: dict[str, Any], document: dict[str, Any]) -> 
         return None
     if isinstance(raw, int):
         return [_Named(f"node{i}", path) for i in range(1, raw + 1)]
-    return _hosts(checker, "nodes", raw, NODE_SCHEMA, "node")
+    return _hosts(checker, "nodes", raw, NODE_SCHEMA, "node") or None  # no usable entry: each was reported
 
 
 # ---------------------------------------------------------------------------------------
@@ -681,7 +643,6 @@ class _DeploymentDraft:
     replicas: int
     nodes: list[str] | None        # placement restriction; None = every node
     workload: _Workload
-    pod_names: list[str] = field(default_factory=list)
 
 
 def _image_container_name(image: str) -> str:
@@ -698,9 +659,7 @@ def _command(checker: _Checker, path: YamlPath, raw: list[Any]) -> tuple[str, ..
         elif isinstance(word, str):
             checker.add(path + (index,), "a command argument cannot contain a NUL character")
         else:
-            shown = yaml.safe_dump(word).splitlines()[0] if isinstance(word, (int, float, bool)) else None
-            hint = f"; put it in quotes: \"{shown}\"" if shown is not None else ""
-            checker.add(path + (index,), f"command arguments are strings, got {_describe(word)}{hint}")
+            checker.add(path + (index,), f"command arguments are strings, got {_describe(word)}{_quote_hint(word)}")
     return tuple(words)
 
 
@@ -736,8 +695,8 @@ def _ports(checker: _Checker, path: YamlPath, raw: list[Any], used: dict[tuple[i
         elif not 1 <= item <= 65535:
             checker.add(at, f"port {item} is out of range: ports are 1..65535")
         elif (item, protocol) in used:
-            checker.add(at, f"port {item}/{protocol} is already declared by {used[(item, protocol)]}: the containers of "
-                            "a pod share one network namespace, so only one can listen on it")
+            checker.add(at, f"port {item}/{protocol} is already declared by {used[(item, protocol)]}: the containers "
+                            "of a pod share one network namespace, so only one can listen on it")
         else:
             used[(item, protocol)] = checker.where(path[:-1])
             ports.append(item)
@@ -748,7 +707,7 @@ def _container(checker: _Checker, path: YamlPath, raw: Any, used_ports: dict[tup
     spec = checker.fields(path, raw, CONTAINER_SCHEMA, "a container")
     if spec is None or "name" not in spec:
         return None
-    problem = _dns_label(spec["name"], "container name")
+    problem = naming.dns_label_problem(spec["name"], "container name")
     if problem:
         checker.add(path + ("name",), problem)
     image = _image(checker, path + ("image",), spec["image"]) if "image" in spec else Container.image
@@ -788,7 +747,7 @@ def _containers(checker: _Checker, path: YamlPath, spec: dict[str, Any], what: s
         return ()
     image = _image(checker, path + ("image",), spec["image"])
     name = _image_container_name(image)
-    if image and _dns_label(name, "container name"):
+    if image and naming.dns_label_problem(name, "container name"):
         checker.add(path + ("image",), f"the container would be named {_show(name)} after the image, which is not a "
                                        f"DNS label; use containers: [{{name: app, image: {image}}}] to name it")
     return (Container(name, image, (), _command(checker, path + ("command",), spec.get("command", []))),)
@@ -799,13 +758,12 @@ def _labels(checker: _Checker, path: YamlPath, raw: dict[str, Any]) -> dict[str,
     for key, value in raw.items():
         at = path + (key,)
         prefix, _, name = key.rpartition("/")
-        if not (LABEL_NAME.fullmatch(name) and len(name) <= 63) or (prefix and _kube_name(prefix, "prefix")):
+        bad_prefix = prefix and naming.kube_name_problem(prefix, "prefix")
+        if not (LABEL_NAME.fullmatch(name) and len(name) <= 63) or bad_prefix:
             checker.add(at, f"label key {_show(key)} is not valid: an optional DNS prefix and '/', then at most 63 "
                             "letters, digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. app)")
         if not isinstance(value, str):
-            hint = f"; put it in quotes: {key}: \"{yaml.safe_dump(value).splitlines()[0]}\"" \
-                if isinstance(value, (int, float, bool)) else ""
-            checker.add(at, f"label values are strings, got {_describe(value)}{hint}")
+            checker.add(at, f"label values are strings, got {_describe(value)}{_quote_hint(value, key)}")
             continue
         if value and not (LABEL_NAME.fullmatch(value) and len(value) <= 63):
             checker.add(at, f"label value {_show(value)} is not valid: at most 63 letters, digits, '-', '_' or '.', "
@@ -817,7 +775,7 @@ def _labels(checker: _Checker, path: YamlPath, raw: dict[str, Any]) -> dict[str,
 def _workload(checker: _Checker, path: YamlPath, spec: dict[str, Any], what: str) -> _Workload:
     containers = _containers(checker, path, spec, what)
     namespace = spec.get("namespace", "default")
-    problem = _dns_label(namespace, "namespace")
+    problem = naming.dns_label_problem(namespace, "namespace")
     if problem:
         checker.add(path + ("namespace",), problem)
     labels = _labels(checker, path + ("labels",), spec.get("labels", {}))
@@ -834,7 +792,7 @@ def _pods(checker: _Checker, raw: list[Any]) -> list[_PodDraft]:
         workload = _workload(checker, path, spec, "a pod")
         if "name" not in spec:
             continue
-        problem = _kube_name(spec["name"], "pod name")
+        problem = naming.kube_name_problem(spec["name"], "pod name")
         if problem:
             checker.add(path + ("name",), problem)
         drafts.append(_PodDraft(spec["name"], path, spec.get("node"), workload))
@@ -858,7 +816,7 @@ def _deployments(checker: _Checker, raw: list[Any]) -> list[_DeploymentDraft]:
         if "name" not in spec:
             continue
         name = spec["name"]
-        problem = _kube_name(name, "deployment name")
+        problem = naming.kube_name_problem(name, "deployment name")
         if problem:
             checker.add(path + ("name",), problem)
         if name in first_use:
@@ -879,7 +837,8 @@ def _placement_nodes(checker: _Checker, path: YamlPath, raw: list[Any]) -> list[
         else:
             checker.add(path + (index,), f"each entry is a node name, got {_describe(item)}")
     if not raw:
-        checker.add(path, "nodes: [] leaves nowhere to run the replicas; list node names, or remove it to use every node")
+        checker.add(path, "nodes: [] leaves nowhere to run the replicas; list node names, "
+                          "or remove it to use every node")
     return names
 
 
@@ -980,7 +939,8 @@ def _check_node_blocks(checker: _Checker, net: _Network, nodes: list[_Named]) ->
     bits = math.ceil(math.log2(len(nodes)))
     fixes = []
     if mask - bits >= 1:
-        fixes.append(f"a larger podCIDR (/{mask - bits}, e.g. {IPv4Network((pod_cidr.network_address, mask - bits), strict=False)})")
+        larger = IPv4Network((pod_cidr.network_address, mask - bits), strict=False)
+        fixes.append(f"a larger podCIDR (/{mask - bits}, e.g. {larger})")
     if pod_cidr.prefixlen + bits <= 30:
         fixes.append(f"a longer nodeCIDRMaskSize ({pod_cidr.prefixlen + bits}: "
                      f"{max_pods_per_node(pod_cidr.prefixlen + bits)} pods per node)")
@@ -991,7 +951,8 @@ def _check_node_blocks(checker: _Checker, net: _Network, nodes: list[_Named]) ->
     return False
 
 
-def _check_pods_per_node(checker: _Checker, net: _Network, nodes: list[_Named], pods: list[tuple[Pod, YamlPath]]) -> None:
+def _check_pods_per_node(checker: _Checker, net: _Network, nodes: list[_Named],
+                         pods: list[tuple[Pod, YamlPath]]) -> None:
     assert net.node_mask is not None
     block = 2 ** (32 - net.node_mask)
     room = max_pods_per_node(net.node_mask)
@@ -1003,9 +964,10 @@ def _check_pods_per_node(checker: _Checker, net: _Network, nodes: list[_Named], 
         count = counts.get(node.name, 0)
         if count > room:
             needed = 32 - math.ceil(math.log2(count + 3))
+            wider = f" with a podCIDR wider than /{needed}" if net.pod_cidr and net.pod_cidr.prefixlen >= needed else ""
             checker.add(node.path, f"node {node.name} gets {count} pods but its /{net.node_mask} block has {block} "
                                    f"addresses - 3 (network, gateway .1, broadcast) = {room}; use nodeCIDRMaskSize: "
-                                   f"{needed} or less, fewer replicas, or more nodes")
+                                   f"{needed} or less{wider}, fewer replicas, or more nodes")
 
 
 def _check_node_subnet(checker: _Checker, subnet: IPv4Network, nodes: int, outside: int) -> None:
@@ -1018,7 +980,8 @@ def _check_node_subnet(checker: _Checker, subnet: IPv4Network, nodes: int, outsi
     checker.add(("network", "nodeSubnet"),
                 f"{nodes} nodes and {outside} outside hosts do not fit in nodeSubnet {subnet}: .1 is the router and "
                 f"nodes start at host offset 11, so it needs 10 + {nodes} + {outside} = {needed} host addresses, "
-                f"but /{subnet.prefixlen} has {subnet.num_addresses} - 2 = {usable}"
+                + (f"but /{subnet.prefixlen} has {subnet.num_addresses} - 2 = {usable}" if usable > 0
+                   else f"but a /{subnet.prefixlen} has no host addresses to give")
                 + (f"; use a /{prefix} such as {suggestion}" if suggestion else ""))
 
 

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.naming import (SAFE_ALPHABET, deployment_pod_names, netns_name, pod_template_hash, replicaset_name,
-                        veth_name)
+from lab.naming import (SAFE_ALPHABET, deployment_pod_names, dns_label_problem, host_name_problem,
+                        interface_name_problem, kube_name_problem, lab_name_problem, netns_name, pod_template_hash,
+                        replicaset_name, suggest, veth_name)
 
 SAFE = f"[{SAFE_ALPHABET}]"
 POD_NAME = re.compile(rf"^[a-z0-9-]+-{SAFE}{{10}}-{SAFE}{{5}}$")
@@ -99,3 +100,46 @@ def test_veth_name_is_the_cni_style_hash():
 
 def test_netns_name():
     assert netns_name("demo", "node1") == "demo-node1"
+
+
+# ---------------------------------------------------------------------------------------
+# The rules for names users write
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["node1", "a", "n-1", "a" * 15, "0"])
+def test_valid_host_names(name):
+    assert host_name_problem(name) is None
+
+
+@pytest.mark.parametrize("name,fix", [
+    ("a" * 16, "IFNAMSIZ"), ("../x", "try 'x'"), ("-rf", "try 'rf'"), ("a b", "try 'a-b'"), ("Node1", "try 'node1'"),
+    ("nöde", "lowercase letters a-z"), ("node1\n", "try 'node1'"), ("", "is empty"), ("a.b", "try 'a-b'"),
+])
+def test_invalid_host_names(name, fix):
+    problem = host_name_problem(name)
+    assert problem is not None and fix in problem
+    assert "at most 15 characters: the kernel's limit for interface names (IFNAMSIZ)" in problem
+
+
+def test_kube_names_dns_labels_and_lab_names():
+    assert kube_name_problem("web.v1") is None
+    assert "64 characters" in kube_name_problem("a" * 64)
+    assert dns_label_problem("web.v1") is not None
+    assert lab_name_problem("demo") is None and lab_name_problem("a" * 24) is None
+    assert "at most 24" in lab_name_problem("a" * 25)
+    assert lab_name_problem("demo\n") is not None  # `$` would accept this; fullmatch does not
+    assert "x" * 100 not in kube_name_problem("X" * 100_000)  # the message shows the name cut short
+
+
+@pytest.mark.parametrize("name,ok", [
+    ("cni0", True), ("br-pods", True), ("flannel.1", True), ("a_b", True), ("", False), ("a" * 16, False),
+    (".", False), ("..", False), ("a/b", False), ("a:b", False), ("a b", False), ("brü", False), ("lo", False),
+])
+def test_interface_names_follow_the_kernel(name, ok):
+    assert (interface_name_problem(name) is None) == ok
+
+
+def test_suggest():
+    assert suggest("My_Node 1", 15) == "my-node-1"
+    assert suggest("node1", 15) is None  # already valid: nothing to suggest
+    assert suggest("---", 15) is None
+    assert len(suggest("x" * 40, 15)) == 15

@@ -1,0 +1,90 @@
+"""Pods and containers: hostnames, localhost between containers, hostNetwork, and the CLI on a real lab."""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import pytest
+
+from lab import cli, workloads
+
+DESIGN = """
+mode: vxlan
+nodes: [node1, node2]
+pods:
+  - name: web
+    node: node1
+    containers:
+      - {name: nginx, image: nginx, ports: [80]}
+      - {name: sidecar, image: echoserver, ports: [8080]}
+      - {name: tool, image: busybox, command: [sleep, "1000"]}
+  - {name: monitor, node: node1, hostNetwork: true, image: nginx}
+  - {name: client, node: node2, image: busybox}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(lab_from_yaml):
+    return lab_from_yaml(DESIGN, prefix="pods")
+
+
+def podlab(lab, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main([argv[0], "--lab", lab.name, *argv[1:]], out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_exec_runs_in_the_pod_with_its_hostname_and_passes_exit_status(lab):
+    code, out, _ = podlab(lab, "exec", "client", "--", "hostname")
+    assert (code, out.strip()) == (0, "client")
+    code, _, _ = podlab(lab, "exec", "client", "--", "sh", "-c", "exit 7")
+    assert code == 7
+    code, out, _ = podlab(lab, "exec", "client", "--", "ip", "-o", "-4", "addr", "show", "eth0")
+    assert str(lab.addresses.pod("client").ip) in out
+
+
+def test_containers_of_a_pod_reach_each_other_on_localhost(lab):
+    code, out, _ = podlab(lab, "exec", "web", "-c", "sidecar", "--", "curl", "-s", "-m", "3", "http://127.0.0.1/")
+    assert code == 0 and out.strip() == "Welcome to the home page of host web!"
+    code, out, _ = podlab(lab, "exec", "web", "--", "curl", "-s", "-m", "3", "http://localhost:8080/hostname")
+    assert out.strip() == "web"
+
+
+def test_command_container_runs_inside_the_pod(lab):
+    status = workloads.read_status(lab.name)["pods"]["web"]["containers"]["tool"]
+    assert status["state"] == "Running"
+    pid = status["pid"]
+    web_ns = os.stat(f"/run/netns/{lab.addresses.pod('web').netns}").st_ino
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == web_ns
+
+
+def test_host_network_pod_serves_on_the_node_address(lab):
+    node = lab.addresses.node("node1")
+    monitor = lab.addresses.pod("monitor")
+    assert monitor.ip == node.ip and monitor.netns == node.netns
+    code, out, _ = podlab(lab, "curl", "client", f"{node.ip}:80")
+    assert code == 0 and "host monitor!" in out
+
+
+def test_get_pods_json_and_status(lab):
+    code, out, _ = podlab(lab, "get", "pods", "-o", "json")
+    pods = {p["name"]: p for p in json.loads(out)}
+    assert pods["web"]["ready"] == "3/3" and pods["web"]["status"] == "Running"
+    assert pods["web"]["netns"] == lab.addresses.pod("web").netns and pods["web"]["node"] == "node1"
+    code, out, _ = podlab(lab, "get", "nodes", "-o", "json")
+    nodes = json.loads(out)
+    assert [(n["name"], n["podCIDR"]) for n in nodes] == [("node1", "10.244.0.0/24"), ("node2", "10.244.1.0/24")]
+
+
+def test_second_up_of_a_running_lab_is_refused(lab):
+    from lab import api
+    from lab.errors import PodlabError
+    topo = api.Lab(lab.name).topology
+    with pytest.raises(PodlabError, match="already up"):
+        api.up(topo)
+
+
+def test_check_cli_prints_a_passing_matrix(lab):
+    code, out, _ = podlab(lab, "check")
+    assert code == 0 and "PASS" in out
