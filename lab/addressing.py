@@ -72,6 +72,7 @@ class AddressPlan:
     outside: tuple[HostAddr, ...]
     capacity: Capacity
     pod_mtu: int
+    static_neighbours: bool = False    # see SHARED_ARP_BUDGET
 
     def node(self, name: str) -> NodeAddr:
         return next(n for n in self.nodes if n.name == name)
@@ -85,10 +86,25 @@ def capacity(pod_cidr: IPv4Network, node_mask: int) -> Capacity:
     return Capacity(pod_cidr.num_addresses, block, pod_cidr.num_addresses // block, max(block - 3, 0))
 
 
-def vtep_mac(lab: str, node: str) -> str:
-    """A stable, locally administered unicast MAC for a node's VXLAN device."""
-    digest = hashlib.sha256(f"{lab}/{node}/vtep".encode()).digest()
+def stable_mac(lab: str, owner: str, device: str) -> str:
+    """A stable, locally administered unicast MAC for one of the lab's devices."""
+    digest = hashlib.sha256(f"{lab}/{owner}/{device}".encode()).digest()
     return ":".join(f"{b:02x}" for b in bytes([0x0a]) + digest[:5])
+
+
+def vtep_mac(lab: str, node: str) -> str:
+    return stable_mac(lab, node, "vtep")
+
+
+# The kernel's neighbour (ARP) table is shared by every namespace and holds at most
+# gc_thresh3 (1024 by default) dynamic entries; only the root namespace may raise it.
+# Permanent entries do not count, so large labs write the entries ARP would have learnt.
+SHARED_ARP_BUDGET = 768
+
+
+def dynamic_neighbours(pods: int, nodes: int) -> int:
+    """About how many entries ARP learns in a lab: pod->gateway, node->pod, node->node."""
+    return 2 * pods + nodes * nodes
 
 
 def pod_prefixlen(topo: Topology) -> int:
@@ -122,7 +138,8 @@ def plan(topo: Topology) -> AddressPlan:
         router_ip=hosts[1], underlay_prefixlen=hosts.prefixlen,
         nodes=tuple(nodes), pods=tuple(pods), outside=outside,
         capacity=capacity(topo.pod_cidr, topo.node_mask),
-        pod_mtu=topo.mtu - VXLAN_OVERHEAD if topo.mode == "vxlan" else topo.mtu)
+        pod_mtu=topo.mtu - VXLAN_OVERHEAD if topo.mode == "vxlan" else topo.mtu,
+        static_neighbours=dynamic_neighbours(len(pods), len(nodes) + len(outside)) > SHARED_ARP_BUDGET)
 
 
 def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int], prefixlen: int) -> PodAddr:

@@ -27,21 +27,28 @@ ALL_PAIRS_LIMIT = 20_000
 
 
 def sampled_pairs(pods: list[probe.Endpoint], nodes: list[probe.Endpoint], outside: list[probe.Endpoint],
-                  outside_reaches: bool) -> list[probe.Pair]:
-    """Every pod to one pod on every node (its own included, rotating so each pod is a target
-    as often as the others) and every node to every pod: O(pods x nodes), not O(pods^2)."""
+                  outside_reaches: bool, remote_per_pod: int = 3) -> list[probe.Pair]:
+    """A sample that still crosses every pair of nodes: each pod reaches a pod on its own node
+    and pods on `remote_per_pod` other nodes, chosen so that a node's pods together cover every
+    other node; every node reaches its own pods and one pod on each other node."""
     by_node: dict[str | None, list[probe.Endpoint]] = {}
     for p in pods:
         by_node.setdefault(p.node, []).append(p)
+    order = list(by_node)
     pairs: list[probe.Pair] = []
-    for i, src in enumerate(pods):
-        for members in by_node.values():
-            candidates = [p for p in members if p.name != src.name] or []
-            if candidates:
-                pairs.append((src, candidates[i % len(candidates)], True))
-    pairs += [(n, p, True) for n in nodes for p in pods]
+    for node, members in by_node.items():
+        others = [n for n in order if n != node]
+        for j, src in enumerate(members):
+            if len(members) > 1:
+                pairs.append((src, members[(j + 1) % len(members)], True))
+            for k in range(min(remote_per_pod, len(others))):
+                target_node = by_node[others[(j * remote_per_pod + k) % len(others)]]
+                pairs.append((src, target_node[j % len(target_node)], True))
+    for n in nodes:
+        for node, members in by_node.items():
+            pairs += [(n, p, True) for p in (members if node == n.node else members[:1])]
     if outside_reaches:
-        pairs += [(h, p, True) for h in outside for p in pods]
+        pairs += [(h, members[0], True) for h in outside for members in by_node.values()]
     return pairs
 
 
@@ -69,8 +76,9 @@ def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: b
             f"{', ' + str(summary['failed']) + ' failed' if summary['failed'] else ''}"
             f"{', NAT seen on ' + str(summary['nat']) if summary['nat'] else ''} in {seconds:.2f} s")
     if sampled:
-        tail += (f"\n(a sample: {len(pods)} pods x {len(nodes)} nodes is too many for all pairs, so every pod "
-                 f"reached one pod on every node, and every node reached every pod)")
+        tail += (f"\n(a sample: {len(pods)} pods are too many for all pairs, so each pod reached a pod on its own "
+                 f"node and on 3 other nodes, covering every pair of nodes; each node reached its own pods and "
+                 f"one pod on every other node)")
     if not outside_reaches_pods(lab) and outside:
         tail += f"\n(outside hosts are not expected to reach pods in {lab.topology.mode} mode, so they were not probed)"
     text = f"lab {lab.name}: the Kubernetes network model\n\n{probe.matrix(results, names)}\n\n{tail}"

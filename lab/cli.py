@@ -104,7 +104,13 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
 
 
 def main_entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:      # `podlab plan ... | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 def _say(out: TextIO):

@@ -25,13 +25,15 @@ def _(op: SetSysctl) -> str:
 
 @command.register
 def _(op: CreateBridge) -> str:
-    return f"ip -n {op.ns} link add {op.name} mtu {op.mtu} type bridge"
+    mac = f" address {op.mac}" if op.mac else ""
+    return f"ip -n {op.ns} link add {op.name}{mac} mtu {op.mtu} type bridge"
 
 
 @command.register
 def _(op: CreateVeth) -> str:
     master = f"; ip -n {op.ns} link set {op.name} master {op.master}" if op.master else ""
-    return (f"ip -n {op.ns} link add {op.name} mtu {op.mtu} type veth peer name {op.peer} netns {op.peer_ns}"
+    mac = f" address {op.peer_mac}" if op.peer_mac else ""
+    return (f"ip -n {op.ns} link add {op.name} mtu {op.mtu} type veth peer name {op.peer}{mac} netns {op.peer_ns}"
             f"{master}")
 
 

@@ -24,6 +24,7 @@ class CreateBridge:
     ns: str
     name: str
     mtu: int
+    mac: str | None = None        # fixed, so static neighbour entries can name it
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class CreateVeth:
     mtu: int
     master: str | None = None     # bridge in `ns` that `name` is enslaved to
     alias: str | None = None      # human-readable owner of the host end, shown by `ip link`
+    peer_mac: str | None = None   # fixed, so static neighbour entries can name it
 
 
 @dataclass(frozen=True)

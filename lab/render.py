@@ -31,7 +31,11 @@ def plan_text(plan: Plan) -> str:
     lines = [f"lab {t.name}: {mode}" + (f" — {t.description}" if t.description else ""),
              f"pod CIDR {t.pod_cidr}, /{t.node_mask} per node; node subnet {t.node_subnet}; "
              f"service CIDR {t.service_cidr}; MTU {t.mtu} (pods {a.pod_mtu})",
-             f"capacity: {a.capacity}", ""]
+             f"capacity: {a.capacity}"]
+    if a.static_neighbours:
+        lines.append("neighbours: written as permanent entries (a lab this large would overflow the kernel's "
+                     "shared ARP table)")
+    lines.append("")
     node_rows = [[n.name, n.ip, n.block, n.gateway, len([p for p in a.pods if p.node == n.name]), n.netns]
                  for n in a.nodes]
     lines.append(table(["NODE", "IP", "POD-CIDR", "GATEWAY", "PODS", "NETNS"], node_rows))

@@ -61,7 +61,7 @@ def _what(op: Op) -> str:
 @encode.register
 def _(op: CreateBridge, links: Links, fds: dict[str, int]) -> nl.Request:
     body = (nl.ifinfomsg(links.new(op.ns, op.name)) + nl.string(nl.IFLA_IFNAME, op.name)
-            + nl.u32(nl.IFLA_MTU, op.mtu)
+            + nl.u32(nl.IFLA_MTU, op.mtu) + (nl.mac(nl.IFLA_ADDRESS, op.mac) if op.mac else b"")
             + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "bridge")))
     return nl.Request(nl.RTM_NEWLINK, nl.CREATE, body, _what(op))
 
@@ -70,7 +70,8 @@ def _(op: CreateBridge, links: Links, fds: dict[str, int]) -> nl.Request:
 def _(op: CreateVeth, links: Links, fds: dict[str, int]) -> nl.Request:
     index = links.new(op.ns, op.name)
     peer = (nl.ifinfomsg(links.new(op.peer_ns, op.peer)) + nl.string(nl.IFLA_IFNAME, op.peer)
-            + nl.u32(nl.IFLA_MTU, op.mtu) + nl.u32(nl.IFLA_NET_NS_FD, fds[op.peer_ns]))
+            + nl.u32(nl.IFLA_MTU, op.mtu) + nl.u32(nl.IFLA_NET_NS_FD, fds[op.peer_ns])
+            + (nl.mac(nl.IFLA_ADDRESS, op.peer_mac) if op.peer_mac else b""))
     body = nl.ifinfomsg(index) + nl.string(nl.IFLA_IFNAME, op.name) + nl.u32(nl.IFLA_MTU, op.mtu)
     if op.master:
         body += nl.u32(nl.IFLA_MASTER, links(op.ns, op.master))

@@ -2,9 +2,9 @@
 bridges, pods attached to their node's bridge (the CNI bridge plugin), outside hosts."""
 from __future__ import annotations
 
-from lab.addressing import AddressPlan, NodeAddr, interface, pod_prefixlen
+from lab.addressing import AddressPlan, NodeAddr, interface, pod_prefixlen, stable_mac
 from lab.model import Topology
-from lab.ops import (AddAddress, AddRoute, CreateBridge, CreateNamespace, CreateVeth, LinkUp, Op,
+from lab.ops import (AddAddress, AddNeighbour, AddRoute, CreateBridge, CreateNamespace, CreateVeth, LinkUp, Op,
                      SetHairpin, SetSysctl)
 from ipaddress import IPv4Network
 
@@ -31,10 +31,12 @@ def underlay_switch(topo: Topology, addrs: AddressPlan) -> list[Op]:
         # A VPC router never redirects hosts to each other: every packet must cross the route table.
         SetSysctl(ns, "net.ipv4.conf.all.send_redirects", "0"),
         SetSysctl(ns, "net.ipv4.conf.default.send_redirects", "0"),
-        CreateBridge(ns, UNDERLAY_BRIDGE, topo.mtu), LinkUp(ns, UNDERLAY_BRIDGE)]
+        CreateBridge(ns, UNDERLAY_BRIDGE, topo.mtu, mac=_mac(addrs, "underlay", UNDERLAY_BRIDGE)),
+        LinkUp(ns, UNDERLAY_BRIDGE)]
     for machine in (*addrs.nodes, *addrs.outside):
         ops += [CreateVeth(ns, machine.name, machine.netns, "eth0", topo.mtu, master=UNDERLAY_BRIDGE,
-                           alias=f"podlab {addrs.lab} uplink of {machine.name}"),
+                           alias=f"podlab {addrs.lab} uplink of {machine.name}",
+                           peer_mac=_mac(addrs, machine.name, "eth0")),
                 LinkUp(ns, machine.name), LinkUp(machine.netns, "eth0")]
     return ops
 
@@ -46,7 +48,7 @@ def node_uplink_address(topo: Topology, addrs: AddressPlan, node: NodeAddr, dev:
 def node_bridge(topo: Topology, addrs: AddressPlan, node: NodeAddr) -> list[Op]:
     """cni0 with the block's gateway, as the bridge plugin with isGateway sets it up."""
     mask = pod_prefixlen(topo)
-    return [CreateBridge(node.netns, topo.bridge, addrs.pod_mtu),
+    return [CreateBridge(node.netns, topo.bridge, addrs.pod_mtu, mac=_mac(addrs, node.name, topo.bridge)),
             LinkUp(node.netns, topo.bridge),
             AddAddress(node.netns, topo.bridge, interface(node.gateway, mask))]
 
@@ -59,7 +61,7 @@ def pods(topo: Topology, addrs: AddressPlan) -> list[Op]:
             continue
         node = addrs.node(pod.node)
         ops += [CreateVeth(node.netns, pod.veth, pod.netns, "eth0", addrs.pod_mtu, master=topo.bridge,
-                           alias=f"podlab {addrs.lab} pod {pod.name}"),
+                           alias=f"podlab {addrs.lab} pod {pod.name}", peer_mac=_mac(addrs, pod.name, "eth0")),
                 LinkUp(node.netns, pod.veth), SetHairpin(node.netns, pod.veth),
                 LinkUp(pod.netns, "eth0"),
                 AddAddress(pod.netns, "eth0", interface(pod.ip, pod.prefixlen)),
@@ -85,4 +87,39 @@ def base(topo: Topology, addrs: AddressPlan) -> list[Op]:
     ops = namespaces(topo, addrs) + underlay_switch(topo, addrs)
     for node in addrs.nodes:
         ops += node_bridge(topo, addrs, node)
-    return ops + pods(topo, addrs)
+    return ops + pods(topo, addrs) + static_neighbours(topo, addrs)
+
+
+def _mac(addrs: AddressPlan, owner: str, device: str) -> str | None:
+    """A fixed MAC where static neighbour entries will name the device; else the kernel's random one."""
+    return stable_mac(addrs.lab, owner, device) if addrs.static_neighbours else None
+
+
+def static_neighbours(topo: Topology, addrs: AddressPlan) -> list[Op]:
+    """In large labs, the entries ARP would learn, written as permanent ones (see
+    addressing.SHARED_ARP_BUDGET): pod <-> gateway, node <-> node, hosts <-> the VPC router.
+    In l2 mode pods still ARP for each other: that is the design being shown."""
+    if not addrs.static_neighbours:
+        return []
+    lab = addrs.lab
+    ops: list[Op] = []
+    for pod in addrs.pods:
+        if pod.host_network:
+            continue
+        node = addrs.node(pod.node)
+        ops += [AddNeighbour(pod.netns, "eth0", node.gateway, stable_mac(lab, node.name, topo.bridge)),
+                AddNeighbour(node.netns, topo.bridge, pod.ip, stable_mac(lab, pod.name, "eth0"))]
+    if topo.mode == "l2":
+        return ops
+    gateway = topo.routing == "gateway"
+    router_mac = stable_mac(lab, "underlay", UNDERLAY_BRIDGE)
+    for machine in (*addrs.nodes, *addrs.outside):
+        if gateway:
+            ops += [AddNeighbour(machine.netns, "eth0", addrs.router_ip, router_mac),
+                    AddNeighbour(addrs.underlay_netns, UNDERLAY_BRIDGE, machine.ip,
+                                 stable_mac(lab, machine.name, "eth0"))]
+    if not gateway:
+        for node in addrs.nodes:
+            ops += [AddNeighbour(node.netns, "eth0", peer.ip, stable_mac(lab, peer.name, "eth0"))
+                    for peer in addrs.nodes if peer is not node]
+    return ops

@@ -37,8 +37,8 @@ def test_vxlan_has_one_neighbour_fdb_and_route_per_remote_node_never_per_pod():
     nodes = plan.addresses.nodes
     assert len(nodes) == 50 and len(plan.addresses.pods) == 1000
     for kind in (AddNeighbour, AddFdb):
-        per_ns = Counter(op.ns for op in plan.ops if isinstance(op, kind))
-        assert set(per_ns.values()) == {49}
+        per_ns = Counter(op.ns for op in plan.ops if isinstance(op, kind) and op.dev == "flannel.1")
+        assert set(per_ns.values()) == {49} and len(per_ns) == 50
     overlay_routes = Counter(op.ns for op in plan.ops if isinstance(op, AddRoute) and op.dev == "flannel.1")
     assert set(overlay_routes.values()) == {49}
     vx = [op for op in plan.ops if isinstance(op, CreateVxlan)]
@@ -65,3 +65,34 @@ def test_names_in_plan_never_collide():
 def test_unknown_mode_lists_the_known_ones():
     with pytest.raises(PodlabError, match="l2, l3, vxlan"):
         modes.planner("calico")
+
+
+def test_large_labs_write_permanent_neighbours_small_labs_let_arp_learn():
+    """The kernel's ARP table is shared by all namespaces (1024 dynamic entries): large labs must not rely on it."""
+    big = planner.build(topology.load(TOPOLOGIES / "scale.yaml"))
+    assert big.addresses.static_neighbours
+    a = big.addresses
+    pod = a.pods[0]
+    node = a.node(pod.node)
+    neigh = {(op.ns, op.dev, str(op.address)) for op in big.ops if isinstance(op, AddNeighbour)}
+    assert (pod.netns, "eth0", str(node.gateway)) in neigh
+    assert (node.netns, "cni0", str(pod.ip)) in neigh
+    assert (node.netns, "eth0", str(a.nodes[1].ip if node is a.nodes[0] else a.nodes[0].ip)) in neigh
+    small = planner.build(topology.load(TOPOLOGIES / "default.yaml"))
+    assert not small.addresses.static_neighbours
+    assert all(op.dev == "flannel.1" for op in small.ops if isinstance(op, AddNeighbour))
+
+
+def test_check_samples_large_labs_but_covers_every_pair_of_nodes():
+    from ipaddress import IPv4Address
+
+    from lab import check, probe
+    plan = planner.build(topology.load(TOPOLOGIES / "scale.yaml"))
+    pods, nodes, outside = probe.endpoints_from_plan(plan.topology, plan.addresses)
+    pairs = check.sampled_pairs(pods, nodes, outside, False)
+    assert len(pairs) < 10_000
+    crossed = {(a.node, b.node) for a, b, _ in pairs if a.kind == "pod"}
+    names = [n.name for n in plan.addresses.nodes]
+    assert crossed == {(x, y) for x in names for y in names}
+    assert all(a.name != b.name for a, b, _ in pairs)
+    assert {b.name for _, b, _ in pairs} == {p.name for p in pods}
