@@ -97,8 +97,8 @@ def _mac(addrs: AddressPlan, owner: str, device: str) -> str | None:
 
 def static_neighbours(topo: Topology, addrs: AddressPlan) -> list[Op]:
     """In large labs, the entries ARP would learn, written as permanent ones (see
-    addressing.SHARED_ARP_BUDGET): pod <-> gateway, node <-> node, hosts <-> the VPC router.
-    In l2 mode pods still ARP for each other: that is the design being shown."""
+    addressing.SHARED_ARP_BUDGET): pod <-> gateway, pod <-> pod on one node, node <-> node,
+    hosts <-> the VPC router. In l2 mode pods on different nodes still ARP for each other."""
     if not addrs.static_neighbours:
         return []
     lab = addrs.lab
@@ -109,6 +109,9 @@ def static_neighbours(topo: Topology, addrs: AddressPlan) -> list[Op]:
         node = addrs.node(pod.node)
         ops += [AddNeighbour(pod.netns, "eth0", node.gateway, stable_mac(lab, node.name, topo.bridge)),
                 AddNeighbour(node.netns, topo.bridge, pod.ip, stable_mac(lab, pod.name, "eth0"))]
+        ops += [AddNeighbour(pod.netns, "eth0", other.ip, stable_mac(lab, other.name, "eth0"))
+                for other in addrs.pods
+                if other.node == pod.node and other is not pod and not other.host_network]
     if topo.mode == "l2":
         return ops
     gateway = topo.routing == "gateway"
