@@ -129,7 +129,7 @@ def load_topology(spec: str | None, name: str | None = None) -> Topology:
     path = topology.resolve(spec or DEFAULT_TOPOLOGY, TOPOLOGIES)
     topo = topology.load(path)
     if name:
-        if not state.LAB_NAME.match(name):
+        if not state.LAB_NAME.fullmatch(name):
             raise PodlabError(f"--name {name!r}: a lab name is 1-24 lowercase letters, digits or '-', "
                               f"starting and ending with a letter or digit")
         topo = replace(topo, name=name)

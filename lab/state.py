@@ -18,7 +18,7 @@ LAB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,22}[a-z0-9])?$")
 
 
 def lab_dir(lab: str) -> Path:
-    if not LAB_NAME.match(lab):
+    if not isinstance(lab, str) or not LAB_NAME.fullmatch(lab):
         # Names reach paths and namespace names: never let one escape the state directory.
         raise ValueError(f"invalid lab name {lab!r}")
     return ROOT / lab
@@ -39,4 +39,4 @@ def labs() -> list[str]:
     """Names of labs with a state directory (up, or left behind by a crash)."""
     if not ROOT.is_dir():
         return []
-    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and LAB_NAME.match(p.name))
+    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and LAB_NAME.fullmatch(p.name))

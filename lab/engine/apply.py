@@ -206,8 +206,11 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
 def destroy(lab: str) -> list[str]:
     """Remove every namespace the journal says this lab may have made. Returns those removed."""
     removed = []
+    uts_dir = str(state.lab_dir(lab) / "uts") + "/"
     for entry in reversed(Journal(lab).of_kind("netns")):
-        name = entry.get("name", "")
-        if netns.remove(name, entry.get("uts")):
+        name, uts = entry.get("name", ""), entry.get("uts")
+        if uts and not str(uts).startswith(uts_dir):
+            uts = None      # a record that points outside the lab's own directory is not ours to unmount
+        if netns.remove(name, uts):
             removed.append(name)
     return removed

@@ -45,6 +45,9 @@ def setns(fd: int, nstype: int) -> None:
 
 
 def netns_path(name: str) -> str:
+    # Names come from plans and journals; none may point outside /run/netns.
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"invalid network namespace name {name!r}")
     return os.path.join(NETNS_DIR, name)
 
 
