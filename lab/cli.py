@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -13,6 +14,12 @@ from lab import api, commands, planner, render, workloads
 from lab.errors import NeedsRoot, PodlabError
 
 ROOT_COMMANDS = {"up", "down", "status", "get", "exec", "shell", "ping", "curl", "check", "inspect", "demo"}
+
+# Areas that add their own subcommands. Each module has
+#   register(sub: argparse._SubParsersAction) -> dict[str, Handler]   (handler(args, out, err) -> int)
+#   NEEDS_ROOT: set[str]
+# and imports its heavy dependencies inside the handlers, so `podlab --help` stays fast.
+EXTENSIONS: list[str] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab_flag(sp)
 
     sub.add_parser("demo", help="bring up the default lab, check it, and show what to try next")
+    for name in EXTENSIONS:
+        module = importlib.import_module(name)
+        COMMANDS.update(module.register(sub))
+        ROOT_COMMANDS.update(module.NEEDS_ROOT)
     return p
 
 
