@@ -140,12 +140,14 @@ def snapshot_text(target: Any, snap: Any) -> str:
 
 def next_steps(lab: Any, pod: PodAddr, other: PodAddr) -> str:
     flag = f" --lab {lab.name}" if lab.name != "default" else ""
-    return "\n".join([
-        "", "what to try next:",
-        f"  sudo podlab exec {pod.name}{flag} -- ip addr             # the pod's eth0 and its IP",
-        f"  sudo podlab curl {pod.name} {other.ip}{flag}                 # the page names the pod that served it",
-        f"  sudo podlab ping {pod.name} {other.name}{flag}",
-        f"  sudo podlab inspect {pod.node}{flag}                       # the node's bridge, routes, VXLAN FDB",
-        f"  sudo podlab plan topologies/l3-vpc-router.yaml --as-commands   # how another design is built",
-        f"  sudo podlab down{flag}                                    # remove everything",
-    ])
+    steps = [
+        (f"sudo podlab exec {pod.name}{flag} -- ip addr", "the pod's eth0 and its IP"),
+        (f"sudo podlab curl {pod.name} {other.ip}{flag}", "the page names the pod that served it"),
+        (f"sudo podlab ping {pod.name} {other.name}{flag}", "ttl shows the routing hops"),
+        (f"sudo podlab inspect {pod.node}{flag}", "the node's bridge, routes, neighbours, VXLAN FDB"),
+        (f"sudo podlab check{flag}", "the network model again, after you break something"),
+        ("podlab plan l3-vpc-router --as-commands", "how another design is built (no root)"),
+        (f"sudo podlab down{flag}", "remove everything"),
+    ]
+    width = max(len(cmd) for cmd, _ in steps) + 3
+    return "\n".join(["", "what to try next:"] + [f"  {cmd:<{width}}# {why}" for cmd, why in steps])
