@@ -88,3 +88,19 @@ def test_second_up_of_a_running_lab_is_refused(lab):
 def test_check_cli_prints_a_passing_matrix(lab):
     code, out, _ = podlab(lab, "check")
     assert code == 0 and "PASS" in out
+
+
+def test_exec_and_shell_work_with_a_terminal(lab):
+    """With a pty, the command inherits it (exec -it); a shell prompt names the pod."""
+    import shlex
+    import subprocess
+    import sys
+    cmd = f"{shlex.quote(sys.executable)} -m lab exec --lab {lab.name} client -- tty"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and "/dev/pts/" in r.stdout
+    shell = f"{shlex.quote(sys.executable)} -m lab shell --lab {lab.name} client"
+    r = subprocess.run(["script", "-qec", shell, "/dev/null"], input="hostname\nexit 3\n", capture_output=True,
+                       text=True, timeout=30)
+    assert "[pod client]" in r.stdout and "\nclient" in r.stdout.replace("\r", "")
+    assert r.returncode == 3
