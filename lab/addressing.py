@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from lab import naming
@@ -73,9 +75,17 @@ class AddressPlan:
     capacity: Capacity
     pod_mtu: int
     static_neighbours: bool = False    # see SHARED_ARP_BUDGET
+    static_pod_pairs: bool = False     # pod <-> pod entries within a node too (see STATIC_PAIRS_LIMIT)
 
     def node(self, name: str) -> NodeAddr:
-        return next(n for n in self.nodes if n.name == name)
+        try:
+            return self._nodes_by_name[name]
+        except KeyError:
+            raise StopIteration(name) from None   # as the linear search it replaces
+
+    @cached_property
+    def _nodes_by_name(self) -> dict[str, NodeAddr]:
+        return {n.name: n for n in self.nodes}
 
     def pod(self, name: str) -> PodAddr:
         return next(p for p in self.pods if p.name == name)
@@ -89,7 +99,7 @@ def capacity(pod_cidr: IPv4Network, node_mask: int) -> Capacity:
 def stable_mac(lab: str, owner: str, device: str) -> str:
     """A stable, locally administered unicast MAC for one of the lab's devices."""
     digest = hashlib.sha256(f"{lab}/{owner}/{device}".encode()).digest()
-    return ":".join(f"{b:02x}" for b in bytes([0x0a]) + digest[:5])
+    return (b"\x0a" + digest[:5]).hex(":")
 
 
 def vtep_mac(lab: str, node: str) -> str:
@@ -100,11 +110,23 @@ def vtep_mac(lab: str, node: str) -> str:
 # gc_thresh3 (1024 by default) dynamic entries; only the root namespace may raise it.
 # Permanent entries do not count, so large labs write the entries ARP would have learnt.
 SHARED_ARP_BUDGET = 768
+# Pod <-> pod entries within a node grow with the square of its pods: 20 pods make 380, but
+# 1000 pods on one bridge would make 999,000 (tens of seconds of netlink, hundreds of MB of
+# kernel memory). Beyond this many, pods of one node learn each other by ARP as usual and
+# only the entries that grow linearly (pod <-> gateway, node <-> node) are written.
+STATIC_PAIRS_LIMIT = 65_536
 
 
-def dynamic_neighbours(pods: int, nodes: int) -> int:
-    """About how many entries ARP learns in a lab: pod->gateway, node->pod, node->node."""
-    return 2 * pods + nodes * nodes
+def dynamic_neighbours(pods: int, nodes: int, pod_pairs: int = 0) -> int:
+    """About how many entries ARP learns in a lab: pod->gateway, node->pod, node->node, and
+    pod->pod between the `pod_pairs` ordered pairs of pods that share a broadcast domain."""
+    return 2 * pods + nodes * nodes + pod_pairs
+
+
+def same_node_pod_pairs(pods: tuple[PodAddr, ...] | list[PodAddr]) -> int:
+    """Ordered pairs of pods (not hostNetwork) on the same node: the pod <-> pod entries to write."""
+    per_node = Counter(p.node for p in pods if not p.host_network)
+    return sum(k * (k - 1) for k in per_node.values())
 
 
 def pod_prefixlen(topo: Topology) -> int:
@@ -130,6 +152,11 @@ def plan(topo: Topology) -> AddressPlan:
         node = by_node[pod.node]
         pods.append(_pod_addr(topo, pod, node, next_host, prefixlen))
 
+    pairs = same_node_pod_pairs(pods)
+    on_link = len([p for p in pods if not p.host_network])
+    # In l2 mode every pod is on-link with every pod, so all of them may ARP for each other.
+    segment_pairs = on_link * (on_link - 1) if topo.mode == "l2" else pairs
+    static = dynamic_neighbours(len(pods), len(nodes) + len(topo.outside), segment_pairs) > SHARED_ARP_BUDGET
     first_outside = NODE_IP_OFFSET + len(nodes)
     outside = tuple(HostAddr(h.name, naming.netns_name(topo.name, h.name), hosts[first_outside + i])
                     for i, h in enumerate(topo.outside))
@@ -139,7 +166,7 @@ def plan(topo: Topology) -> AddressPlan:
         nodes=tuple(nodes), pods=tuple(pods), outside=outside,
         capacity=capacity(topo.pod_cidr, topo.node_mask),
         pod_mtu=topo.mtu - VXLAN_OVERHEAD if topo.mode == "vxlan" else topo.mtu,
-        static_neighbours=dynamic_neighbours(len(pods), len(nodes) + len(outside)) > SHARED_ARP_BUDGET)
+        static_neighbours=static, static_pod_pairs=static and pairs <= STATIC_PAIRS_LIMIT)
 
 
 def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int], prefixlen: int) -> PodAddr:
@@ -152,4 +179,4 @@ def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int
 
 
 def interface(ip: IPv4Address, prefixlen: int) -> IPv4Interface:
-    return IPv4Interface(f"{ip}/{prefixlen}")
+    return IPv4Interface((int(ip), prefixlen))   # no text to parse: a 1000-pod plan makes thousands

@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,9 +17,9 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
-from lab import planner, state, topology, workloads
+from lab import faults, planner, services, state, topology, workloads
 from lab.addressing import AddressPlan
-from lab.engine import apply, netns
+from lab.engine import apply, features
 from lab.engine.journal import Journal
 from lab.errors import PodlabError
 from lab.model import Topology
@@ -48,13 +49,17 @@ class Target:
 class Lab:
     """A lab that is up (or was left behind), read from its state directory."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, plan: Plan | None = None):
         self.name = name
         self.dir = state.lab_dir(name)
         try:
             self.meta = json.loads((self.dir / "lab.json").read_text())
         except (OSError, ValueError):
             raise PodlabError(f"lab {name!r} is not up (no complete record in {self.dir})") from None
+        if plan is not None and plan.topology.name == name:
+            # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
+            self.topology, self.plan = plan.topology, plan
+            return
         source = self.meta.get("source") or "topology.yaml"
         # Re-read exactly as `up` read it (generated pod names derive from the design's name).
         topo = topology.loads((self.dir / "topology.yaml").read_text(), source=source,
@@ -118,6 +123,11 @@ def pick(name: str | None) -> Lab:
         return Lab(name)
     labs = running()
     if not labs:
+        half = [lab for lab in state.labs() if lab not in labs]
+        if half:   # a crashed `up` left these: say how to remove them, rather than "nothing here"
+            raise PodlabError(f"no lab is up; {', '.join(half)} {'was' if len(half) == 1 else 'were'} left "
+                              f"half-built: 'sudo podlab down {half[0]}' or 'sudo podlab clean' removes "
+                              f"{'it' if len(half) == 1 else 'them'}")
         raise PodlabError("no lab is up: start one with 'sudo podlab up' (the default lab) "
                           "or 'sudo podlab up topologies/vxlan.yaml'")
     if len(labs) > 1:
@@ -136,24 +146,48 @@ def load_topology(spec: str | None, name: str | None = None) -> Topology:
     return topo
 
 
+class LabBusy(PodlabError):
+    """Another `up`, `down` or `clean` holds the lab's lock."""
+
+
 @contextmanager
 def _locked(lab: str) -> Iterator[None]:
-    """One `up` or `down` of a lab at a time; a second one is told so at once."""
-    state.ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(state.ROOT / f".{lab}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    """One `up`, `down` or `clean` of a lab at a time; a second one is told so at once.
+
+    The lock file goes when the lab does: it is unlinked while still held, and a process
+    that then gets the lock on the unlinked file sees that the path no longer leads to it
+    and takes the path's current file instead.
+    """
+    state.ensure_root()
+    path = state.lock_path(lab)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PodlabError(f"lab {lab} is busy: another 'podlab up' or 'down' of it is running") from None
+            os.close(fd)
+            raise LabBusy(f"lab {lab} is busy: another 'podlab up', 'down' or 'clean' of it is running; "
+                          f"wait for it, then try again") from None
+        try:
+            st = os.stat(path)
+            current = (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
         yield
     finally:
+        if not state.lab_dir(lab).exists():
+            path.unlink(missing_ok=True)
         os.close(fd)
 
 
 def up(topo: Topology, say: Say = _quiet) -> Lab:
     lab = topo.name
-    with _locked(lab):
+    state.lab_dir(lab)  # validates the name
+    with _locked(lab), state.private_files():
         if state.lab_dir(lab).exists():
             if (state.lab_dir(lab) / "lab.json").exists():
                 raise PodlabError(f"lab {lab} is already up: 'sudo podlab down {lab}' first, "
@@ -161,16 +195,24 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
             say(f"lab {lab} was left half-built (a crash?): removing what it made first")
             _teardown(lab, say)
         plan = planner.build(topo)
+        features.require(plan.ops)   # a missing kernel feature is named before anything is made
+        services.preflight(plan)     # nft, dnsmasq and br_netfilter, when the lab has Services
         d = state.ensure_lab_dir(lab)
         Journal(lab).record("lab", name=lab, pid=os.getpid(), source=topo.source)
         started = time.monotonic()
         a = plan.addresses
         say(f"lab {lab}: {topo.mode}{'/' + topo.routing if topo.routing else ''} mode, "
             f"{len(a.nodes)} nodes, {len(a.pods)} pods, {len(a.outside)} outside hosts")
+        agent = None
         try:
+            # The agent's interpreter starts now and waits: its start-up overlaps the build.
+            agent = workloads.spawn_agent(lab, d / "agent-spec.json")
             apply.build(lab, plan.ops, progress=_progress(say, len(plan.ops)))
-            _start_workloads(lab, plan, say)
+            services.prepare(lab, plan)       # the DNS server's records, each pod's resolv.conf
+            _start_workloads(lab, plan, say, agent)
+            services.wait_ready(lab, plan)    # the cluster DNS answers
         except BaseException as e:
+            workloads.discard_agent(agent)
             say(f"up failed: {e}\nremoving what was made ...")
             _teardown(lab, say)
             if isinstance(e, PodlabError):
@@ -181,9 +223,10 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
                 "routing": topo.routing}
         tmp = d / "lab.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
+        faults.point("lab.json written")
         tmp.rename(d / "lab.json")
         say(f"lab {lab} is up in {time.monotonic() - started:.2f} s ({len(plan.ops)} kernel operations)")
-        return Lab(lab)
+        return Lab(lab, plan)
 
 
 def _source_text(topo: Topology) -> str:
@@ -197,17 +240,44 @@ def _progress(say: Say, total: int) -> apply.Progress:
     return report
 
 
-def _start_workloads(lab: str, plan: Plan, say: Say) -> None:
+def _start_workloads(lab: str, plan: Plan, say: Say, agent: subprocess.Popen | None = None) -> None:
     a = plan.addresses
     pods = []
     for pod, addr in zip(plan.topology.pods, a.pods):
         pods.append({"pod": pod.name, "netns": addr.netns, "uts": state.uts_path(lab, addr.netns),
+                     "mounts": services.pod_mounts(lab, plan, pod),
                      "containers": [{"name": c.name, "workload": c.workload, "ports": list(c.ports),
-                                     "command": list(c.command)} for c in pod.containers]})
+                                     "command": services.container_command(lab, pod, c)}
+                                    for c in pod.containers]})
     spec = workloads.write_spec(lab, pods)
     Journal(lab).record("agent", spec=str(spec))
-    pid = workloads.start_agent(lab, spec)
-    Journal(lab).record("process", pid=pid, what="workload agent")
+    _launch_agent(lab, spec, agent)
+
+
+def _launch_agent(lab: str, spec: Path, agent: subprocess.Popen | None = None) -> int:
+    def record(pid: int) -> None:
+        # PID and start time: cleanup signals this process only if both still match.
+        Journal(lab).record("process", pid=pid, start=workloads.process_start(pid), what="workload agent")
+    return workloads.start_agent(lab, spec, on_started=record, proc=agent)
+
+
+def restart_agent(lab: str, say: Say = _quiet) -> int:
+    """Start a lab's workload agent again after it died; its pods' containers start again and
+    RESTARTS counts it. What the dead agent's containers left in the pods is stopped first."""
+    with _locked(lab), state.private_files():
+        Lab(lab)   # the lab must be up (lab.json)
+        if (pid := workloads.agent_pid(lab)) is not None:
+            raise PodlabError(f"the workload agent of lab {lab} is running (pid {pid}); nothing to restart")
+        spec = state.lab_dir(lab) / "agent-spec.json"
+        if not spec.is_file():
+            raise PodlabError(f"lab {lab} has no agent-spec.json: 'sudo podlab down {lab}' and up again")
+        from lab import clean
+        left = clean.kill_recorded(lab) + clean.kill_container_leftovers(lab)
+        if left:
+            say(f"stopped {len(left)} processes the dead agent's containers left behind")
+        pid = _launch_agent(lab, spec)
+        say(f"lab {lab}: workload agent restarted (pid {pid})")
+        return pid
 
 
 def down(lab: str, say: Say = _quiet) -> list[str]:
@@ -219,19 +289,35 @@ def down(lab: str, say: Say = _quiet) -> list[str]:
 
 
 def _teardown(lab: str, say: Say) -> list[str]:
+    """Remove what the journal says the lab made: processes first (they keep namespaces
+    alive), then namespaces and their mounts, then the state directory. Works from the
+    journal alone, so a lab whose `up` was killed halfway goes too."""
+    from lab import clean
     workloads.stop_agent(lab)
+    stopped = clean.kill_recorded(lab) + clean.kill_inside(lab)
     removed = apply.destroy(lab)
     d = state.lab_dir(lab)
-    leftovers = [e["name"] for e in Journal(lab).of_kind("netns") if netns.exists(e["name"])]
+    leftovers = apply.leftovers(lab)
     if leftovers:
         raise PodlabError(f"could not remove namespaces {', '.join(leftovers[:5])}: the journal is kept in {d}")
     shutil.rmtree(d, ignore_errors=True)
-    say(f"lab {lab} is down: {len(removed)} namespaces removed")
+    if d.exists():
+        raise PodlabError(f"could not remove {d} (a mount inside it?); see 'findmnt -R {d}'")
+    extra = f"; {len(stopped)} processes still running in it were stopped" if stopped else ""
+    say(f"lab {lab} is down: {len(removed)} namespaces removed{extra}")
     return removed
 
 
 def down_all(say: Say = _quiet) -> list[str]:
+    """Take down every lab; one that another podlab is changing is skipped, and named at the end."""
     labs = state.labs()
+    busy = []
     for lab in labs:
-        down(lab, say)
+        try:
+            down(lab, say)
+        except LabBusy:
+            busy.append(lab)
+    if busy:
+        raise LabBusy(f"{len(busy)} labs skipped because an 'up' or 'down' of them is running: {', '.join(busy)}; "
+                      "run 'sudo podlab down --all' again once it has finished")
     return labs

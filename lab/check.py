@@ -66,7 +66,20 @@ def run(lab: Lab, timeout: float = 1.0) -> list[probe.PathResult]:
     return probe.probe(pairs, timeout=timeout)
 
 
-def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: bool = False) -> dict[str, Any]:
+def run_services(lab: Lab) -> tuple[list[Any], list[str], float] | None:
+    """The Service rows (lab.services.probe): (results, notes, seconds); None if the lab has no Services."""
+    if not lab.topology.cluster_services:
+        return None
+    import time
+
+    from lab.services import probe as service_probe
+    started = time.monotonic()
+    results, notes = service_probe.run(lab)
+    return results, notes, time.monotonic() - started
+
+
+def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: bool = False,
+           services: tuple[list[Any], list[str], float] | None = None) -> dict[str, Any]:
     pods, nodes, outside = endpoints(lab)
     names = [e.name for e in (*nodes, *pods, *outside)]
     summary = probe.summary(results)
@@ -82,6 +95,14 @@ def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: b
     if not outside_reaches_pods(lab) and outside:
         tail += f"\n(outside hosts are not expected to reach pods in {lab.topology.mode} mode, so they were not probed)"
     text = f"lab {lab.name}: the Kubernetes network model\n\n{probe.matrix(results, names)}\n\n{tail}"
+    extra: dict[str, Any] = {}
+    if services is not None:
+        from lab.services import probe as service_probe
+        service_results, notes, service_seconds = services
+        text += "\n\n" + service_probe.report_text(service_results, notes, service_seconds)
+        passed = passed and all(r.passed for r in service_results)
+        extra["services"] = {"passed": all(r.passed for r in service_results), "seconds": round(service_seconds, 3),
+                             "notes": notes, "results": service_probe.to_json(service_results)}
     return {"passed": passed, "text": text,
             "json": {"lab": lab.name, "passed": passed, "seconds": round(seconds, 3), "summary": summary,
-                     "results": [asdict(r) | {"passed": r.passed, "nat": r.nat} for r in results]}}
+                     "results": [asdict(r) | {"passed": r.passed, "nat": r.nat} for r in results], **extra}}

@@ -12,6 +12,7 @@ from typing import TextIO
 
 from lab import api, commands, planner, render, workloads
 from lab.errors import NeedsRoot, PodlabError
+from lab.services import cli as service_cli
 
 ROOT_COMMANDS = {"up", "down", "status", "get", "exec", "shell", "ping", "curl", "check", "inspect", "demo"}
 
@@ -19,7 +20,7 @@ ROOT_COMMANDS = {"up", "down", "status", "get", "exec", "shell", "ping", "curl",
 #   register(sub: argparse._SubParsersAction) -> dict[str, Handler]   (handler(args, out, err) -> int)
 #   NEEDS_ROOT: set[str]
 # and imports its heavy dependencies inside the handlers, so `podlab --help` stays fast.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = ["tui.cli", "lab.clean_cli", "lab.course.cli", "lab.services.cli", "lab.packets.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,14 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("plan", help="show the address plan, capacity and kernel operations (no root needed)")
     sp.add_argument("topology", nargs="?", help="a YAML file or a name from topologies/")
-    sp.add_argument("--as-commands", action="store_true", help="print the equivalent ip/bridge/sysctl commands")
+    sp.add_argument("--as-commands", action="store_true", help="print the equivalent ip/bridge/sysctl/nft commands")
 
     sp = sub.add_parser("status", help="the labs that are up")
     sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
     lab_flag(sp)
 
-    sp = sub.add_parser("get", help="list nodes or pods, kubectl-style")
-    sp.add_argument("what", choices=["nodes", "node", "pods", "pod", "po", "no"])
+    sp = sub.add_parser("get", help="list nodes, pods, services or endpoints, kubectl-style")
+    sp.add_argument("what", choices=["nodes", "node", "pods", "pod", "po", "no",
+                                     "services", "service", "svc", "endpoints", "endpoint", "ep"])
     sp.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")
     lab_flag(sp)
 
@@ -158,7 +160,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.as_commands:
         print("\n".join(commands.render(plan.ops)), file=out)
     else:
-        print(render.plan_text(plan), file=out)
+        print(render.plan_text(plan) + service_cli.plan_text(plan), file=out)
     return 0
 
 
@@ -168,17 +170,27 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             for lab in labs]
     if args.output == "json":
         print(json.dumps(rows, indent=2), file=out)
-    elif not rows:
+        return 0
+    from lab import clean
+    unfinished = [] if args.lab else clean.unfinished()
+    if not rows and not unfinished:
         print("no lab is up: 'sudo podlab up' brings up the default lab", file=out)
-    else:
-        print(render.table(["LAB", "MODE", "NODES", "PODS", "READY", "AGENT", "AGE"],
-                           [[r["name"], r["mode"], r["nodes"], r["pods"], r["ready"],
+    if rows:
+        print(render.table(["LAB", "MODE", "NODES", "PODS", "READY", "RESTARTS", "AGENT", "AGE"],
+                           [[r["name"], r["mode"], r["nodes"], r["pods"], r["ready"], r["restarts"],
                              "running" if r["agent"] else "DEAD", render.age(r["age"])] for r in rows]), file=out)
+    for r in rows:
+        if not r["agent"]:
+            print(render.agent_down(r["name"], workloads.read_status(r["name"])), file=out)
+    for lab, what in unfinished:
+        print(f"lab {lab}: {what}", file=out)
     return 0
 
 
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     lab = api.pick(args.lab)
+    if args.what in service_cli.GET_CHOICES:
+        return service_cli.cmd_get(lab, args.what, args.output, out)
     if args.what in ("nodes", "node", "no"):
         rows = render.node_rows(lab)
         if args.output == "json":
@@ -187,7 +199,10 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         cols = ["NAME", "STATUS", "AGE", "INTERNAL-IP", "POD-CIDR"] + (["NETNS"] if args.output == "wide" else [])
         keys = ["name", "status", "age", "ip", "podCIDR"] + (["netns"] if args.output == "wide" else [])
     else:
-        rows = render.pod_rows(lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name))
+        agent_status, alive = workloads.read_status(lab.name), workloads.agent_alive(lab.name)
+        rows = render.pod_rows(lab, agent_status, alive)
+        if not alive:
+            print(f"warning: {render.agent_down(lab.name, agent_status)}", file=err)
         if args.output == "json":
             print(json.dumps(rows, indent=2), file=out)
             return 0
@@ -200,12 +215,16 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _run_in(target: api.Target, argv: list[str], out: TextIO, err: TextIO) -> int:
-    """Run argv inside the target's namespaces; its exit status is ours. A tty passes straight through."""
+def _run_in(target: api.Target, argv: list[str], out: TextIO, err: TextIO,
+            mounts: list[tuple[str, str]] | None = None) -> int:
+    """Run argv inside the target's namespaces; its exit status is ours. A tty passes straight through.
+    `mounts`: files bind-mounted in the child's own mount namespace (a pod's resolv.conf and hosts)."""
     from lab.engine import netns
+    from lab.services.mounts import mount_over
 
     def enter() -> None:
         netns.enter(target.netns, target.uts)
+        mount_over(mounts or [])
 
     inherit = out is sys.stdout and err is sys.stderr
     try:
@@ -231,7 +250,7 @@ def cmd_exec(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         names = [c.name for p in lab.topology.pods if p.name == target.name for c in p.containers]
         if args.container not in names:
             raise PodlabError(f"pod {target.name} has no container {args.container!r}; it has: {', '.join(names)}")
-    return _run_in(target, argv, out, err)
+    return _run_in(target, argv, out, err, service_cli.exec_mounts(lab, target))
 
 
 def cmd_shell(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -239,14 +258,20 @@ def cmd_shell(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = lab.target(args.target)
     os.environ["PS1"] = f"[{target.kind} {target.name}] \\w# "
     print(f"shell in {target.kind} {target.name} (network namespace {target.netns}); 'exit' to leave", file=out)
-    return _run_in(target, ["bash", "--norc", "-i"], out, err)
+    return _run_in(target, ["bash", "--norc", "-i"], out, err, service_cli.exec_mounts(lab, target))
 
 
 def cmd_ping(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     lab = api.pick(args.lab)
     src = lab.target(args.src)
-    dst = lab.address_of(args.dst)
-    return _run_in(src, ["ping", "-c", str(args.count), "-W", "1", "-i", "0.2", str(dst)], out, err)
+    dst, service, note = service_cli.destination(lab, src, args.dst)   # a pod, node, host, Service or DNS name
+    if note:
+        print(note, file=err)
+    code = _run_in(src, ["ping", "-c", str(args.count), "-W", "1", "-i", "0.2", dst], out, err,
+                   service_cli.exec_mounts(lab, src))
+    if code and service_cli.ping_hint(service):
+        print(service_cli.ping_hint(service), file=err)
+    return code
 
 
 def cmd_curl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -254,9 +279,11 @@ def cmd_curl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     src = lab.target(args.src)
     host, _, path = args.dst.partition("/")
     name, _, port = host.partition(":")
-    dst = lab.address_of(name)
+    dst, _service, note = service_cli.destination(lab, src, name)   # a pod, node, host, Service or DNS name
+    if note:
+        print(note, file=err)
     url = f"http://{dst}:{port or 80}/{path}"
-    return _run_in(src, ["curl", "-sS", "--max-time", "5", url], out, err)
+    return _run_in(src, ["curl", "-sS", "--max-time", "5", url], out, err, service_cli.exec_mounts(lab, src))
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -266,7 +293,8 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     started = time.monotonic()
     pairs, sampled = check.plan_pairs(lab)
     results = probe.probe(pairs)
-    report = check.report(lab, results, time.monotonic() - started, sampled)
+    seconds = time.monotonic() - started
+    report = check.report(lab, results, seconds, sampled, check.run_services(lab))   # Services: lab.services.probe
     if args.output == "json":
         print(json.dumps(report["json"], indent=2), file=out)
     else:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import singledispatch
 
-from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, CreateBridge, CreateNamespace, CreateVeth,
-                     CreateVxlan, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
+from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
+                     CreateVeth, CreateVxlan, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
 
 
 @singledispatch
@@ -87,6 +87,11 @@ def _(op: AddNeighbour) -> str:
 @command.register
 def _(op: AddFdb) -> str:
     return f"ip netns exec {op.ns} bridge fdb append {op.mac} dev {op.dev} dst {op.dst} self permanent"
+
+
+@command.register
+def _(op: ApplyNft) -> str:
+    return f"ip netns exec {op.ns} nft -f - <<'EOF'\n{op.ruleset.rstrip()}\nEOF"
 
 
 def render(ops: list[Op] | tuple[Op, ...]) -> list[str]:

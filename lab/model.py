@@ -7,7 +7,7 @@ Nothing here touches the kernel; addressing and planning read it, never change i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 MODES = ("l2", "l3", "vxlan")
 ROUTING_STYLES = ("host", "gateway")
@@ -24,11 +24,21 @@ WORKLOAD_IMAGES = {
 
 
 @dataclass(frozen=True)
+class ContainerPort:
+    """A declared container port: what a Service's named targetPort and a hostPort refer to."""
+    port: int
+    protocol: str = "TCP"
+    name: str = ""
+    host_port: int | None = None   # portmap: the node's address:host_port is DNATed to the pod
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str = "busybox"
     ports: tuple[int, ...] = ()
     command: tuple[str, ...] = ()
+    port_specs: tuple[ContainerPort, ...] = ()   # the ports as declared (name, protocol, hostPort)
 
     @property
     def workload(self) -> str:
@@ -60,6 +70,29 @@ class OutsideHost:
     name: str
 
 
+SERVICE_TYPES = ("ClusterIP", "NodePort")
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    target_port: int | str         # a number, or the name of a container port
+    protocol: str = "TCP"
+    name: str = ""
+    node_port: int | None = None   # NodePort services (allocated at load when not given)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A Service as the API server holds it once defaulted: ClusterIP and NodePorts allocated."""
+    name: str
+    namespace: str = "default"
+    type: str = "ClusterIP"        # ClusterIP | NodePort
+    selector: tuple[tuple[str, str], ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+    cluster_ip: IPv4Address | None = None   # None: headless (clusterIP: None)
+
+
 @dataclass(frozen=True)
 class Topology:
     name: str
@@ -74,6 +107,8 @@ class Topology:
     nodes: tuple[Node, ...] = ()
     pods: tuple[Pod, ...] = ()
     outside: tuple[OutsideHost, ...] = ()
+    services: tuple[Service, ...] = ()
+    cluster_services: bool = False   # kube-proxy and cluster DNS (the file has a services: key)
     description: str = ""
     source: str | None = field(default=None, compare=False)
 

@@ -114,8 +114,16 @@ class SetSysctl:
     value: str
 
 
+@dataclass(frozen=True)
+class ApplyNft:
+    """Whole nftables tables (`nft -f` syntax) loaded into a namespace: kube-proxy's, portmap's."""
+    ns: str
+    table: str               # what it makes, e.g. "ip kube-proxy", for plans and messages
+    ruleset: str
+
+
 Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin
-      | AddAddress | AddRoute | AddNeighbour | AddFdb | SetSysctl)
+      | AddAddress | AddRoute | AddNeighbour | AddFdb | SetSysctl | ApplyNft)
 
 # Execution order. Within a phase, ops on different namespaces are independent.
 PHASE: dict[type, int] = {
@@ -131,6 +139,7 @@ PHASE: dict[type, int] = {
     AddRoute: 8,
     AddNeighbour: 8,
     AddFdb: 8,
+    ApplyNft: 9,             # after routes: `fib daddr type local` and DNAT need the addresses in place
 }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab import addressing, modes
+from lab import addressing, modes, services
 from lab.addressing import AddressPlan
 from lab.model import Topology
 from lab.ops import Op, ordered
@@ -19,4 +19,5 @@ class Plan:
 def build(topo: Topology) -> Plan:
     addrs = addressing.plan(topo)
     ops = modes.planner(topo.mode)(topo, addrs)
+    ops += services.ops(topo, addrs, ops)
     return Plan(topo, addrs, tuple(ordered(ops)))

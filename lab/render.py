@@ -34,7 +34,8 @@ def plan_text(plan: Plan) -> str:
              f"capacity: {a.capacity}"]
     if a.static_neighbours:
         lines.append("neighbours: written as permanent entries (a lab this large would overflow the kernel's "
-                     "shared ARP table)")
+                     "shared ARP table)" + ("" if a.static_pod_pairs else
+                                            "; pods of one node are too many to pair, so they ARP for each other"))
     lines.append("")
     node_rows = [[n.name, n.ip, n.block, n.gateway, len([p for p in a.pods if p.node == n.name]), n.netns]
                  for n in a.nodes]
@@ -58,12 +59,20 @@ def plan_text(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def _restarts(pod_status: dict[str, Any] | None) -> int:
+    try:
+        return sum(int(c.get("restarts", 0)) for c in (pod_status or {}).get("containers", {}).values())
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
 def _pod_state(pod_status: dict[str, Any] | None, containers: int, agent_alive: bool) -> tuple[str, str, int]:
     if not agent_alive or pod_status is None:
-        return f"0/{containers}", "Unknown", 0
+        # Nothing serves the pod; the restarts counted so far stay visible, as kubectl keeps them.
+        return f"0/{containers}", "Unknown", _restarts(pod_status)
     cs = pod_status.get("containers", {})
     running = sum(1 for c in cs.values() if c.get("state") == "Running")
-    restarts = sum(int(c.get("restarts", 0)) for c in cs.values())
+    restarts = _restarts(pod_status)
     if running == containers:
         status = "Running"
     elif any(c.get("state") == "Error" for c in cs.values()):
@@ -98,7 +107,16 @@ def lab_status(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> dic
     return {"name": lab.name, "mode": lab.topology.mode + (f"/{lab.topology.routing}" if lab.topology.routing else ""),
             "nodes": len(lab.addresses.nodes), "pods": len(pods),
             "ready": sum(1 for p in pods if p["status"] == "Running"), "agent": agent_alive,
+            "restarts": sum(p["restarts"] for p in pods),
+            "agentRestarts": int(agent_status.get("agentRestarts", 0) or 0) if isinstance(agent_status, dict) else 0,
             "age": time.time() - lab.created, "source": lab.meta.get("source")}
+
+
+def agent_down(lab: str, agent_status: dict[str, Any]) -> str:
+    """What to tell when a lab's workload agent is not running."""
+    was = f" (it was pid {agent_status['pid']})" if isinstance(agent_status, dict) and agent_status.get("pid") else ""
+    return (f"the workload agent of lab {lab} is not running{was}: its pods serve nothing and their containers "
+            f"are stopped; 'sudo podlab restart-agent {lab}' starts it again")
 
 
 def snapshot_text(target: Any, snap: Any) -> str:

@@ -10,26 +10,63 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from lab.errors import PodlabError
 
 ROOT = Path(os.environ.get("PODLAB_STATE_DIR", "/run/podlab"))
 
 LAB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,22}[a-z0-9])?$")
 
 
+class InvalidLabName(PodlabError, ValueError):
+    """A lab name that could not name a directory and a namespace prefix safely."""
+
+    def __init__(self, lab: object):
+        shown = repr(lab) if len(repr(lab)) <= 40 else repr(lab)[:37] + "..."
+        super().__init__(f"invalid lab name {shown}: a lab name is 1-24 lowercase letters, digits or '-', "
+                         f"starting and ending with a letter or digit (see 'podlab status')")
+
+
 def lab_dir(lab: str) -> Path:
     if not isinstance(lab, str) or not LAB_NAME.fullmatch(lab):
         # Names reach paths and namespace names: never let one escape the state directory.
-        raise ValueError(f"invalid lab name {lab!r}")
+        raise InvalidLabName(lab)
     return ROOT / lab
+
+
+def lock_path(lab: str) -> Path:
+    """The lab's lock: held by `up`, `down` and `clean` while they change the lab."""
+    lab_dir(lab)
+    return ROOT / f".{lab}.lock"
 
 
 def uts_path(lab: str, netns: str) -> str:
     return str(lab_dir(lab) / "uts" / netns)
 
 
-def ensure_lab_dir(lab: str) -> Path:
+def ensure_root() -> Path:
+    """The state root, root's only (0700) even if something made it with a wider mode."""
     ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if ROOT.stat().st_mode & 0o077:
+        ROOT.chmod(0o700)
+    return ROOT
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files made meanwhile (and by processes started meanwhile) are root's only: 0600, dirs 0700."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def ensure_lab_dir(lab: str) -> Path:
+    ensure_root()
     d = lab_dir(lab)
     d.mkdir(mode=0o700, exist_ok=True)
     return d

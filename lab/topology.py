@@ -31,7 +31,7 @@ import yaml.resolver
 
 from lab import naming
 from lab.errors import PodlabError, Problem, TopologyError
-from lab.model import MODES, ROUTING_STYLES, Container, Node, OutsideHost, Pod, Topology
+from lab.model import MODES, ROUTING_STYLES, Container, ContainerPort, Node, OutsideHost, Pod, Topology
 
 YamlPath = tuple[str | int, ...]
 
@@ -81,7 +81,7 @@ NAME = Field((str,), required=True)
 
 TOP_SCHEMA = {
     "name": STR, "description": STR, "mode": STR, "routing": STR, "network": MAP,
-    "nodes": Field((list, int)), "pods": LIST, "deployments": LIST, "outside": LIST,
+    "nodes": Field((list, int)), "pods": LIST, "deployments": LIST, "outside": LIST, "services": LIST,
 }
 NETWORK_SCHEMA = {
     "podCIDR": STR, "nodeCIDRMaskSize": INT, "nodeSubnet": STR, "serviceCIDR": STR, "mtu": INT, "bridge": STR,
@@ -94,7 +94,11 @@ _WORKLOAD = {
 POD_SCHEMA = {"name": NAME, "node": STR, **_WORKLOAD}
 DEPLOYMENT_SCHEMA = {"name": NAME, "replicas": INT, "nodes": LIST, **_WORKLOAD}
 CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "ports": LIST}
-PORT_SCHEMA = {"containerPort": Field((int,), required=True), "name": STR, "protocol": STR}
+PORT_SCHEMA = {"containerPort": Field((int,), required=True), "name": STR, "protocol": STR, "hostPort": INT}
+# Services (checked by lab.services.schema): clusterIP is an address in serviceCIDR, or None (headless).
+SERVICE_SCHEMA = {"name": NAME, "namespace": STR, "type": STR, "selector": MAP, "ports": LIST, "clusterIP": STR}
+SERVICE_PORT_SCHEMA = {"name": STR, "port": Field((int,), required=True), "targetPort": Field((int, str)),
+                       "protocol": STR, "nodePort": INT}
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "a mapping"}
 
@@ -671,12 +675,15 @@ def _image(checker: _Checker, path: YamlPath, image: str) -> str:
     return image
 
 
-def _ports(checker: _Checker, path: YamlPath, raw: list[Any], used: dict[tuple[int, str], str]) -> tuple[int, ...]:
-    """Container ports; `used` maps (port, protocol) to the container path, across the pod."""
+def _ports(checker: _Checker, path: YamlPath, raw: list[Any],
+           used: dict[tuple[int, str], str]) -> tuple[tuple[int, ...], tuple[ContainerPort, ...]]:
+    """Container ports, and as declared; `used` maps (port, protocol) to the container path, across the pod."""
     ports = []
+    specs = []
     for index, item in enumerate(raw):
         at = path + (index,)
         protocol = "TCP"
+        spec: dict[str, Any] = {}
         if isinstance(item, dict):
             spec = checker.fields(at, item, PORT_SCHEMA, "a port") or {}
             protocol = _choice(checker, at + ("protocol",), spec.get("protocol", "TCP"), PROTOCOLS, "protocol") or "TCP"
@@ -684,6 +691,9 @@ def _ports(checker: _Checker, path: YamlPath, raw: list[Any], used: dict[tuple[i
                                        and "--" not in spec["name"] and re.search("[a-z]", spec["name"])):
                 checker.add(at + ("name",), f"port name {_show(spec['name'])} must be at most 15 lowercase letters, "
                                             "digits and '-' with at least one letter (an IANA service name like http)")
+            if "hostPort" in spec and not 1 <= spec["hostPort"] <= 65535:
+                checker.add(at + ("hostPort",), f"hostPort {spec['hostPort']} is out of range: ports are 1..65535")
+                del spec["hostPort"]
             item = spec.get("containerPort")
             if item is None:
                 continue
@@ -700,7 +710,8 @@ def _ports(checker: _Checker, path: YamlPath, raw: list[Any], used: dict[tuple[i
         else:
             used[(item, protocol)] = checker.where(path[:-1])
             ports.append(item)
-    return tuple(ports)
+            specs.append(ContainerPort(item, protocol, spec.get("name", ""), spec.get("hostPort")))
+    return tuple(ports), tuple(specs)
 
 
 def _container(checker: _Checker, path: YamlPath, raw: Any, used_ports: dict[tuple[int, str], str]) -> Container | None:
@@ -712,8 +723,8 @@ def _container(checker: _Checker, path: YamlPath, raw: Any, used_ports: dict[tup
         checker.add(path + ("name",), problem)
     image = _image(checker, path + ("image",), spec["image"]) if "image" in spec else Container.image
     command = _command(checker, path + ("command",), spec.get("command", []))
-    ports = _ports(checker, path + ("ports",), spec.get("ports", []), used_ports)
-    return Container(spec["name"], image, ports, command)
+    ports, port_specs = _ports(checker, path + ("ports",), spec.get("ports", []), used_ports)
+    return Container(spec["name"], image, ports, command, port_specs)
 
 
 def _containers(checker: _Checker, path: YamlPath, spec: dict[str, Any], what: str) -> tuple[Container, ...]:
@@ -970,6 +981,33 @@ def _check_pods_per_node(checker: _Checker, net: _Network, nodes: list[_Named],
                                    f"{needed} or less{wider}, fewer replicas, or more nodes")
 
 
+BR_MAX_PORTS = 1024   # the kernel's limit of ports on one bridge (net/bridge/br_private.h)
+
+
+def _check_bridge_ports(checker: _Checker, mode: str | None, nodes: list[_Named],
+                        pods: list[tuple[Pod, YamlPath]], outside: int) -> None:
+    """Each node's bridge has a port per pod (and in l2 mode its uplink); the underlay switch
+    one per node and outside host. The kernel refuses port 1025 with EBUSY halfway through a
+    build, so it is checked here, before anything is made."""
+    uplink = 1 if mode == "l2" else 0
+    counts: dict[str, int] = {}
+    for pod, _ in pods:
+        if not pod.host_network:
+            counts[pod.node] = counts.get(pod.node, 0) + 1
+    for node in nodes:
+        ports = counts.get(node.name, 0) + uplink
+        if ports > BR_MAX_PORTS:
+            checker.add(node.path, f"node {node.name} gets {counts[node.name]} pods, but its bridge would need "
+                                   f"{ports} ports{' (one per pod, and the uplink in l2 mode)' if uplink else ' (one per pod)'}"
+                                   f" and a Linux bridge holds at most {BR_MAX_PORTS} (BR_MAX_PORTS): spread the "
+                                   f"pods over more nodes, at most {BR_MAX_PORTS - uplink} per node")
+    if len(nodes) + outside > BR_MAX_PORTS:
+        checker.add(("outside",) if outside else ("nodes",),
+                    f"{len(nodes)} nodes and {outside} outside hosts need {len(nodes) + outside} ports on the underlay "
+                    f"switch, but a Linux bridge holds at most {BR_MAX_PORTS} (BR_MAX_PORTS): use at most "
+                    f"{BR_MAX_PORTS} nodes and outside hosts together")
+
+
 def _check_node_subnet(checker: _Checker, subnet: IPv4Network, nodes: int, outside: int) -> None:
     needed = NODE_ADDRESS_OFFSET + nodes + outside
     usable = subnet.num_addresses - 2
@@ -1001,11 +1039,14 @@ def _build(checker: _Checker, document: dict[str, Any], default_name: str) -> To
         return None
     node_names = [n.name for n in nodes]
     placed = _place(checker, lab, node_names, pod_drafts, deployments)
+    from lab.services import schema as service_schema  # it builds on this module's checker
+    services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr)
     _check_unique_names(checker, nodes, placed, outside)
     if net.pod_cidr is not None and net.node_mask is not None and _check_node_blocks(checker, net, nodes):
         _check_pods_per_node(checker, net, nodes, placed)
     if net.node_subnet is not None:
         _check_node_subnet(checker, net.node_subnet, len(nodes), len(outside))
+    _check_bridge_ports(checker, mode, nodes, placed, len(outside))
     if checker.problems or mode is None:
         return None
     assert None not in (net.pod_cidr, net.node_mask, net.node_subnet, net.service_cidr, net.mtu)
@@ -1013,6 +1054,7 @@ def _build(checker: _Checker, document: dict[str, Any], default_name: str) -> To
         name=lab, mode=mode, routing=routing, pod_cidr=net.pod_cidr, node_mask=net.node_mask,
         node_subnet=net.node_subnet, service_cidr=net.service_cidr, mtu=net.mtu, bridge=net.bridge,
         nodes=tuple(Node(n) for n in node_names), pods=tuple(pod for pod, _ in placed),
-        outside=tuple(OutsideHost(o.name) for o in outside), description=top.get("description", ""),
+        outside=tuple(OutsideHost(o.name) for o in outside), services=services,
+        cluster_services="services" in document, description=top.get("description", ""),
         source=checker.source,
     )

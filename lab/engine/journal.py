@@ -11,33 +11,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import state
+from lab import faults, state
+
+NsId = tuple[int, int, int]   # (st_dev, st_ino, st_ctime_ns) of a namespace (lab.engine.netns.identity)
 
 
 class Journal:
     def __init__(self, lab: str):
         self.lab = lab
         self.path: Path = state.lab_dir(lab) / "journal.jsonl"
+        self._fd: int | None = None   # kept open between records: `up` writes one per namespace
+
+    def _append(self, data: bytes) -> None:
+        if self._fd is None:
+            state.ensure_lab_dir(self.lab)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(self._fd, data)   # O_APPEND: one write(2) per record, whole or not at all
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def record(self, kind: str, **fields: Any) -> None:
-        state.ensure_lab_dir(self.lab)
-        line = json.dumps({"kind": kind, "t": round(time.time(), 3), **fields}) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+        self._append((json.dumps({"kind": kind, "t": round(time.time(), 3), **fields}) + "\n").encode())
+        faults.point(f"journal {kind}")
 
     def record_many(self, kind: str, items: list[dict[str, Any]]) -> None:
         """One write for many records (e.g. a thousand namespaces about to be made)."""
-        state.ensure_lab_dir(self.lab)
         now = round(time.time(), 3)
-        data = "".join(json.dumps({"kind": kind, "t": now, **f}) + "\n" for f in items)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data.encode())
-        finally:
-            os.close(fd)
+        self._append("".join(json.dumps({"kind": kind, "t": now, **f}) + "\n" for f in items).encode())
+        faults.point(f"journal {kind} x{len(items)}")
 
     def entries(self) -> list[dict[str, Any]]:
         """All complete records; a line cut short by a crash is ignored."""
@@ -55,3 +62,25 @@ class Journal:
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.entries() if e.get("kind") == kind]
+
+    def made_namespaces(self) -> dict[str, dict[str, Any]]:
+        """name -> its `netns-made` record: the identity (net and uts: dev, inode, ctime) of each
+        namespace this lab really made, written after unshare(2) and before it got its name."""
+        out: dict[str, dict[str, Any]] = {}
+        for e in self.of_kind("netns-made"):
+            if isinstance(e.get("name"), str) and _is_id(e.get("net")):
+                out[e["name"]] = e
+        return out
+
+    def processes(self) -> list[dict[str, Any]]:
+        """Processes this lab started, each with the start time that tells it from a recycled PID."""
+        return [e for e in self.of_kind("process") if type(e.get("pid")) is int and e["pid"] > 0]
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(type(v) is int for v in value)
+
+
+def ns_id(entry: dict[str, Any], key: str = "net") -> NsId | None:
+    value = entry.get(key)
+    return (value[0], value[1], value[2]) if _is_id(value) else None

@@ -2,9 +2,9 @@
 
 Bringing up a lab is thousands of small requests. Each request is a few struct.pack calls,
 and many requests travel in one send(2): the kernel handles a netlink request synchronously
-inside send, so requests are applied in the order they are sent (across sockets too), and
-their acknowledgements wait in the socket to be read in one go. Reading the kernel back
-(inspection) is left to pyroute2, which decodes everything.
+inside send, so requests are applied in the order they are sent (across sockets too). Only
+the last request of a batch asks for an acknowledgement (failures are reported anyway).
+Reading the kernel back (inspection) is left to pyroute2, which decodes everything.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -32,6 +33,7 @@ IFF_UP = 0x1
 # attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
 IFLA_PROTINFO, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 12, 18, 20, 28
+IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 3, 4, 7, 15
@@ -81,6 +83,12 @@ def mac(kind: int, m: str) -> bytes:
     return attr(kind, bytes.fromhex(m.replace(":", "")))
 
 
+# A veth made without queue counts gets one queue per possible CPU and is then cut down to
+# one while registered, which waits for an RCU grace period (synchronize_net): ~1 ms or more
+# per veth on a busy machine. Asking for one queue from the start skips the wait.
+ONE_QUEUE = u32(IFLA_NUM_TX_QUEUES, 1) + u32(IFLA_NUM_RX_QUEUES, 1)
+
+
 def ifinfomsg(index: int = 0, family: int = AF_UNSPEC, flags: int = 0, change: int = 0) -> bytes:
     return struct.pack("=BxHiII", family, 0, index, flags, change)
 
@@ -99,19 +107,21 @@ def ndmsg(family: int, index: int, state: int, flags: int = 0) -> bytes:
 
 @dataclass
 class Request:
-    """One netlink request and what to call it if it fails."""
+    """One netlink request and what to call it if it fails (a string, or a function making
+    one: naming thousands of requests that succeed would cost more than sending them)."""
     type: int
     flags: int
     body: bytes
-    what: str
+    what: str | Callable[[], str]
 
-    def encode(self, seq: int) -> bytes:
-        flags = self.flags | NLM_F_REQUEST | NLM_F_ACK
+    def encode(self, seq: int, ack: bool = True) -> bytes:
+        flags = self.flags | NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
         return struct.pack("=IHHII", 16 + len(self.body), self.type, flags, seq, 0) + self.body
 
 
 class NetlinkError(OSError):
-    def __init__(self, code: int, what: str):
+    def __init__(self, code: int, what: str | Callable[[], str]):
+        what = what() if callable(what) else what
         super().__init__(code, f"{what}: {os.strerror(code)}")
         self.what = what
 
@@ -136,7 +146,11 @@ class Channel:
 
     def queue(self, req: Request) -> None:
         self._seq += 1
-        data = req.encode(self._seq)
+        # No acknowledgement asked for: the kernel still answers a request that fails (with its
+        # sequence number), and flush() asks one for the last request of the batch only. The
+        # kernel handles a batch in order, so that one answer means all before it are done:
+        # one recv(2) per batch instead of one per request.
+        data = req.encode(self._seq, ack=False)
         self._pending.append((self._seq, req))
         self._buffer.append(data)
         self._size += len(data)
@@ -144,23 +158,30 @@ class Channel:
             self.flush()
 
     def flush(self) -> None:
-        """Send what is queued and read every acknowledgement; raise on the first failure."""
+        """Send what is queued and wait until the kernel has handled all of it; raise on the
+        first failure."""
         if not self._buffer:
             return
+        last = bytearray(self._buffer[-1])
+        struct.pack_into("=H", last, 6, struct.unpack_from("=H", last, 6)[0] | NLM_F_ACK)
+        self._buffer[-1] = bytes(last)
         self.sock.send(b"".join(self._buffer))
-        waiting = {seq: req for seq, req in self._pending}
+        sent = {seq: req for seq, req in self._pending}
+        final = self._pending[-1][0]
         self._buffer, self._pending, self._size = [], [], 0
         failure: NetlinkError | None = None
-        while waiting:
+        done = False
+        while not done:
             data = self.sock.recv(1 << 20)
             offset = 0
             while offset < len(data):
                 length, mtype, _flags, seq, _pid = struct.unpack_from("=IHHII", data, offset)
-                if mtype == NLMSG_ERROR and seq in waiting:
+                if mtype == NLMSG_ERROR and seq in sent:
                     code = -struct.unpack_from("=i", data, offset + 16)[0]
-                    req = waiting.pop(seq)
+                    req = sent.pop(seq)
                     if code and code not in _BENIGN and failure is None:
                         failure = NetlinkError(code, req.what)
+                    done = done or seq == final
                 offset += (length + 3) & ~3
         if failure:
             raise failure

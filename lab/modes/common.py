@@ -2,7 +2,7 @@
 bridges, pods attached to their node's bridge (the CNI bridge plugin), outside hosts."""
 from __future__ import annotations
 
-from lab.addressing import AddressPlan, NodeAddr, interface, pod_prefixlen, stable_mac
+from lab.addressing import AddressPlan, NodeAddr, PodAddr, interface, pod_prefixlen, stable_mac
 from lab.model import Topology
 from lab.ops import (AddAddress, AddNeighbour, AddRoute, CreateBridge, CreateNamespace, CreateVeth, LinkUp, Op,
                      SetHairpin, SetSysctl)
@@ -97,21 +97,28 @@ def _mac(addrs: AddressPlan, owner: str, device: str) -> str | None:
 
 def static_neighbours(topo: Topology, addrs: AddressPlan) -> list[Op]:
     """In large labs, the entries ARP would learn, written as permanent ones (see
-    addressing.SHARED_ARP_BUDGET): pod <-> gateway, pod <-> pod on one node, node <-> node,
+    addressing.SHARED_ARP_BUDGET): pod <-> gateway, pod <-> pod on one node (up to
+    addressing.STATIC_PAIRS_LIMIT), node <-> node,
     hosts <-> the VPC router. In l2 mode pods on different nodes still ARP for each other."""
     if not addrs.static_neighbours:
         return []
     lab = addrs.lab
     ops: list[Op] = []
+    on_node: dict[str, list[PodAddr]] = {}
+    for pod in addrs.pods:
+        if not pod.host_network:
+            on_node.setdefault(pod.node, []).append(pod)
+    nodes = {n.name: n for n in addrs.nodes}
+    pod_mac = {p.name: stable_mac(lab, p.name, "eth0") for p in addrs.pods}
     for pod in addrs.pods:
         if pod.host_network:
             continue
-        node = addrs.node(pod.node)
+        node = nodes[pod.node]
         ops += [AddNeighbour(pod.netns, "eth0", node.gateway, stable_mac(lab, node.name, topo.bridge)),
-                AddNeighbour(node.netns, topo.bridge, pod.ip, stable_mac(lab, pod.name, "eth0"))]
-        ops += [AddNeighbour(pod.netns, "eth0", other.ip, stable_mac(lab, other.name, "eth0"))
-                for other in addrs.pods
-                if other.node == pod.node and other is not pod and not other.host_network]
+                AddNeighbour(node.netns, topo.bridge, pod.ip, pod_mac[pod.name])]
+        if addrs.static_pod_pairs:
+            ops += [AddNeighbour(pod.netns, "eth0", other.ip, pod_mac[other.name])
+                    for other in on_node[pod.node] if other is not pod]
     if topo.mode == "l2":
         return ops
     gateway = topo.routing == "gateway"

@@ -22,7 +22,10 @@ import signal
 import subprocess
 import sys
 import time
+import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from lab import state
@@ -31,6 +34,9 @@ from lab.errors import PodlabError
 WORKLOADS = ("http", "echo", "idle", "command")
 AGENT_MODULE = "lab.workloads.agent"
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+HANDSHAKE = b"recorded\n"
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)  # loaded now: a forked child should not dlopen
 
 # Popen objects of agents this process started: kept so stop_agent can reap them
 # (otherwise a stopped agent stays a zombie child of a long-lived caller such as the TUI).
@@ -51,6 +57,7 @@ class PodSpec:
     netns: str
     uts: str | None
     containers: tuple[ContainerSpec, ...]
+    mounts: tuple[tuple[str, str], ...] = ()   # (file, path in the pod): its resolv.conf and hosts
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,11 @@ def parse_spec(data: object) -> Spec:
                  f"{cat}.command", "must be a list of strings (an argument list, not a shell string)")
             need(workload != "command" or bool(command), f"{cat}.command", "a command container needs a command")
             containers.append(ContainerSpec(cname, workload, tuple(ports), tuple(command)))
-        pods.append(PodSpec(name, netns, uts, tuple(containers)))
+        mounts = p.get("mounts") or []
+        need(isinstance(mounts, list) and all(isinstance(m, list) and len(m) == 2 and all(
+            isinstance(x, str) and x.startswith("/") for x in m) for m in mounts),
+             f"{at}.mounts", "must be a list of [file, path] pairs of absolute paths")
+        pods.append(PodSpec(name, netns, uts, tuple(containers), tuple((m[0], m[1]) for m in mounts)))
     return Spec(lab, tuple(pods))
 
 
@@ -175,28 +186,90 @@ def _log_tail(lab: str, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def start_agent(lab: str, spec_path: Path, timeout: float = 30.0) -> int:
-    """Start the lab's agent detached and wait until all its sockets listen; return its PID.
+def process_start(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot): with its PID, it names one process for good."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    try:
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
 
-    Raises PodlabError (with the end of agent.log) if it dies or is not ready in time.
-    """
+
+def _die_with_parent(parent: int) -> None:
+    """In the agent, before exec: die if `up` dies before it has journalled the agent's PID
+    (the agent clears this itself once told the record is written; see agent.main)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl: nobody would ever record us
+        os._exit(1)
+
+
+def spawn_agent(lab: str, spec_path: Path) -> subprocess.Popen:
+    """Start the agent's process, parked: it loads Python and its modules, then waits for
+    start_agent's handshake before it reads `spec_path` (which need not exist yet). `up`
+    spawns it before building the lab, so the ~0.2-0.5 s of interpreter start-up overlaps
+    the build. Tied to this thread until the handshake (it dies with it); discard_agent()
+    ends it if it is never handed over."""
     if (old := agent_pid(lab)) is not None:
         raise PodlabError(f"the workload agent of lab {lab!r} is already running (pid {old}); stop it first")
     d = state.ensure_lab_dir(lab)
-    (d / "agent.json").unlink(missing_ok=True)
     env = dict(os.environ)
     # The agent must find the same state directory and the same code as its caller,
     # even if the caller changed lab.state.ROOT in-process or runs from a source tree.
     env["PODLAB_STATE_DIR"] = str(state.ROOT)
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    with open(d / "agent.log", "ab") as log:
+    fd = os.open(d / "agent.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with open(fd, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", AGENT_MODULE, "--lab", lab, "--spec", str(spec_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env, cwd="/")
+            [sys.executable, "-m", AGENT_MODULE, "--lab", lab, "--spec", str(spec_path), "--handshake"],
+            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd="/", preexec_fn=partial(_die_with_parent, os.getpid()))
     _started[proc.pid] = proc
+    return proc
+
+
+def discard_agent(proc: subprocess.Popen | None) -> None:
+    """End an agent from spawn_agent that was never handed over (`up` failed before)."""
+    if proc is None or getattr(proc, "handed_over", False):
+        return
+    if proc.poll() is None:
+        proc.kill()   # our own unreaped child: its PID cannot have been recycled
+    proc.wait()
+    _started.pop(proc.pid, None)
+
+
+def start_agent(lab: str, spec_path: Path, timeout: float = 30.0,
+                on_started: Callable[[int], None] | None = None, proc: subprocess.Popen | None = None) -> int:
+    """Start the lab's agent detached (or hand over `proc`, from spawn_agent) and wait until
+    all its sockets listen; return its PID.
+
+    `on_started(pid)` runs as soon as the process exists, to journal it. Until it returns the
+    agent stays tied to this process (it dies if this one does), so a crash at any point
+    leaves no agent that the journal does not name. Raises PodlabError (with the end of
+    agent.log) if it dies or is not ready in time.
+    """
+    if proc is None:
+        proc = spawn_agent(lab, spec_path)
+    assert proc.stdin is not None
+    try:
+        if on_started:
+            on_started(proc.pid)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        _started.pop(proc.pid, None)
+        raise
+    proc.handed_over = True           # type: ignore[attr-defined]  (discard_agent leaves it alone)
+    try:
+        proc.stdin.write(HANDSHAKE)   # "you are on record": the agent may now outlive us
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass                          # it died already: the wait below reports why
     deadline = time.monotonic() + timeout
+    pause = 0.005   # a small lab's agent is ready within ~0.1 s: look often at first, then less
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _started.pop(proc.pid, None)
@@ -204,7 +277,8 @@ def start_agent(lab: str, spec_path: Path, timeout: float = 30.0) -> int:
         status = read_status(lab)
         if status.get("pid") == proc.pid and status.get("ready"):
             return proc.pid
-        time.sleep(0.05)
+        time.sleep(pause)
+        pause = min(0.05, pause * 1.5)
     # Our own child, not yet reaped: its PID is safe to signal even if it never wrote agent.pid.
     proc.terminate()
     try:

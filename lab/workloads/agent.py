@@ -29,7 +29,9 @@ from functools import partial
 
 from lab import state
 from lab.engine import netns
-from lab.workloads import ContainerSpec, PodSpec, Spec, agent_pid, load_spec, servers, write_json_atomic
+from lab.services.mounts import mount_over
+from lab.workloads import (HANDSHAKE, ContainerSpec, PodSpec, Spec, agent_pid, load_spec, read_status, servers,
+                           write_json_atomic)
 
 STATUS_INTERVAL = 0.5
 WATCH_INTERVAL = 1.0
@@ -110,9 +112,11 @@ def bind_pod(pod: PodSpec) -> dict[str, list[tuple[Claim, socket.socket]] | str]
     return out
 
 
-def _enter_pod(ns: str, uts: str | None) -> None:
-    """In the forked child, before exec: join the pod, and die with the agent even if it is SIGKILLed."""
+def _enter_pod(ns: str, uts: str | None, mounts: tuple[tuple[str, str], ...] = ()) -> None:
+    """In the forked child, before exec: join the pod (its resolv.conf and hosts too), and die
+    with the agent even if it is SIGKILLed."""
     netns.enter(ns, uts)
+    mount_over(mounts)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
@@ -165,6 +169,24 @@ class Agent:
         self.pods = [Pod(p, {c.name: Container(c) for c in p.containers}) for p in spec.pods]
         self.ready = False
         self.dirty = True
+        self.agent_restarts = 0
+        self._carry_over(read_status(spec.lab))
+
+    def _carry_over(self, previous: dict) -> None:
+        """A new agent for a lab that had one (it died, `podlab restart-agent` started this one):
+        every container starts again, like after a pod sandbox restart, and RESTARTS counts it."""
+        if not isinstance(previous, dict) or previous.get("lab") != self.lab or previous.get("pid") == os.getpid():
+            return
+        try:
+            self.agent_restarts = int(previous.get("agentRestarts", 0)) + 1
+            old_pods = previous.get("pods", {})
+            for pod in self.pods:
+                old = old_pods.get(pod.spec.pod, {}).get("containers", {})
+                for name, c in pod.containers.items():
+                    if isinstance(old.get(name), dict):
+                        c.restarts = int(old[name].get("restarts", 0)) + 1
+        except (AttributeError, TypeError, ValueError):
+            log("previous agent.json unreadable: restart counts start again at 0")
 
     def set(self, pod: Pod, c: Container, state_: str, message: str = "") -> None:
         if (c.state, c.message) != (state_, message) and state_ != "Running":
@@ -173,7 +195,7 @@ class Agent:
         self.dirty = True
 
     def status(self) -> dict:
-        return {"pid": os.getpid(), "lab": self.lab, "ready": self.ready,
+        return {"pid": os.getpid(), "lab": self.lab, "ready": self.ready, "agentRestarts": self.agent_restarts,
                 "pods": {p.spec.pod: {"containers": {n: c.status() for n, c in p.containers.items()}}
                          for p in self.pods}}
 
@@ -181,12 +203,25 @@ class Agent:
         self.dirty = False
         write_json_atomic(self.dir / "agent.json", self.status())
 
-    async def start_pod(self, pod: Pod) -> None:
+    def bind_all(self) -> list[dict | OSError]:
+        """Every pod's sockets, opened by one helper thread that visits each pod's namespace in
+        turn (a thread per pod would cost ~1 ms each: a second for 1000 pods)."""
+        def job(pod: Pod) -> dict:
+            st = os.stat(netns.netns_path(pod.spec.netns))
+            pod.ns_id = (st.st_dev, st.st_ino)
+            return bind_pod(pod.spec)
+        return netns.run_in_each([(p.spec.netns, partial(job, p)) for p in self.pods])
+
+    async def start_pod(self, pod: Pod, bound: dict | OSError | None = None) -> None:
+        """Serve a pod's containers; `bound` is what bind_all opened for it (None: open it now)."""
         ns = pod.spec.netns
         try:
-            st = os.stat(netns.netns_path(ns))
-            pod.ns_id = (st.st_dev, st.st_ino)
-            bound = netns.run_in(ns, partial(bind_pod, pod.spec))
+            if isinstance(bound, OSError):
+                raise bound
+            if bound is None:
+                st = os.stat(netns.netns_path(ns))
+                pod.ns_id = (st.st_dev, st.st_ino)
+                bound = netns.run_in(ns, partial(bind_pod, pod.spec))
         except OSError as e:
             pod.gone = True
             for c in pod.containers.values():
@@ -218,7 +253,7 @@ class Agent:
             return subprocess.Popen(
                 list(c.spec.command), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd="/", env=env, start_new_session=True,  # own process group: stop reaches its children too
-                preexec_fn=partial(_enter_pod, pod.spec.netns, pod.spec.uts))
+                preexec_fn=partial(_enter_pod, pod.spec.netns, pod.spec.uts, pod.spec.mounts))
 
     async def wait_exit(self, c: Container) -> int:
         """Wait (without a thread or polling) until the container's process exits; then reap it."""
@@ -329,8 +364,8 @@ class Agent:
         pid_file = self.dir / "agent.pid"
         pid_file.write_text(f"{os.getpid()}\n")
         try:
-            for pod in self.pods:
-                await self.start_pod(pod)
+            for pod, bound in zip(self.pods, self.bind_all()):
+                await self.start_pod(pod, bound)
             self.ready = True
             self.write_status()
             log(f"agent for lab {self.lab}: {len(self.pods)} pods ready")
@@ -351,7 +386,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.workloads.agent", description=__doc__.split("\n")[0])
     parser.add_argument("--lab", required=True)
     parser.add_argument("--spec", required=True)
+    parser.add_argument("--handshake", action="store_true",
+                        help="wait for the starter to journal our PID (a line on stdin) before living on our own")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # state files are root's only
+    if args.handshake:
+        # Started with PR_SET_PDEATHSIG: we die with the starter until it has recorded us.
+        if sys.stdin.buffer.readline() != HANDSHAKE:
+            return 1  # the starter gave up (or died) before recording us
+        _libc.prctl(PR_SET_PDEATHSIG, 0)
     try:
         spec = load_spec(args.spec)
     except (OSError, ValueError) as e:

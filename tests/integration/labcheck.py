@@ -17,15 +17,35 @@ def root_netns_state() -> dict:
     def sysctl(key: str) -> str:
         return Path("/proc/sys/" + key.replace(".", "/")).read_text().strip()
 
-    links = [(l["ifname"], l.get("mtu"), l.get("operstate"), l.get("master")) for l in ip("link")]
+    links = [(l["ifname"], l.get("mtu"), l.get("operstate"), l.get("master"), l.get("ifalias"),
+              tuple(l.get("altnames", []))) for l in ip("link")]
     addrs = [(a["ifname"], [(i["local"], i["prefixlen"]) for i in a.get("addr_info", [])]) for a in ip("addr")]
     routes = [json.dumps(r, sort_keys=True) for r in ip("route", "show", "table", "all")]
-    rules = [json.dumps(r, sort_keys=True) for r in ip("rule")]
+    routes6 = [json.dumps(r, sort_keys=True) for r in ip("-6", "route", "show", "table", "all")]
+    rules = [json.dumps(r, sort_keys=True) for r in ip("rule")] + [json.dumps(r, sort_keys=True) for r in ip("-6", "rule")]
+    # Learned entries come and go on their own; what a program writes is permanent (podlab writes NUD_PERMANENT).
+    neighbours = [json.dumps(n, sort_keys=True) for n in ip("neigh", "show", "nud", "permanent")]
     nft = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
-    sysctls = {k: sysctl(k) for k in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
-                                      "net.ipv4.conf.default.rp_filter", "net.ipv4.conf.all.forwarding")}
-    return {"links": sorted(links), "addrs": sorted(addrs), "routes": sorted(routes), "rules": sorted(rules),
-            "nft": nft, "sysctls": sysctls}
+    keys = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv4.conf.all.src_valid_mark"]
+    for conf in sorted(p.name for p in Path("/proc/sys/net/ipv4/conf").iterdir()):
+        keys += [f"net.ipv4.conf.{conf}.{k}" for k in ("rp_filter", "forwarding", "proxy_arp", "send_redirects")]
+    sysctls = {k: sysctl(k) for k in keys}
+    return {"links": sorted(links), "addrs": sorted(addrs), "routes": sorted(routes), "routes6": sorted(routes6),
+            "rules": sorted(rules), "neighbours": sorted(neighbours), "nft": nft, "sysctls": sysctls}
+
+
+def diff_root_state(before: dict, after: dict) -> str:
+    """What changed in the root network namespace, readably (empty if nothing did)."""
+    lines = []
+    for key in before:
+        if before[key] != after.get(key):
+            if isinstance(before[key], list):
+                gone = [x for x in before[key] if x not in after[key]]
+                new = [x for x in after[key] if x not in before[key]]
+                lines.append(f"{key}: gone {gone[:3]} new {new[:3]}")
+            else:
+                lines.append(f"{key} changed")
+    return "; ".join(lines)
 
 
 def assert_no_residue(lab: str, netns_names: list[str]) -> None:

@@ -96,3 +96,19 @@ def test_check_samples_large_labs_but_covers_every_pair_of_nodes():
     assert crossed == {(x, y) for x in names for y in names}
     assert all(a.name != b.name for a, b, _ in pairs)
     assert {b.name for _, b, _ in pairs} == {p.name for p in pods}
+
+
+def test_neighbour_budget_counts_pods_sharing_a_bridge():
+    """All pairs of 100 pods on one bridge would teach ARP 9,900 entries: they are written as permanent
+    ones. 1000 pods on one bridge would need 999,000 (most of `up`'s time and ~300 MB of kernel memory),
+    so only the entries that grow linearly are written and pods of that node ARP for each other."""
+    def one_bridge(pods: int, mask: int):
+        text = (f"mode: l2\nnetwork: {{nodeCIDRMaskSize: {mask}}}\nnodes: [node1]\n"
+                f"deployments: [{{name: web, replicas: {pods}, image: pause}}]\n")
+        return planner.build(topology.loads(text, default_name="budget"))
+    hundred = one_bridge(100, 24)
+    assert hundred.addresses.static_neighbours and hundred.addresses.static_pod_pairs
+    assert sum(isinstance(op, AddNeighbour) for op in hundred.ops) == 100 * 99 + 2 * 100
+    thousand = one_bridge(1000, 22)
+    assert thousand.addresses.static_neighbours and not thousand.addresses.static_pod_pairs
+    assert sum(isinstance(op, AddNeighbour) for op in thousand.ops) == 2 * 1000

@@ -1,0 +1,126 @@
+"""Kernel features a plan needs, detected before anything is built.
+
+Each probe does the real thing in a scratch network namespace that only a helper thread
+ever joins, and that the kernel frees as soon as the thread is done: create a vxlan device,
+attach a netem qdisc. Asking the kernel is the only reliable test (a module may be built in,
+loadable on demand, or missing; /proc/modules says nothing about built-ins). Answers are
+cached for the life of the process.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterable
+
+from lab.engine import netlink as nl
+from lab.errors import PodlabError
+from lab.ops import CreateVxlan
+
+CLONE_NEWNET = 0x40000000
+RTM_NEWQDISC = 36
+TCA_KIND, TCA_OPTIONS = 1, 2
+TC_H_ROOT = 0xFFFFFFFF
+_libc = ctypes.CDLL(None, use_errno=True)
+# errnos that mean "this kernel has no such link kind / qdisc"
+_MISSING = {errno.EOPNOTSUPP, errno.ENOENT, errno.EINVAL, errno.EAFNOSUPPORT}
+
+# what each feature is for, and how to get it
+HELP = {
+    "vxlan": ("mode: vxlan builds flannel.1 VXLAN devices", "load it with 'sudo modprobe vxlan' (kernel option "
+              "CONFIG_VXLAN), or use mode: l3 or l2, which need no tunnel"),
+    "netem": ("link delay/loss emulation uses the netem qdisc", "load it with 'sudo modprobe sch_netem' (kernel "
+              "option CONFIG_NET_SCH_NETEM; on Debian/Ubuntu it is in linux-modules-extra)"),
+}
+
+_cache: dict[str, bool] = {}
+
+
+def _in_scratch_netns(fn: Callable[[socket.socket], bool]) -> bool:
+    result: list[bool] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare: {errno.errorcode.get(err, err)}")
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:
+                result.append(fn(sock))
+        except BaseException as e:
+            failure.append(e)
+
+    thread = threading.Thread(target=work, name="podlab-feature-probe")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _ask(sock: socket.socket, request: nl.Request) -> bool:
+    channel = nl.Channel(sock)
+    channel.queue(request)
+    try:
+        channel.flush()
+    except nl.NetlinkError as e:
+        if e.errno in _MISSING:
+            return False
+        raise
+    return True
+
+
+def _vxlan(sock: socket.socket) -> bool:
+    data = nl.u32(nl.IFLA_VXLAN_ID, 42) + nl.be16(nl.IFLA_VXLAN_PORT, 4789)
+    body = (nl.ifinfomsg() + nl.string(nl.IFLA_IFNAME, "probe0")
+            + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "vxlan"), nl.nested(nl.IFLA_INFO_DATA, data)))
+    return _ask(sock, nl.Request(nl.RTM_NEWLINK, nl.CREATE, body, "ip link add probe0 type vxlan id 42"))
+
+
+def _netem(sock: socket.socket) -> bool:
+    tcmsg = struct.pack("=BxxxiIII", socket.AF_UNSPEC, 1, 0, TC_H_ROOT, 0)   # on lo, ifindex 1
+    qopt = struct.pack("=6I", 1000, 1000, 0, 0, 0, 0)   # latency, limit, loss, gap, duplicate, jitter
+    body = tcmsg + nl.string(TCA_KIND, "netem") + nl.attr(TCA_OPTIONS, qopt)
+    return _ask(sock, nl.Request(RTM_NEWQDISC, nl.CREATE, body, "tc qdisc add dev lo root netem"))
+
+
+PROBES: dict[str, Callable[[socket.socket], bool]] = {"vxlan": _vxlan, "netem": _netem}
+
+
+def available(feature: str) -> bool:
+    """True if this kernel can do `feature` (one of PROBES), asked once per process."""
+    if feature not in _cache:
+        try:
+            _cache[feature] = _in_scratch_netns(PROBES[feature])
+        except OSError as e:
+            raise PodlabError(f"cannot tell whether the kernel supports {feature}: {e}") from None
+    return _cache[feature]
+
+
+# The op types that need an optional feature (veth, bridges and namespaces every kernel has).
+# An op added later that needs one registers here, e.g. NEEDS[SetNetem] = "netem".
+NEEDS: dict[type, str] = {CreateVxlan: "vxlan"}
+
+
+def needed(ops: Iterable[object]) -> list[str]:
+    """The optional kernel features a plan uses, in the order first needed."""
+    wanted: list[str] = []
+    for op in ops:
+        feature = NEEDS.get(type(op))
+        if feature and feature not in wanted:
+            wanted.append(feature)
+    return wanted
+
+
+def missing_message(missing: list[str]) -> str:
+    parts = [f"{f} ({HELP[f][0]}): {HELP[f][1]}" for f in missing]
+    return "this kernel lacks " + "; and ".join(parts) + ". Nothing was created."
+
+
+def require(ops: Iterable[object]) -> None:
+    """Raise PodlabError naming every kernel feature the plan needs and the kernel lacks."""
+    missing = [f for f in needed(ops) if not available(f)]
+    if missing:
+        raise PodlabError(missing_message(missing))

@@ -1,0 +1,397 @@
+"""Walk a packet through the lab with the kernel's own lookups, namespace by namespace.
+
+At each step the walk does what the kernel would: a route lookup (with the input interface
+for a forwarded packet), the neighbour entry of the next hop (or an ARP answer from whoever
+holds that address on the link), the bridge FDB to pick a port, the VXLAN FDB to pick the
+remote VTEP and the encapsulation that follows, then the veth into the next namespace. The
+first thing that would stop the packet ends the walk, with the namespace and the reason:
+no route, no neighbour/FDB entry, an interface down, forwarding off, a packet larger than
+the MTU, an nft rule. Each hop carries the decision that sent the packet on.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, replace
+
+from lab.inspect import Link, Snapshot
+from lab.packets import l2, nft
+from lab.packets.frames import DEFAULT_TTL, VXLAN_OVERHEAD
+from lab.packets.result import Hop
+from lab.packets.view import RouteAnswer, View, carrier, up
+
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+ETH = 14
+VLAN_SLACK = 4          # a veth or bridge port accepts MTU + Ethernet header + a VLAN tag
+MAX_STEPS = 64
+USABLE_NEIGH = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
+
+
+@dataclass(frozen=True)
+class Encap:
+    src: str
+    dst: str
+    dport: int
+    vni: int
+    ttl: int
+    inner_mac: str         # the inner frame's destination MAC (the remote VTEP device's)
+
+
+@dataclass(frozen=True)
+class Packet:
+    src: str
+    dst: str
+    proto: str                     # icmp | tcp | udp
+    length: int
+    ttl: int = DEFAULT_TTL
+    sport: int | None = None
+    dport: int | None = None
+    kind: str = "request"          # request | reply
+    df: bool = True
+    encap: Encap | None = None
+
+    @property
+    def wire_length(self) -> int:
+        return self.length + (VXLAN_OVERHEAD if self.encap else 0)
+
+    def summary(self) -> str:
+        if self.proto == "icmp":
+            what = "ICMP echo-request" if self.kind == "request" else "ICMP echo-reply"
+            src, dst = self.src, self.dst
+        else:
+            src = f"{self.src}:{self.sport}" if self.sport else self.src
+            dst = f"{self.dst}:{self.dport}" if self.dport else self.dst
+            what = self.proto.upper() + ((" [S]" if self.kind == "request" else " [S.]")
+                                         if self.proto == "tcp" else "")
+        text = f"{src} > {dst} {what} ttl {self.ttl} len {self.length}"
+        if self.encap:
+            e = self.encap
+            text += f" | outer {e.src} > {e.dst} UDP {e.dport} VNI {e.vni}"
+        return text
+
+    def nft_view(self, iif: str | None, oif: str | None) -> nft.Packet:
+        if self.encap:
+            e = self.encap
+            return nft.Packet(e.src, e.dst, "udp", None, e.dport, iif, oif)
+        state = "new" if self.kind == "request" else "established"
+        return nft.Packet(self.src, self.dst, self.proto, self.sport, self.dport, iif, oif, state)
+
+    def reply(self) -> Packet:
+        return Packet(self.dst, self.src, self.proto, self.length, DEFAULT_TTL, self.dport, self.sport,
+                      "reply", self.df)
+
+
+@dataclass
+class Outcome:
+    hops: list[Hop]
+    delivered: bool
+    ns: str | None             # where it was delivered, or where it stopped
+    reason: str | None
+    iface: str | None = None   # for a packet larger than the MTU: the interface,
+    mtu: int | None = None     # and the largest packet it lets through
+
+
+class Stop(Exception):
+    def __init__(self, delivered: bool, ns: str, reason: str | None = None, iface: str | None = None,
+                 mtu: int | None = None):
+        super().__init__(reason or "delivered")
+        self.delivered, self.ns, self.reason, self.iface, self.mtu = delivered, ns, reason, iface, mtu
+
+
+def route_error(answer: RouteAnswer, dst: str) -> str:
+    if answer.type in ("blackhole", "unreachable", "prohibit"):
+        return f"the route to {dst} is a {answer.type} route ({answer.text()})"
+    if answer.error == errno.ENETUNREACH:
+        return f"no route to {dst}"
+    if answer.error == errno.EXDEV:
+        return "the reverse-path filter (rp_filter) rejects it"
+    if answer.error == errno.ENODEV:
+        return "the input interface is gone"
+    return f"the route lookup for {dst} fails: {os.strerror(answer.error).lower()}"
+
+
+class Walker:
+    def __init__(self, view: View):
+        self.view = view
+        self.hops: list[Hop] = []
+        self.steps = 0
+
+    # ------------------------------------------------------------ entry
+
+    def run(self, ns: str, pkt: Packet) -> Outcome:
+        self.hops = []
+        try:
+            self._originate(ns, pkt)
+        except Stop as s:
+            return Outcome(self.hops, s.delivered, s.ns, s.reason, s.iface, s.mtu)
+        return Outcome(self.hops, False, ns, "the walk ended without an answer")   # not reached
+
+    def resume(self, ns: str, iif: str | None, pkt: Packet) -> Outcome:
+        """The walk from the middle: `pkt` arriving in `ns` on `iif` (None: leaving it), e.g. as a
+        trace saw it after a rewrite (DNAT) the walk itself does not make."""
+        self.hops = []
+        try:
+            if iif:
+                self._l3_input(ns, iif, pkt)
+            else:
+                self._originate(ns, pkt)
+        except Stop as s:
+            return Outcome(self.hops, s.delivered, s.ns, s.reason, s.iface, s.mtu)
+        return Outcome(self.hops, False, ns, "the walk ended without an answer")   # not reached
+
+    # ------------------------------------------------------------ helpers
+
+    def _state(self, ns: str) -> Snapshot:
+        return self.view.state(ns)
+
+    def _hop(self, ns: str, iface: str, direction: str, pkt: Packet, decision: str | None = None) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise Stop(False, ns, f"a forwarding loop: more than {MAX_STEPS} hops")
+        ttl = pkt.ttl
+        self.hops.append(Hop(ns, self.view.owner(ns), iface, direction, pkt.summary(), ttl, decision, 0.0))
+
+    def _drop(self, ns: str, reason: str) -> Stop:
+        return Stop(False, ns, reason)
+
+    def _nft(self, ns: str, hooks: list[str], pkt: Packet, iif: str | None, oif: str | None) -> None:
+        chains = self.view.nft_rules(ns)
+        if not chains:
+            return
+        verdict = nft.judge(chains, hooks, pkt.nft_view(iif, oif))
+        if verdict is not None:
+            raise self._drop(ns, verdict.text())
+
+    # ------------------------------------------------------------ layer 3
+
+    def _originate(self, ns: str, pkt: Packet) -> None:
+        """A packet the namespace sends itself (or the outer packet of its VXLAN device)."""
+        src, dst = (pkt.encap.src, pkt.encap.dst) if pkt.encap else (pkt.src, pkt.dst)
+        answer = self.view.route(ns, dst, src)
+        if answer.error or answer.type == "error":
+            raise self._drop(ns, route_error(answer, dst))
+        if answer.type == "local":
+            self._hop(ns, "lo", "out", pkt)
+            raise Stop(True, ns)
+        if answer.type != "unicast" or not answer.dev:
+            raise self._drop(ns, route_error(answer, dst))
+        if not pkt.encap:
+            self._nft(ns, ["output", "postrouting"], pkt, None, answer.dev)
+        self._transmit(ns, answer.dev, answer.gateway or dst, pkt, answer.text())
+
+    def _l3_input(self, ns: str, iif: str, pkt: Packet) -> None:
+        if pkt.encap:
+            e = pkt.encap
+            answer = self.view.route(ns, e.dst, e.src, iif)
+            if answer.type == "local" and not answer.error:
+                return self._decapsulate(ns, pkt)
+        src, dst = (pkt.encap.src, pkt.encap.dst) if pkt.encap else (pkt.src, pkt.dst)
+        answer = self.view.route(ns, dst, src, iif)
+        if answer.type == "local" and not answer.error:
+            self._nft(ns, ["prerouting", "input"], pkt, iif, None)
+            raise Stop(True, ns)
+        if answer.error or answer.type == "error":
+            if answer.error == errno.EHOSTUNREACH and answer.type == "error":
+                off = self._forwarding_off(ns, iif)
+                if off:
+                    raise self._drop(ns, off)
+            raise self._drop(ns, route_error(answer, dst))
+        if answer.type != "unicast" or not answer.dev:
+            raise self._drop(ns, route_error(answer, dst))
+        self._nft(ns, ["prerouting", "forward", "postrouting"], pkt, iif, answer.dev)
+        ttl = pkt.encap.ttl if pkt.encap else pkt.ttl
+        if ttl <= 1:
+            raise self._drop(ns, f"TTL exceeded (the packet arrived with TTL {ttl})")
+        forwarded = replace(pkt, encap=replace(pkt.encap, ttl=ttl - 1)) if pkt.encap else replace(pkt, ttl=ttl - 1)
+        self._transmit(ns, answer.dev, answer.gateway or dst, forwarded, answer.text())
+
+    def _forwarding_off(self, ns: str, iif: str) -> str | None:
+        """Why the namespace would not forward what arrives on iif, if forwarding is off."""
+        if self.view.sysctl(ns, "net.ipv4.ip_forward") == "0":
+            return "forwarding is off (net.ipv4.ip_forward = 0): it does not route packets"
+        if self.view.sysctl(ns, f"net.ipv4.conf.{iif}.forwarding") == "0":
+            return f"forwarding is off on {iif} (net.ipv4.conf.{iif}.forwarding = 0)"
+        return None
+
+    def _decapsulate(self, ns: str, pkt: Packet) -> None:
+        e = pkt.encap
+        assert e is not None
+        snap = self._state(ns)
+        dev = next((l for l in snap.links if l.kind == "vxlan" and l.vxlan and l.vxlan.get("port") == e.dport
+                    and l.vxlan.get("id") == e.vni), None)
+        if dev is None:
+            raise self._drop(ns, f"VXLAN (UDP {e.dport}, VNI {e.vni}) arrives, but no VXLAN device here "
+                                 f"has that port and VNI")
+        if not up(dev):
+            raise self._drop(ns, f"interface {dev.name} is down")
+        inner = replace(pkt, encap=None)
+        self._hop(ns, dev.name, "in", inner)
+        if e.inner_mac.lower() != (dev.mac or "").lower():
+            raise self._drop(ns, f"the inner frame is for {e.inner_mac} but {dev.name} is {dev.mac}: the "
+                                 f"sending node's neighbour entry for this node's VTEP is wrong")
+        self._l3_input(ns, dev.name, inner)
+
+    # ------------------------------------------------------------ sending on a link
+
+    def _transmit(self, ns: str, dev: str, nexthop: str, pkt: Packet, decision: str) -> None:
+        snap = self._state(ns)
+        link = snap.link(dev)
+        if link is None:
+            raise self._drop(ns, f"the route names {dev}, which does not exist")
+        if not up(link):
+            raise self._drop(ns, f"interface {dev} is down")
+        if pkt.wire_length > link.mtu and pkt.df:
+            raise Stop(False, ns, f"packet larger than the MTU: {pkt.wire_length} bytes, {dev} has MTU {link.mtu} "
+                                  f"(DF set)", dev, link.mtu - (VXLAN_OVERHEAD if pkt.encap else 0))
+        if link.kind == "vxlan":
+            return self._vxlan_out(ns, link, nexthop, pkt, decision)
+        if not carrier(link) and link.kind != "bridge":    # a bridge's ports are checked one by one below
+            peer = self.view.peer(ns, dev) if link.kind == "veth" else None
+            far = f"its other end ({peer[1]} in {self.view.owner(peer[0])}) is down" if peer else "its link is down"
+            raise self._drop(ns, f"{dev} has no carrier: {far}")
+        mac, neigh = self._resolve(ns, link, nexthop)
+        if link.kind == "bridge":
+            port, how = self._bridge_port(ns, link, mac, ingress=None, hint=self.view.holder(nexthop))
+            self._hop(ns, dev, "out", pkt, f"{decision}; {neigh}")
+            self._port_mtu(ns, link, port, pkt)
+            self._hop(ns, port.name, "out", pkt, how)
+            return self._frame_out(ns, port, pkt, mac, self.view.holder(nexthop))
+        self._hop(ns, dev, "out", pkt, f"{decision}; {neigh}")
+        self._frame_out(ns, link, pkt, mac, self.view.holder(nexthop))
+
+    def _resolve(self, ns: str, link: Link, nexthop: str) -> tuple[str, str]:
+        """The next hop's MAC, and the words for how it was found."""
+        snap = self._state(ns)
+        entry = next((n for n in snap.neighbours if n.dev == link.name and n.address == nexthop), None)
+        if entry is not None and entry.mac and any(s in entry.state for s in USABLE_NEIGH):
+            return entry.mac, f"neigh {nexthop} lladdr {entry.mac} {entry.state}"
+        if link.kind == "vxlan":
+            what = f"a {entry.state} neighbour entry" if entry else "no neighbour entry"
+            raise self._drop(ns, f"{what} for {nexthop} on {link.name}: a VXLAN device without learning "
+                                 f"cannot ARP across the overlay, the entry must be there")
+        found = l2.search(self.view, ns, link.name, ip=nexthop, hint=self.view.holder(nexthop))
+        if found is None:
+            behind = l2.search(self.view, ns, link.name, ip=nexthop, hint=self.view.holder(nexthop),
+                               through_down=True)
+            if behind is not None and behind[3] is not None:
+                bns, bdev = behind[3]
+                raise self._drop(bns, f"{self._what_is(bns, bdev)} {bdev} is down, so ARP for {nexthop} cannot "
+                                      f"reach {self.view.owner(behind[0])}")
+            what = f"the neighbour entry for {nexthop} on {link.name} is {entry.state}" if entry \
+                else f"no neighbour entry for {nexthop} on {link.name}"
+            raise self._drop(ns, f"{what}, and nothing on that link answers ARP for it")
+        fns, fdev, mac, _ = found
+        return mac, f"neigh {nexthop}: no entry yet, ARP resolves it to {mac} ({self.view.owner(fns)} {fdev})"
+
+    def _vxlan_out(self, ns: str, link: Link, nexthop: str, pkt: Packet, decision: str) -> None:
+        mac, neigh = self._resolve(ns, link, nexthop)
+        snap = self._state(ns)
+        fdb = next((f for f in snap.fdb if f.dev == link.name and f.mac and f.mac.lower() == mac.lower()
+                    and f.dst), None)
+        how = "fdb"
+        if fdb is None:
+            fdb = next((f for f in snap.fdb if f.dev == link.name and f.mac == "00:00:00:00:00:00" and f.dst), None)
+            how = "fdb default (00:00:00:00:00:00)"
+        if fdb is None:
+            raise self._drop(ns, f"no FDB entry for {mac} on {link.name}: the VXLAN device does not know which "
+                                 f"node (VTEP) has that MAC")
+        vx = link.vxlan or {}
+        remote = str(fdb.dst)
+        self._hop(ns, link.name, "out", pkt, f"{decision}; {neigh}; {how} {mac} dst {remote}")
+        answer = self.view.route(ns, remote, vx.get("local") or None)
+        if answer.error or answer.type != "unicast" or not answer.dev:
+            raise self._drop(ns, f"{link.name} cannot reach the remote VTEP: {route_error(answer, remote)}")
+        local = str(vx.get("local") or answer.prefsrc or "")     # no `local`: the route's source address
+        outer = replace(pkt, encap=Encap(local, remote, int(vx.get("port") or 8472), int(vx.get("id") or 0),
+                                         DEFAULT_TTL, mac))
+        under = snap.link(answer.dev)
+        if under is not None and pkt.df and outer.wire_length > under.mtu:
+            raise Stop(False, ns, f"packet larger than the MTU: {link.name} adds {VXLAN_OVERHEAD} bytes of VXLAN "
+                                  f"headers, and {answer.dev} (MTU {under.mtu}) carries at most "
+                                  f"{under.mtu - VXLAN_OVERHEAD}-byte packets through it ({pkt.length} given)",
+                       link.name, under.mtu - VXLAN_OVERHEAD)
+        self._nft(ns, ["output", "postrouting"], outer, None, answer.dev)
+        self._transmit(ns, answer.dev, answer.gateway or remote, outer, answer.text())
+
+    # ------------------------------------------------------------ layer 2
+
+    def _frame_out(self, ns: str, link: Link, pkt: Packet, mac: str, hint: str | None) -> None:
+        if link.kind != "veth":
+            raise self._drop(ns, f"{link.name} ({link.kind or 'unknown kind'}) leads nowhere podlab can follow")
+        peer = self.view.peer(ns, link.name)
+        if peer is None:
+            raise self._drop(ns, f"the other end of {link.name} cannot be found")
+        pns, pdev = peer
+        plink = self._state(pns).link(pdev)
+        if plink is None:
+            raise self._drop(pns, f"the other end of {link.name} ({pdev}) is gone")
+        if not up(plink):
+            raise self._drop(pns, f"interface {pdev} is down")
+        if pkt.wire_length > plink.mtu + VLAN_SLACK:
+            raise Stop(False, pns, f"packet larger than the MTU: {pkt.wire_length} bytes arrive on {pdev} "
+                                   f"(MTU {plink.mtu}), which drops them silently", pdev,
+                       plink.mtu + VLAN_SLACK - (VXLAN_OVERHEAD if pkt.encap else 0))
+        self._arrive(pns, plink, pkt, mac, hint)
+
+    def _arrive(self, ns: str, link: Link, pkt: Packet, mac: str, hint: str | None) -> None:
+        self._hop(ns, link.name, "in", pkt)
+        snap = self._state(ns)
+        if link.master:
+            bridge = snap.link(link.master)
+            if bridge is None or not up(bridge):
+                raise self._drop(ns, f"bridge {link.master} is down")
+            if mac.lower() == (bridge.mac or "").lower() or self._bridge_local(snap, bridge, mac):
+                self._hop(ns, bridge.name, "in", pkt)
+                return self._l3_input(ns, bridge.name, pkt)
+            port, how = self._bridge_port(ns, bridge, mac, ingress=link.name, hint=hint)
+            self._port_mtu(ns, bridge, port, pkt)
+            self._hop(ns, port.name, "out", pkt, how)
+            return self._frame_out(ns, port, pkt, mac, hint)
+        if mac.lower() in ((link.mac or "").lower(), BROADCAST):
+            return self._l3_input(ns, link.name, pkt)
+        raise self._drop(ns, f"the frame is for {mac} but {link.name} is {link.mac}: a stale or wrong "
+                             f"neighbour entry upstream")
+
+    def _what_is(self, ns: str, dev: str) -> str:
+        link = self._state(ns).link(dev)
+        return "bridge port" if link is not None and link.master else "interface"
+
+    @staticmethod
+    def _port_mtu(ns: str, bridge: Link, port: Link, pkt: Packet) -> None:
+        # A bridge port, like a veth, takes MTU + Ethernet header + a VLAN tag's 4 bytes.
+        if pkt.wire_length > port.mtu + VLAN_SLACK:
+            raise Stop(False, ns, f"packet larger than the MTU: bridge {bridge.name} cannot send "
+                                  f"{pkt.wire_length} bytes out of {port.name} (MTU {port.mtu})", port.name,
+                       port.mtu + VLAN_SLACK - (VXLAN_OVERHEAD if pkt.encap else 0))
+
+    @staticmethod
+    def _bridge_local(snap: Snapshot, bridge: Link, mac: str) -> bool:
+        """A bridge's own addresses: its ports' MACs, listed as permanent (local) FDB entries."""
+        return any(f.master == bridge.name and f.permanent and not f.self and f.mac
+                   and f.mac.lower() == mac.lower() for f in snap.fdb)
+
+    def _bridge_port(self, ns: str, bridge: Link, mac: str, ingress: str | None,
+                     hint: str | None) -> tuple[Link, str]:
+        snap = self._state(ns)
+        entry = next((f for f in snap.fdb if f.master == bridge.name and f.mac and f.mac.lower() == mac.lower()
+                      and not f.self), None)
+        port = snap.link(entry.dev) if entry else None
+        if port is not None:
+            how = f"bridge {bridge.name}: fdb {mac} dev {port.name}"
+        else:
+            ports = [l for l in snap.links if l.master == bridge.name and l.name != ingress]
+            port = next((p for p in ports if l2.search(self.view, ns, p.name, mac=mac, hint=hint)), None)
+            if port is None:
+                for p in ports:     # a port that would lead there if it (or a link behind it) were up
+                    behind = l2.search(self.view, ns, p.name, mac=mac, hint=hint, through_down=True)
+                    if behind is not None and behind[3] is not None:
+                        bns, bdev = behind[3]
+                        raise self._drop(bns, f"{self._what_is(bns, bdev)} {bdev} is down")
+                raise self._drop(ns, f"bridge {bridge.name} has no FDB entry for {mac}, and none of its ports "
+                                     f"leads to it")
+            how = f"bridge {bridge.name}: no fdb entry for {mac}, flooded; {port.name} leads to it"
+        if port.name == ingress:
+            raise self._drop(ns, f"bridge {bridge.name} would send the frame back out of {port.name}")
+        if not up(port):
+            raise self._drop(ns, f"bridge port {port.name} is down")
+        return port, how

@@ -1,0 +1,52 @@
+"""The kernel operations Services and hostPorts add to a mode's plan. Pure.
+
+Per node, when the topology has a `services:` key: kube-proxy's nftables table, the bridge
+netfilter switch it relies on, and a default route if the mode gave the node none (a process
+on the node connecting to a ClusterIP needs some route before nat-output can DNAT it; real
+nodes have their subnet's gateway). Per node with hostPorts: the portmap table.
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+from lab.addressing import AddressPlan
+from lab.model import Topology
+from lab.ops import AddRoute, ApplyNft, Op, SetSysctl
+from lab.services import endpoints, nft
+
+DEFAULT = IPv4Network("0.0.0.0/0")
+# Pods on one node reach a ClusterIP through the node (routed) but the endpoint's answer comes
+# back across the bridge (switched): only bridge netfilter lets conntrack see it and undo the
+# DNAT. kubeadm's preflight demands it; here it is per namespace, so the host's stays as it is.
+BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
+
+
+def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
+    has_host_ports = any(p.host_port is not None for pod in topo.pods for c in pod.containers for p in c.port_specs)
+    if not topo.cluster_services and not has_host_ports:
+        return []
+    ruleset = nft.kube_proxy(endpoints.plan(topo, addrs), topo.pod_cidr) if topo.cluster_services else ""
+    ip_of = {p.name: p.ip for p in addrs.pods}
+    by_node: dict[str, list] = {}
+    if has_host_ports:
+        for pod in topo.pods:
+            by_node.setdefault(pod.node, []).append((pod, ip_of[pod.name]))
+    defaults = {op.ns for op in mode_ops if isinstance(op, AddRoute) and op.dst.prefixlen == 0}
+    out: list[Op] = []
+    for node in addrs.nodes:
+        host_ports = nft.host_ports(by_node.get(node.name, []))
+        if topo.cluster_services or host_ports:
+            out.append(SetSysctl(node.netns, BRIDGE_NF, "1"))
+        if topo.cluster_services:
+            if topo.mode == "l2":
+                # A node's uplink is a port of cni0: ClusterIP traffic leaves by the bridge it came in
+                # by, and the ICMP redirects the node would send use up the per-host ICMP rate limit
+                # that kube-proxy's reject (no endpoints) relies on.
+                out += [SetSysctl(node.netns, "net.ipv4.conf.all.send_redirects", "0"),
+                        SetSysctl(node.netns, "net.ipv4.conf.default.send_redirects", "0")]
+            if node.netns not in defaults:
+                out.append(AddRoute(node.netns, DEFAULT, via=addrs.router_ip))
+            out.append(ApplyNft(node.netns, f"ip {nft.TABLE}", ruleset))
+        if host_ports:
+            out.append(ApplyNft(node.netns, f"ip {nft.HOSTPORT_TABLE}", host_ports))
+    return out
