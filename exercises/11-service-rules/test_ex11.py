@@ -98,11 +98,13 @@ def table_problems(podlab, node):
             wanted = {nft.endpoint_chain(svc, pp, b): b for b in pp.backends}
             spread = {t for expr in rules[chain] for t in _walk(expr, "target")} - {"mark-for-masquerade"}
             if spread != set(wanted):
+                eps = ", ".join(f"{b.ip}:{b.port}" for b in wanted.values())
                 problems.append(f"{node}'s chain {chain} picks among {sorted(spread) or 'no endpoints'}, but "
-                                f"Service {svc.key}'s endpoints are {', '.join(f'{b.ip}:{b.port}' for b in wanted.values())}")
+                                f"Service {svc.key}'s endpoints are {eps}")
                 continue
             for ep_chain, b in wanted.items():
-                dnats = [(d.get("addr"), d.get("port")) for expr in rules.get(ep_chain, []) for d in _walk(expr, "dnat")]
+                dnats = [(d.get("addr"), d.get("port"))
+                         for expr in rules.get(ep_chain, []) for d in _walk(expr, "dnat")]
                 if (str(b.ip), b.port) not in dnats:
                     problems.append(f"{node}'s chain {ep_chain} does not DNAT to {b.ip}:{b.port} "
                                     f"(an endpoint of Service {svc.key})")
@@ -154,7 +156,7 @@ def test_backend_sees_the_client(podlab, probes):
 
 
 def test_hairpin(podlab, probes):
-    """each echo pod reaches its own Service and, sometimes, lands on itself (hairpin)"""
+    """each echo pod reaches its own Service, and lands on itself when picked (hairpin)"""
     results = [r for r in probes if r.via == "hairpin"]
     bad = [f"{where(podlab, r.src)}: {r.error or 'failed'}" for r in results if not r.passed]
     assert results and not bad, "; ".join(bad) or "no echo pod was probed for hairpin"

@@ -2,7 +2,8 @@
 bridges, pods attached to their node's bridge (the CNI bridge plugin), outside hosts."""
 from __future__ import annotations
 
-from lab.addressing import AddressPlan, NodeAddr, PodAddr, interface, pod_prefixlen, stable_mac
+from lab.addressing import (STATIC_PAIRS_LIMIT, AddressPlan, NodeAddr, PodAddr, interface, pod_prefixlen,
+                            stable_mac)
 from lab.model import Topology
 from lab.ops import (AddAddress, AddNeighbour, AddRoute, CreateBridge, CreateNamespace, CreateVeth, LinkUp, Op,
                      SetHairpin, SetSysctl)
@@ -98,8 +99,8 @@ def _mac(addrs: AddressPlan, owner: str, device: str) -> str | None:
 def static_neighbours(topo: Topology, addrs: AddressPlan) -> list[Op]:
     """In large labs, the entries ARP would learn, written as permanent ones (see
     addressing.SHARED_ARP_BUDGET): pod <-> gateway, pod <-> pod on one node (up to
-    addressing.STATIC_PAIRS_LIMIT), node <-> node,
-    hosts <-> the VPC router. In l2 mode pods on different nodes still ARP for each other."""
+    addressing.STATIC_PAIRS_LIMIT), node <-> node, hosts <-> the VPC router and, in a VPC
+    subnet, machine <-> machine. In l2 mode pods on different nodes still ARP for each other."""
     if not addrs.static_neighbours:
         return []
     lab = addrs.lab
@@ -132,4 +133,12 @@ def static_neighbours(topo: Topology, addrs: AddressPlan) -> list[Op]:
         for node in addrs.nodes:
             ops += [AddNeighbour(node.netns, "eth0", peer.ip, stable_mac(lab, peer.name, "eth0"))
                     for peer in addrs.nodes if peer is not node]
+    else:
+        # One VPC subnet: traffic goes out via the router, but a reply to another machine of the
+        # subnet (a pod answering a node or the outside host) leaves its node straight for it.
+        machines = (*addrs.nodes, *addrs.outside)
+        if len(machines) * (len(machines) - 1) <= STATIC_PAIRS_LIMIT:
+            macs = {m.name: stable_mac(lab, m.name, "eth0") for m in machines}
+            for m in machines:
+                ops += [AddNeighbour(m.netns, "eth0", peer.ip, macs[peer.name]) for peer in machines if peer is not m]
     return ops

@@ -15,7 +15,12 @@ def root_netns_state() -> dict:
         return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout or "[]")
 
     def sysctl(key: str) -> str:
-        return Path("/proc/sys/" + key.replace(".", "/")).read_text().strip()
+        # An interface can vanish between listing and reading (other software on the host);
+        # its absence then shows up in the link list, which is compared too.
+        try:
+            return Path("/proc/sys/" + key.replace(".", "/")).read_text().strip()
+        except FileNotFoundError:
+            return "(gone)"
 
     links = [(l["ifname"], l.get("mtu"), l.get("operstate"), l.get("master"), l.get("ifalias"),
               tuple(l.get("altnames", []))) for l in ip("link")]

@@ -34,6 +34,8 @@ SAYS = {
     "08": "node2 does not forward packets (net.ipv4.ip_forward = 0)",
     "09": "outside host ecs has no route to 172.16.0.0/25, node1's pod block",
     "10": "the specification asks for 3",
+    "11": "node2's kube-proxy map service-ips has no element for 10.96.0.2 . tcp . 80",
+    "12": "to the kube-dns Service (10.96.0.10, 53/UDP) got no answer",
 }
 
 
@@ -74,11 +76,45 @@ def mtu_fix_really_fixes(lab: str) -> None:
     assert large.returncode == 0 and large.stdout == "1000000", large
 
 
-BROKEN = {"07": mtu_break_really_breaks}
-FIXED = {"07": mtu_fix_really_fixes}
+def on_node(lab: str, node: str, image: str) -> str:
+    return next(p.name for p in api.Lab(lab).addresses.pods if p.node == node and p.name.startswith(image))
 
 
-@pytest.mark.parametrize("ex_id", [f"{i:02d}" for i in range(1, 11)])
+def service_break_really_breaks(lab: str) -> None:
+    """Exercise 11's premise, checked with curl: the ClusterIP hangs from node2's client, answers on node1."""
+    assert curl(lab, "client", "http://10.96.0.2/clientip").returncode == 28
+    for _ in range(3):   # a healthy node answers; tolerate one slow try on a busy host
+        ok = curl(lab, on_node(lab, "node1", "echo-"), "http://10.96.0.2/clientip")
+        if ok.returncode == 0:
+            break
+    assert ok.returncode == 0 and int(ok.stdout) > 0, ok
+
+
+def service_fix_really_fixes(lab: str) -> None:
+    ok = curl(lab, "client", "http://10.96.0.2/clientip")
+    assert ok.returncode == 0 and int(ok.stdout) > 0, ok
+
+
+def dns_break_really_breaks(lab: str) -> None:
+    """Exercise 12's premise, with podlab curl (the pod's own resolver): by name fails, by address answers."""
+    code, out, err = run_cli("curl", "--lab", lab, "client", "web")
+    assert code != 0 and "resolv" in (out + err).lower(), (code, out, err)   # timed out, or could not resolve
+    code, out, err = run_cli("curl", "--lab", lab, "client", "10.96.0.2")
+    assert code == 0 and "Welcome to the home page of host web-" in out, (code, out, err)
+    code, out, err = run_cli("curl", "--lab", lab, on_node(lab, "node1", "web-"), "web")
+    assert code == 0 and "Welcome to the home page of host web-" in out, (code, out, err)
+
+
+def dns_fix_really_fixes(lab: str) -> None:
+    code, out, err = run_cli("curl", "--lab", lab, "client", "web")
+    assert code == 0 and "Welcome to the home page of host web-" in out, (code, out, err)
+
+
+BROKEN = {"07": mtu_break_really_breaks, "11": service_break_really_breaks, "12": dns_break_really_breaks}
+FIXED = {"07": mtu_fix_really_fixes, "11": service_fix_really_fixes, "12": dns_fix_really_fixes}
+
+
+@pytest.mark.parametrize("ex_id", [f"{i:02d}" for i in range(1, 13)])
 def test_exercise_fails_broken_and_passes_solved(course, ex_id):
     ex = course.find(ex_id)
     course.start(ex)

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- the course as shipped
 
-def test_the_course_has_ten_ordered_exercises_that_all_load():
+def test_the_course_has_twelve_ordered_exercises_that_all_load():
     exercises = catalog.discover(ROOT / "exercises")
-    assert [e.id for e in exercises] == [f"{i:02d}" for i in range(1, 11)]
+    assert [e.id for e in exercises] == [f"{i:02d}" for i in range(1, 13)]
     for ex in exercises:
         assert ex.title and ex.level in catalog.LEVELS
         assert ex.graders(), ex.folder
@@ -39,6 +39,22 @@ def test_the_course_has_ten_ordered_exercises_that_all_load():
             ctx = steps.Context(f"ex{ex.id}", plan, Path("/tmp/ws"))
             for step in (*ex.break_steps, *ex.solution):
                 assert steps.render(step, ctx)                            # every placeholder resolves
+
+
+@pytest.mark.parametrize("ex_id", ["11", "12"])
+def test_service_solutions_restore_exactly_what_kube_proxy_writes(ex_id):
+    """Exercises 11 and 12 delete one element of kube-proxy's service-ips map and put it back: the
+    element the solution adds is, word for word, one that the lab's rendered table holds."""
+    from lab.services import endpoints, nft
+    ex = catalog.find(ex_id, catalog.discover(ROOT / "exercises"))
+    plan = planner.build(api.load_topology(str(ex.topology), f"ex{ex.id}"))
+    table = nft.kube_proxy(endpoints.plan(plan.topology, plan.addresses), plan.topology.pod_cidr)
+    (broke,), (fixed,) = ex.break_steps, ex.solution
+    assert broke.argv[:5] == ("nft", "delete", "element", "ip", "kube-proxy")
+    assert fixed.argv[:5] == ("nft", "add", "element", "ip", "kube-proxy")
+    element = fixed.argv[-1].strip("{} ")
+    assert element.partition(" : ")[0] == broke.argv[-1].strip("{} ")
+    assert element in table, f"{element!r} is not in the table podlab renders for {ex.folder}"
 
 
 def test_exercises_are_found_by_number_folder_or_name():

@@ -1,0 +1,247 @@
+"""Render bench/results.json as RESULTS.md (tables of every figure and ratio) and bringup.png."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "up_floor": 1.5,          # podlab bring-up of 1000 pods within 1.5x the floor
+    "up_mininet": 8.0,        # ... and at least 8x faster than Mininet
+    "down_mininet": 10.0,     # teardown at least 10x faster than Mininet
+    "reach_mininet": 10.0,    # all-pairs reachability of 100 pods at least 10x faster than pingall
+    "memory_mb": 300.0,       # workloads for 1000 pods under 300 MB RSS
+    "trace_s": 1.0, "get_pods_s": 1.0, "tui_s": 2.0,
+}
+
+
+def s(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def median_of(xs: list) -> float | None:
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**missed**")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def bringup_rows(b: dict) -> tuple[str, list[dict]]:
+    rows, facts = [], []
+    for n, data in sorted(b.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+        m = data["median"]
+        p, i, f, mn = (m.get(k, {}) for k in ("podlab", "podlab_idle", "floor", "mininet"))
+        loads = [r["load"] for runs in data["runs"].values() for r in runs]
+        fact = {"n": int(n), "podlab_up": p.get("up"), "podlab_down": p.get("down"), "idle_up": i.get("up"),
+                "floor_up": f.get("up"), "floor_down": f.get("down"), "mininet_up": mn.get("up"),
+                "mininet_down": mn.get("down")}
+        facts.append(fact)
+        rows.append([n, s(p.get("up")), s(i.get("up")), s(f.get("up")), s(mn.get("up")),
+                     s(ratio(p.get("up"), f.get("up"))), s(ratio(i.get("up"), f.get("up"))),
+                     s(ratio(mn.get("up"), p.get("up")), 1),
+                     s(p.get("down")), s(f.get("down")), s(mn.get("down")),
+                     s(ratio(mn.get("down"), p.get("down")), 1),
+                     f"{s(p.get('settle'))} / {s(f.get('settle'))} / {s(mn.get('settle'))}",
+                     f"{s(p.get('up_cpu'))} / {s(f.get('up_cpu'))}",
+                     f"{min(loads):.1f}-{max(loads):.1f}" if loads else "—"])
+    header = ["N", "podlab up (nginx)", "podlab up (idle)", "floor up", "Mininet up", "podlab/floor",
+              "idle/floor", "Mininet/podlab", "podlab down", "floor down", "Mininet down", "Mininet/podlab down",
+              "settle after down: podlab / floor / Mininet", "CPU of up: podlab / floor", "load"]
+    return _table(header, [[str(c) for c in r] for r in rows]), facts
+
+
+def plot(b: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    series = {"podlab (nginx in every pod)": "podlab", "podlab (idle pods)": "podlab_idle",
+              "floor (raw netlink, same objects)": "floor", "Mininet (LinuxBridge, no controller)": "mininet"}
+    styles = {"podlab": "o-", "podlab_idle": "o--", "floor": "s-", "mininet": "^-"}
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    sizes = sorted(b.get("sizes", {}), key=int)
+    for label, key in series.items():
+        xs, ys, lo, hi = [], [], [], []
+        for n in sizes:
+            runs = b["sizes"][n]["runs"].get(key) or []
+            ups = [r["up"] for r in runs if r.get("up") is not None]
+            if ups:
+                med = sorted(ups)[len(ups) // 2] if len(ups) % 2 else sum(sorted(ups)[len(ups) // 2 - 1:len(ups) // 2 + 1]) / 2
+                xs.append(int(n)), ys.append(med), lo.append(med - min(ups)), hi.append(max(ups) - med)
+        if xs:
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt=styles[key], capsize=3, label=label)
+    ax.set_xlabel("endpoints on one bridge (pods / hosts)")
+    ax.set_ylabel("bring-up time, s (median, min-max)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("Bring-up time against N")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def write(results: dict, out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    m = results.get("machine", {})
+    lines = ["# podlab benchmark results", "",
+             "Produced by `make bench` (`bench/run.py`); raw figures in `results.json`. Every time is wall-clock "
+             "seconds, the median of the repeats; ratios are of medians. \"floor\" is `bench/floor.py`: the same "
+             "kernel objects as podlab's l2 lab, made by a minimal raw-netlink script.", "",
+             "## Machine", "",
+             f"- {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gb')} GB RAM; {m.get('os')}, kernel "
+             f"{m.get('kernel')}; Python {m.get('python')}; Mininet {m.get('mininet')}; {m.get('iproute2')}",
+             f"- `/run/netns` is on **{m.get('run_fs')}**; br_netfilter loaded: {m.get('br_netfilter')}",
+             "- the cores were shared with other engineers' test runs: the load average at each measurement is "
+             "recorded (column \"load\"), and times are noisy accordingly", ""]
+    checks: list[list[str]] = []
+
+    b = results.get("bringup")
+    if b:
+        table, facts = bringup_rows(b)
+        lines += [f"## 1. Bring-up and teardown of N endpoints on one bridge ({b.get('date')})", "",
+                  "podlab: `api.up` of an `l2` lab, one node, N pods (\"nginx\": a web server in every pod, served "
+                  "by the agent; \"idle\": `image: pause`), then `api.down`. Mininet: `Mininet(topo, "
+                  "switch=LinuxBridge, controller=None)`, `build()` + `start()`, then `stop()` until its shells "
+                  "have exited. Floor: `bench/floor.py`. \"settle\" is how long the kernel still worked after "
+                  "down returned (namespace cleanup is asynchronous): measured with a sentinel namespace released "
+                  "right after.", "", table, ""]
+        if plot(b, out_dir / "bringup.png"):
+            lines += ["![bring-up time against N](bringup.png)", ""]
+        tmpfs = [(n, d["median"]) for n, d in b.get("sizes", {}).items()
+                 if "podlab_tmpfs" in d["median"] and "floor_tmpfs" in d["median"]]
+        for n, m in tmpfs:
+            pt, ft, mn = m["podlab_tmpfs"], m["floor_tmpfs"], m.get("mininet", {})
+            lines += [f"With `/run` on a tmpfs, as on a stock Debian (N={n}; `bench/tmpfs_run.py`: a private mount "
+                      f"namespace, the network namespaces are real):", "",
+                      _table(["N", "podlab up", "floor up", "podlab/floor", "Mininet/podlab", "podlab down",
+                              "floor down", "Mininet/podlab down", "settle: podlab / floor"],
+                             [[n, s(pt["up"]), s(ft["up"]), s(ratio(pt["up"], ft["up"])),
+                               s(ratio(mn.get("up"), pt["up"]), 1), s(pt["down"]), s(ft["down"]),
+                               s(ratio(mn.get("down"), pt["down"]), 1), f"{s(pt['settle'])} / {s(ft['settle'])}"]]),
+                      ""]
+        big = max(facts, key=lambda f: f["n"]) if facts else None
+        if big:
+            r_floor = ratio(big["podlab_up"], big["floor_up"])
+            r_mn = ratio(big["mininet_up"], big["podlab_up"])
+            r_down = ratio(big["mininet_down"], big["podlab_down"])
+            checks += [[f"bring-up of {big['n']} pods within 1.5x the floor", f"{s(r_floor)}x",
+                        verdict(None if r_floor is None else r_floor <= TARGETS["up_floor"])],
+                       [f"bring-up of {big['n']} pods at least 8x faster than Mininet", f"{s(r_mn, 1)}x",
+                        verdict(None if r_mn is None else r_mn >= TARGETS["up_mininet"])],
+                       [f"teardown of {big['n']} at least 10x faster than Mininet", f"{s(r_down, 1)}x",
+                        verdict(None if r_down is None else r_down >= TARGETS["down_mininet"])]]
+
+    c = results.get("cluster")
+    if c:
+        rows = []
+        for key, d in c.items():
+            if not isinstance(d, dict) or "median" not in d:
+                continue
+            last = d["runs"][-1]
+            rows.append([key.replace("_", " "), str(d["nodes"]), str(d["pods"]), s(d["median"]["up"]),
+                         s(d["median"]["check"]), f"{last['passed']}/{last['paths']}"
+                         + (" (sampled)" if last["sampled"] else " (all pairs)"),
+                         s(d["median"]["down"]), s(d["median"]["settle"])])
+        lines += [f"## 2. Clusters: up, check, down ({c.get('date')})", "",
+                  _table(["cluster", "nodes", "pods", "up", "check", "paths passed", "down", "settle"], rows), "",
+                  "`check` is `podlab check`'s probing (ICMP and HTTP, no NAT allowed), in-process; above 20,000 "
+                  "paths it checks a sample that still crosses every pair of nodes.", ""]
+
+    r = results.get("reachability")
+    if r:
+        p = r.get("podlab", {})
+        mn = r.get("mininet", {})
+        last = (p.get("checks") or [{}])[-1]
+        speed = ratio(mn.get("median"), p.get("median_wall"))
+        icmp = median_of([x.get("seconds") for x in p.get("icmp_only") or []])
+        lines += [f"## 3. Reachability: all pairs of {r.get('pods')} pods ({r.get('date')})", "",
+                  _table(["", "time", "what it proves"],
+                         [["`podlab check` (CLI, whole command)", s(p.get("median_wall")),
+                           f"{last.get('passed')}/{last.get('total')} paths: every pod to every pod and the node to "
+                           f"every pod, over ICMP and HTTP, source address checked (no NAT)"],
+                          ["Mininet `pingAll()`", s(mn.get("median")),
+                           f"{(mn.get('runs') or [{}])[-1].get('pingall', {}).get('pairs')} ordered pairs, one ping "
+                           f"each, {(mn.get('runs') or [{}])[-1].get('pingall', {}).get('loss_percent')}% loss"],
+                          ["Mininet / podlab", f"{s(speed, 1)}x", ""],
+                          ["podlab's ICMP probing alone (in-process)", s(icmp),
+                           f"one echo per ordered pair of pods, as pingall sends: "
+                           f"{(p.get('icmp_only') or [{}])[-1].get('passed')}/{(p.get('icmp_only') or [{}])[-1].get('total')}"
+                           f" answered; Mininet / this: {s(ratio(mn.get('median'), icmp), 1)}x"]]), ""]
+        checks.append([f"all-pairs reachability of {r.get('pods')} pods at least 10x faster than pingall",
+                       f"{s(speed, 1)}x", verdict(None if speed is None else speed >= TARGETS["reach_mininet"])])
+
+    mem = results.get("memory")
+    if mem:
+        p, mn = mem.get("podlab", {}), mem.get("mininet", {})
+        lines += [f"## 4. Memory of {mem.get('pods')} pods / hosts ({mem.get('date')})", "",
+                  _table(["", "processes", "RSS (MB)", "PSS (MB)"],
+                         [["podlab: the workload agent (nginx in every pod)", str(p.get("processes")),
+                           s(p.get("rss_mb"), 1), s(p.get("pss_mb"), 1)],
+                          ["Mininet: host and switch shells", str(mn.get("processes")), s(mn.get("shells_rss_mb"), 0),
+                           s(mn.get("shells_pss_mb"), 0)],
+                          ["Mininet: its Python process", "1", s(mn.get("python_rss_mb"), 0),
+                           s(mn.get("python_pss_mb"), 0)]]), "",
+                  "RSS counts shared pages (bash's libraries) once per process; PSS divides them among the "
+                  "processes sharing them. Kernel memory (namespaces, devices) is not included.", ""]
+        checks.append([f"workloads for {mem.get('pods')} pods under 300 MB RSS", f"{s(p.get('rss_mb'), 1)} MB",
+                       verdict(None if p.get("rss_mb") is None else p["rss_mb"] < TARGETS["memory_mb"])])
+
+    d = results.get("dataplane")
+    if d and "error" not in d:
+        lines += [f"## 5. Data plane: iperf3, {d.get('seconds'):g} s each ({d.get('date')})", "",
+                  _table(["path", "Gbit/s"],
+                         [["pod -> pod on one node (veth, bridge cni0)", s(d.get("same_node"))],
+                          ["pod -> pod across nodes, host routes (flannel host-gw)", s(d.get("host_routes"))],
+                          ["pod -> pod across nodes, VXLAN (flannel.1)", s(d.get("vxlan"))],
+                          ["Mininet h1 -> h2 on one LinuxBridge (reference)", s(d.get("mininet_h1_h2"))]]), "",
+                  "The kernel's numbers, on shared cores: single runs, indicative only.", ""]
+
+    it = results.get("interaction")
+    if it:
+        def fig(key: str) -> str:
+            v = it.get(key)
+            return v if isinstance(v, str) else s(v.get("median")) if isinstance(v, dict) else s(v)
+        lines += [f"## 6. Interaction latency on the {it.get('lab')} lab ({it.get('date')})", "",
+                  _table(["command", "seconds (whole command, from a shell)"],
+                         [["`podlab up` (CLI)", s(it.get("cli_up"))],
+                          ["`podlab get pods`", fig("get_pods")],
+                          ["`podlab trace` across nodes", fig("trace")],
+                          ["TUI first screen (tree + the first pod's kernel state)", fig("tui_first_screen")],
+                          ["`podlab down` (CLI)", s(it.get("cli_down"))]]), ""]
+        for label, key, limit in (("trace under 1 s", "trace", TARGETS["trace_s"]),
+                                  ("get pods under 1 s", "get_pods", TARGETS["get_pods_s"]),
+                                  ("TUI first screen under 2 s", "tui_first_screen", TARGETS["tui_s"])):
+            v = it.get(key)
+            if isinstance(v, dict):
+                checks.append([label, f"{s(v.get('median'))} s",
+                               verdict(None if v.get("median") is None else v["median"] < limit)])
+            else:
+                checks.append([label, str(v), "—"])
+
+    if checks:
+        lines += ["## Targets", "", _table(["target", "measured", ""], checks), ""]
+    notes = Path(__file__).resolve().parent / "NOTES.md"
+    if notes.exists():
+        lines += [notes.read_text().rstrip(), ""]
+    lines += [f"Root network namespace unchanged across the run: {results.get('root_namespace_unchanged')}", ""]
+    text = "\n".join(lines)
+    (out_dir / "RESULTS.md").write_text(text)
+    return out_dir / "RESULTS.md"
