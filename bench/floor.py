@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import socket
-import struct
 import sys
 import threading
 import time

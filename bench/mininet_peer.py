@@ -4,19 +4,29 @@ Runs under Debian's /usr/bin/python3 (where the `mininet` package lives) as a su
 bench/run.py and prints one JSON object with its timings.
 
     /usr/bin/python3 bench/mininet_peer.py --hosts 500 [--pingall] [--memory] [--iperf SECONDS]
+                                           [--static-arp] [--root-netns]
 
-Mininet works in the root network namespace (its switch and the switch ends of its veths live
-there) and, as shipped, raises some root sysctls when it starts (mininet.util.fixLimits: the
-ARP table's gc_thresh*, socket buffers, pty.max...). That is the peer being measured, so it
-runs as shipped; afterwards this script removes exactly what it made: net.stop() deletes its
-links and switch, every sysctl it changed is written back to the value read before, and the
-root namespace's links are compared before and after. Whatever is still there that Mininet
-named is deleted by its exact name and reported as residue; nothing is cleaned by pattern
+Mininet works in the network namespace it is started in: its switch and the switch ends of
+its veths live there, and as shipped it raises sysctls when it starts (mininet.util.fixLimits:
+the ARP table's gc_thresh*, socket buffers, pty.max...). By default this script first moves
+itself into a new, unnamed network namespace (unshare), so everything Mininet makes "in the
+root namespace" lands there instead and vanishes with this process: the kernel does the same
+work, and other people's tests that watch the real root namespace see nothing. The network
+sysctls it would raise exist only in the initial namespace, so there it cannot raise them
+(fixLimits warns and goes on); the ARP table keeps the kernel's default size, as for podlab,
+and --static-arp gives the hosts permanent entries (Mininet's autoStaticArp), as podlab's
+large labs have. With --root-netns Mininet runs as shipped in the root namespace.
+
+Either way this script removes exactly what Mininet made: net.stop() deletes its links and
+switch, every sysctl it changed is written back to the value read before, and the links of
+the namespace it ran in are compared before and after; whatever is still there under a name
+Mininet gave is deleted by that name and reported as residue. Nothing is cleaned by pattern
 (never `mn -c`).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import random
@@ -29,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import settle  # noqa: E402  (stdlib only)
 
+CLONE_NEWNET = 0x40000000
 # What mininet.util.fixLimits may write (Mininet 2.3.0).
 SYSCTLS = ("fs.file-max", "net.core.wmem_max", "net.core.rmem_max", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
            "net.core.netdev_max_backlog", "net.ipv4.neigh.default.gc_thresh1", "net.ipv4.neigh.default.gc_thresh2",
@@ -87,7 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pingall", action="store_true", help="time net.pingAll() (all ordered pairs)")
     ap.add_argument("--memory", action="store_true", help="RSS/PSS of every process Mininet runs")
     ap.add_argument("--iperf", type=float, default=0, help="iperf3 h1 -> h2 for this many seconds")
+    ap.add_argument("--static-arp", action="store_true", help="permanent ARP entries on every host (autoStaticArp)")
+    ap.add_argument("--root-netns", action="store_true", help="run in the root network namespace, as shipped")
     args = ap.parse_args(argv)
+    if not args.root_netns:
+        # Before anything else exists: Mininet's shells and `ip` commands inherit this namespace.
+        if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     # Asked to stop (bench/run.py interrupted): unwind, so the `finally` below undoes everything.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
@@ -105,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if not any(l == switch or l.startswith(switch + "-") for l in taken):
             break
     sysctls_before = read_sysctls()
-    result: dict = {"hosts": args.hosts, "switch": switch}
+    result: dict = {"hosts": args.hosts, "switch": switch, "netns": "root" if args.root_netns else "private"}
 
     class Star(Topo):
         def build(self, n: int = 2) -> None:  # noqa: D401  (Mininet's Topo API)
@@ -116,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     net = None
     try:
         started = time.monotonic()
-        net = Mininet(topo=Star(n=args.hosts), switch=LinuxBridge, controller=None, build=False)
+        net = Mininet(topo=Star(n=args.hosts), switch=LinuxBridge, controller=None, build=False,
+                      autoStaticArp=args.static_arp)
         net.build()
         net.start()
         result["up"] = time.monotonic() - started

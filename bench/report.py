@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 TARGETS = {
     "up_floor": 1.5,          # podlab bring-up of 1000 pods within 1.5x the floor
@@ -73,7 +72,9 @@ def plot(b: dict, path: Path) -> bool:
         return False
     series = {"podlab (nginx in every pod)": "podlab", "podlab (idle pods)": "podlab_idle",
               "floor (raw netlink, same objects)": "floor", "Mininet (LinuxBridge, no controller)": "mininet"}
-    styles = {"podlab": "o-", "podlab_idle": "o--", "floor": "s-", "mininet": "^-"}
+    series |= {"podlab, /run on tmpfs": "podlab_tmpfs", "floor, /run on tmpfs": "floor_tmpfs"}
+    styles = {"podlab": "o-", "podlab_idle": "o--", "floor": "s-", "mininet": "^-", "podlab_tmpfs": "C0o",
+              "floor_tmpfs": "C2s"}
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     sizes = sorted(b.get("sizes", {}), key=int)
     for label, key in series.items():
@@ -85,7 +86,8 @@ def plot(b: dict, path: Path) -> bool:
                 med = sorted(ups)[len(ups) // 2] if len(ups) % 2 else sum(sorted(ups)[len(ups) // 2 - 1:len(ups) // 2 + 1]) / 2
                 xs.append(int(n)), ys.append(med), lo.append(med - min(ups)), hi.append(max(ups) - med)
         if xs:
-            ax.errorbar(xs, ys, yerr=[lo, hi], fmt=styles[key], capsize=3, label=label)
+            hollow = {"markerfacecolor": "none"} if key.endswith("_tmpfs") else {}
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt=styles[key], capsize=3, label=label, **hollow)
     ax.set_xlabel("endpoints on one bridge (pods / hosts)")
     ax.set_ylabel("bring-up time, s (median, min-max)")
     ax.set_yscale("log")
@@ -206,7 +208,7 @@ def write(results: dict, out_dir: Path) -> Path:
 
     d = results.get("dataplane")
     if d and "error" not in d:
-        lines += [f"## 5. Data plane: iperf3, {d.get('seconds'):g} s each ({d.get('date')})", "",
+        lines += [f"## 5. Data plane: iperf3, {d.get('iperf_seconds', 0):g} s each ({d.get('date')})", "",
                   _table(["path", "Gbit/s"],
                          [["pod -> pod on one node (veth, bridge cni0)", s(d.get("same_node"))],
                           ["pod -> pod across nodes, host routes (flannel host-gw)", s(d.get("host_routes"))],

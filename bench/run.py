@@ -68,6 +68,10 @@ def median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
+def report_s(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
 def cpu_now() -> float:
     t = os.times()
     return t.user + t.system
@@ -363,7 +367,7 @@ def section_reachability(opts: argparse.Namespace, work: Workdir, results: dict)
         runs = []
         for _ in range(opts.mininet_repeat):
             log(f"reachability: Mininet pingall on {n} hosts ...")
-            runs.append(mininet_cycle(n, "--pingall"))
+            runs.append(mininet_cycle(n, "--pingall", "--static-arp"))
             p = runs[-1]["pingall"]
             log(f"reachability: Mininet pingall {p['pairs']} pairs in {p['seconds']:.2f} s, "
                 f"{p['loss_percent']:.1f}% loss")
@@ -422,7 +426,7 @@ def _iperf(lab: api.Lab, src: str, dst: str, seconds: float) -> float:
 def section_dataplane(opts: argparse.Namespace, work: Workdir, results: dict) -> dict:
     if not shutil.which("iperf3"):
         return {"error": "iperf3 is not installed"}
-    out: dict[str, Any] = {"seconds": opts.iperf_seconds}
+    out: dict[str, Any] = {"iperf_seconds": opts.iperf_seconds}
 
     def l3(lab: api.Lab) -> dict:
         return {"same_node": _iperf(lab, "a", "b", opts.iperf_seconds),
@@ -500,7 +504,7 @@ def section_interaction(opts: argparse.Namespace, work: Workdir, results: dict) 
                 t, code, tail = _timed([sys.executable, "-c", TUI_PROBE.format(root=str(ROOT), lab=name)])
                 runs.append(t if "ready" in tail else None)
             out["tui_first_screen"] = {"runs": runs, "median": median(runs), "ok": all(r is not None for r in runs)}
-            log(f"interaction: TUI first screen: {out['tui_first_screen']['median']}")
+            log(f"interaction: TUI first screen: {report_s(out['tui_first_screen']['median'])} s")
         else:
             out["tui_first_screen"] = "not available"
     finally:
@@ -562,7 +566,7 @@ def run(opts: argparse.Namespace) -> dict:
             started = time.monotonic()
             data = RUNNERS[name](opts, work, results)
             data["date"] = datetime.datetime.now().isoformat(timespec="seconds")
-            data["seconds"] = round(time.monotonic() - started, 1)
+            data["section_seconds"] = round(time.monotonic() - started, 1)
             data["load_after"] = load()
             results[name] = data
             out_dir.mkdir(parents=True, exist_ok=True)
