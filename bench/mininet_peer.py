@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "shells_pss_mb": sum(p for _, p in per) / 1024,
                                 "python_rss_mb": me[0] / 1024, "python_pss_mb": me[1] / 1024}
         if args.pingall:
+            time.sleep(1.0)        # let links settle (carrier, bridge ports), as a user would before typing pingall
             t = time.monotonic()
             loss = net.pingAll()
             result["pingall"] = {"seconds": time.monotonic() - t, "pairs": args.hosts * (args.hosts - 1),

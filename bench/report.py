@@ -122,7 +122,7 @@ def write(results: dict, out_dir: Path) -> Path:
                   "podlab: `api.up` of an `l2` lab, one node, N pods (\"nginx\": a web server in every pod, served "
                   "by the agent; \"idle\": `image: pause`), then `api.down`. Mininet: `Mininet(topo, "
                   "switch=LinuxBridge, controller=None)`, `build()` + `start()`, then `stop()` until its shells "
-                  "have exited. Floor: `bench/floor.py`. \"settle\" is how long the kernel still worked after "
+                  "have exited (in a network namespace of its own, see docs/bench.md). Floor: `bench/floor.py`. \"settle\" is how long the kernel still worked after "
                   "down returned (namespace cleanup is asynchronous): measured with a sentinel namespace released "
                   "right after.", "", table, ""]
         if plot(b, out_dir / "bringup.png"):
@@ -179,7 +179,7 @@ def write(results: dict, out_dir: Path) -> Path:
                          [["`podlab check` (CLI, whole command)", s(p.get("median_wall")),
                            f"{last.get('passed')}/{last.get('total')} paths: every pod to every pod and the node to "
                            f"every pod, over ICMP and HTTP, source address checked (no NAT)"],
-                          ["Mininet `pingAll()`", s(mn.get("median")),
+                          ["Mininet `pingAll()` (hosts with permanent ARP entries, like the pods)", s(mn.get("median")),
                            f"{(mn.get('runs') or [{}])[-1].get('pingall', {}).get('pairs')} ordered pairs, one ping "
                            f"each, {(mn.get('runs') or [{}])[-1].get('pingall', {}).get('loss_percent')}% loss"],
                           ["Mininet / podlab", f"{s(speed, 1)}x", ""],

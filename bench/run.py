@@ -50,6 +50,7 @@ from lab import api, state  # noqa: E402
 
 SECTIONS = ("bringup", "cluster", "reachability", "memory", "dataplane", "interaction")
 MININET_PYTHON = "/usr/bin/python3"
+MININET_ROOT_NETNS = False   # --mininet-root-netns: Mininet as shipped, in the root namespace (see mininet_peer.py)
 PODLAB = [sys.executable, "-m", "lab"]
 
 Log = Callable[[str], None]
@@ -248,6 +249,8 @@ def mininet_cycle(n: int, *flags: str, timeout: float = 3600) -> dict:
     before = load()
     # Never killed outright: on an interrupt the peer is asked to stop (SIGTERM) and given the
     # time to undo what Mininet made (links, switch, sysctls) before we go on.
+    if MININET_ROOT_NETNS:
+        flags = (*flags, "--root-netns")
     proc = subprocess.Popen([MININET_PYTHON, str(HERE / "mininet_peer.py"), "--hosts", str(n), *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -554,6 +557,8 @@ def root_state() -> dict:
 # --- report -------------------------------------------------------------------------------
 
 def run(opts: argparse.Namespace) -> dict:
+    global MININET_ROOT_NETNS
+    MININET_ROOT_NETNS = opts.mininet_root_netns
     out_dir = Path(opts.out)
     results_path = out_dir / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() and not opts.fresh else {}
@@ -594,6 +599,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, help="repeats per measurement (default 3; medians are reported)")
     ap.add_argument("--mininet-repeat", type=int, help="repeats of Mininet runs (default: as --repeat)")
     ap.add_argument("--no-mininet", action="store_true", help="skip the Mininet peer")
+    ap.add_argument("--mininet-root-netns", action="store_true",
+                    help="run Mininet in the root network namespace, as shipped (others' root-namespace checks "
+                         "running at the same time will see its switch); default: a namespace of its own")
     ap.add_argument("--no-tmpfs-run", dest="tmpfs_run", action="store_false",
                     help="skip the extra podlab/floor runs with /run on a tmpfs (largest size only)")
     ap.add_argument("--out", default=str(HERE), help="where results.json, RESULTS.md and bringup.png go")
