@@ -36,6 +36,7 @@ from lab import addressing  # noqa: E402  (which neighbour entries a lab of this
 from lab.engine import netlink as nl  # noqa: E402  (the packing helpers only)
 
 NETNS_DIR = "/run/netns"
+FLOOR_DIR = Path("/run/podlab-floor")   # the UTS mount points' directory (removed when empty)
 CLONE_NEWUTS, CLONE_NEWNET = 0x04000000, 0x40000000
 MS_BIND, MNT_DETACH = 4096, 2
 UNMOUNT_THREADS = 32
@@ -73,7 +74,7 @@ class Floor:
     def __init__(self, pods: int, prefix: str | None = None, state_dir: str | None = None):
         self.n = pods
         self.prefix = prefix or f"flr{os.getpid() % 100000}"
-        self.state = Path(state_dir or f"/run/podlab-floor/{self.prefix}")
+        self.state = Path(state_dir) if state_dir else FLOOR_DIR / self.prefix
         self.mounts: list[str] = []          # every mount made, in order: all that down() undoes
         self.phases: dict[str, float] = {}     # wall time of each phase
         self.cpu: dict[str, float] = {}        # CPU time of the thread doing it (kernel work included)
@@ -229,7 +230,7 @@ class Floor:
         with ThreadPoolExecutor(max_workers=max(1, min(threads, len(self.mounts)))) as pool:
             list(pool.map(unmount, reversed(self.mounts)))
         self.mounts.clear()
-        for d in (self.state / "uts", self.state):
+        for d in (self.state / "uts", self.state, *((self.state.parent,) if self.state.parent == FLOOR_DIR else ())):
             try:
                 d.rmdir()
             except OSError:
