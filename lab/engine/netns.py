@@ -47,6 +47,15 @@ def setns(fd: int, nstype: int) -> None:
     _check(_libc.setns(fd, nstype), "setns")
 
 
+def _join(path: str, nstype: int) -> None:
+    """Move the calling thread into the namespace mounted at path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        setns(fd, nstype)
+    finally:
+        os.close(fd)
+
+
 def netns_path(name: str) -> str:
     # Names come from plans and journals; none may point outside /run/netns.
     if not name or "/" in name or name in (".", ".."):
@@ -235,17 +244,9 @@ def run_in(name: str, fn: Callable[[], T], uts_path: str | None = None) -> T:
 
     def work() -> None:
         try:
-            fd = os.open(netns_path(name), os.O_RDONLY)
-            try:
-                setns(fd, CLONE_NEWNET)
-            finally:
-                os.close(fd)
+            _join(netns_path(name), CLONE_NEWNET)
             if uts_path:
-                fd = os.open(uts_path, os.O_RDONLY)
-                try:
-                    setns(fd, CLONE_NEWUTS)
-                finally:
-                    os.close(fd)
+                _join(uts_path, CLONE_NEWUTS)
             result.append(fn())
         except BaseException as e:
             failure.append(e)
@@ -273,11 +274,7 @@ def run_in_each(jobs: list[tuple[str, Callable[[], T]]]) -> list[T | OSError]:
         try:
             for name, fn in jobs:
                 try:
-                    fd = os.open(netns_path(name), os.O_RDONLY)
-                    try:
-                        setns(fd, CLONE_NEWNET)
-                    finally:
-                        os.close(fd)
+                    _join(netns_path(name), CLONE_NEWNET)
                     results.append(fn())
                 except OSError as e:
                     results.append(e)
@@ -299,10 +296,6 @@ def socket_in(name: str, family: int, kind: int, proto: int = 0) -> socket.socke
 
 def enter(netns: str, uts_path: str | None = None) -> None:
     """Move the *calling process* into a namespace: only for a child about to exec."""
-    fd = os.open(netns_path(netns) if not netns.startswith("/") else netns, os.O_RDONLY)
-    setns(fd, CLONE_NEWNET)
-    os.close(fd)
+    _join(netns if netns.startswith("/") else netns_path(netns), CLONE_NEWNET)
     if uts_path and os.path.exists(uts_path):
-        fd = os.open(uts_path, os.O_RDONLY)
-        setns(fd, CLONE_NEWUTS)
-        os.close(fd)
+        _join(uts_path, CLONE_NEWUTS)

@@ -3,6 +3,7 @@ other software's objects that must survive, and a residue check that looks at ev
 lab can leave (namespaces, mounts, processes, state files), not just at what podlab reports."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -13,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import api, planner
+import pytest
+
+from lab import api, cli, planner, state
 from lab.engine import netns
 
 # A small lab with everything that can be left behind: namespaces and UTS mounts, the agent,
@@ -172,3 +175,17 @@ class Foreign:
             p.wait()
         for n in self.names:
             subprocess.run(["ip", "netns", "del", n], check=False)
+
+
+# Shared by the reliability tests: a private state directory per module, and the CLI in-process.
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("state")
+    old, state.ROOT = state.ROOT, r
+    yield r
+    state.ROOT = old
+
+
+def podlab(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return cli.main(list(args), out, err), out.getvalue(), err.getvalue()

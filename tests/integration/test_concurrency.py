@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import io
 import random
 import secrets
 import socket
@@ -18,9 +17,9 @@ import time
 
 import pytest
 from labcheck import diff_root_state, root_netns_state
-from reliab import Design, residue, run, start
+from reliab import Design, podlab, residue, root, run, start  # noqa: F401  (root is a fixture)
 
-from lab import api, cli, state
+from lab import api
 from lab.engine import netns
 
 TWIN = """\
@@ -33,19 +32,6 @@ deployments:
 """
 ETH_P_ALL = 0x0003
 FIGURES: dict[str, int] = {}
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("state")
-    old, state.ROOT = state.ROOT, r
-    yield r
-    state.ROOT = old
-
-
-def podlab(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return cli.main(list(args), out, err), out.getvalue(), err.getvalue()
 
 
 def sniffers(names: list[str]) -> list[socket.socket]:

@@ -12,20 +12,18 @@ and --lab, without a traceback and without creating anything.
 """
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from labcheck import diff_root_state, root_netns_state
-from reliab import Design, residue
+from reliab import Design, podlab, residue, root  # noqa: F401  (root is a fixture)
 
-from lab import api, cli, commands, planner, render, state, topology
+from lab import api, commands, planner, render, topology
 from lab.engine import netns
 from lab.errors import PodlabError
 
@@ -208,19 +206,6 @@ def test_mutated_shipped_topologies_get_an_error_or_a_plan(path, data):
     FIGURES["mutated"] += 1
     if judge(text) is not None:
         FIGURES["mutated_valid"] += 1
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("state")
-    old, state.ROOT = state.ROOT, r
-    yield r
-    state.ROOT = old
-
-
-def podlab(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return cli.main(list(args), out, err), out.getvalue(), err.getvalue()
 
 
 def namespaces() -> set[str]:

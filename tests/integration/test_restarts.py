@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -17,9 +16,9 @@ import subprocess
 import time
 
 import pytest
-from reliab import Design, lab_agent_processes, processes_with, residue
+from reliab import Design, lab_agent_processes, podlab, processes_with, residue, root  # noqa: F401  (root is a fixture)
 
-from lab import cli, state
+from lab import state
 
 DESIGN = """\
 mode: l3
@@ -36,14 +35,6 @@ pods:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("state")
-    old, state.ROOT = state.ROOT, r
-    yield r
-    state.ROOT = old
-
-
-@pytest.fixture(scope="module")
 def lab(root, tmp_path_factory):
     d = Design.write(tmp_path_factory.mktemp("topo"), "rst", DESIGN)
     assert podlab("up", str(d.path), "--name", d.name)[0] == 0
@@ -51,11 +42,6 @@ def lab(root, tmp_path_factory):
     if (root / d.name).exists():
         assert podlab("down", d.name)[0] == 0
     assert not residue(d, root)
-
-
-def podlab(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return cli.main(list(args), out, err), out.getvalue(), err.getvalue()
 
 
 def pods(lab) -> dict[str, dict]:
