@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import addressing  # noqa: E402  (which neighbour entries a lab of this size gets)
 from lab.engine import netlink as nl  # noqa: E402  (the packing helpers only)
+from lab.engine.netns import MountPoints  # noqa: E402  (mount points without allocating inodes)
 
 NETNS_DIR = "/run/netns"
 FLOOR_DIR = Path("/run/podlab-floor")   # the UTS mount points' directory (removed when empty)
@@ -53,8 +54,8 @@ def _mac(tag: str) -> bytes:
     return b"\x0a" + hashlib.sha256(tag.encode()).digest()[:5]
 
 
-def _bind(source: bytes, target: str) -> None:
-    os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+def _bind(source: bytes, target: str, mount_points: MountPoints) -> None:
+    mount_points.make(target)   # a hard link of one unnamed inode, as podlab makes them
     _check(_libc.mount(source, target.encode(), b"none", MS_BIND, None), f"bind-mount {target}")
 
 
@@ -76,6 +77,7 @@ class Floor:
         self.prefix = prefix or f"flr{os.getpid() % 100000}"
         self.state = Path(state_dir) if state_dir else FLOOR_DIR / self.prefix
         self.mounts: list[str] = []          # every mount made, in order: all that down() undoes
+        self.mount_points = MountPoints()
         self.phases: dict[str, float] = {}     # wall time of each phase
         self.cpu: dict[str, float] = {}        # CPU time of the thread doing it (kernel work included)
         net = IPv4Network("10.244.0.0/16")
@@ -90,10 +92,10 @@ class Floor:
         host = hostname.encode()
         _libc.sethostname(host, len(host))
         path = f"{NETNS_DIR}/{name}"
-        _bind(b"/proc/thread-self/ns/net", path)
+        _bind(b"/proc/thread-self/ns/net", path, self.mount_points)
         self.mounts.append(path)
         uts = str(self.state / "uts" / name)
-        _bind(b"/proc/thread-self/ns/uts", uts)
+        _bind(b"/proc/thread-self/ns/uts", uts, self.mount_points)
         self.mounts.append(uts)
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
         return os.open(path, os.O_RDONLY), sock
@@ -121,6 +123,7 @@ class Floor:
         t = threading.Thread(target=work, name="floor")
         t.start()
         t.join()
+        self.mount_points.close()
         self.phases["total"] = time.monotonic() - started
         if failure:
             raise failure[0]

@@ -184,7 +184,10 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
     def made_one(name: str, net: netns.NsId, uts: netns.NsId) -> None:
         journal.record("netns-made", name=name, net=list(net), uts=list(uts))
 
-    made = netns.create(specs, sysctls, on_created=made_one)
+    def mount_point(dev: int, ino: int) -> None:
+        journal.record("mountpoint", dev=dev, ino=ino)
+
+    made = netns.create(specs, sysctls, on_created=made_one, on_mount_point=mount_point)
     if progress:
         progress("namespaces", len(specs), len(specs))
     try:
@@ -274,6 +277,7 @@ def destroy(lab: str) -> list[str]:
     """
     journal = Journal(lab)
     made = journal.made_namespaces()
+    mount_inodes = journal.mount_inodes()
     uts_dir = str(state.lab_dir(lab) / "uts") + "/"
 
     def remove(entry: dict) -> str | None:
@@ -282,7 +286,7 @@ def destroy(lab: str) -> list[str]:
             return None
         record = made.get(name)
         ident = ns_id(record) if record else None
-        outcome = netns.remove_owned(name, ident, record.get("t") if record else None)
+        outcome = netns.remove_owned(name, ident, record.get("t") if record else None, mount_inodes)
         # The UTS mount lives in the lab's own directory; a record pointing elsewhere is not ours.
         if isinstance(uts, str) and uts.startswith(uts_dir) and "/../" not in uts:
             netns.remove_mount(uts)

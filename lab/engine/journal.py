@@ -72,6 +72,11 @@ class Journal:
                 out[e["name"]] = e
         return out
 
+    def mount_inodes(self) -> set[tuple[int, int]]:
+        """(dev, inode) of the templates this lab's mount points were linked from (netns.MountPoints)."""
+        return {(e["dev"], e["ino"]) for e in self.of_kind("mountpoint")
+                if type(e.get("dev")) is int and type(e.get("ino")) is int}
+
     def processes(self) -> list[dict[str, Any]]:
         """Processes this lab started, each with the start time that tells it from a recycled PID."""
         return [e for e in self.of_kind("process") if type(e.get("pid")) is int and e["pid"] > 0]

@@ -215,3 +215,37 @@ def test_a_mount_point_left_by_a_crash_inside_mount_is_removed_and_no_other_file
                 os.unlink(netns.netns_path(name))   # this test's own files
         j.close()
         shutil.rmtree(root / lab, ignore_errors=True)
+
+
+def test_a_linked_mount_point_left_by_a_crash_is_removed_by_its_inode(root):
+    """Mount points are hard links of one unnamed inode the journal records (netns.MountPoints).
+    A crash between the link and the mount leaves a bare link: `down` knows it by that inode,
+    and leaves an empty file of somebody else's, made at the same moment, alone."""
+    from lab.engine import apply, netns
+    from lab.engine.journal import Journal
+    lab = f"lnk-{os.urandom(3).hex()}"
+    mine, theirs = f"{lab}-node1", f"{lab}-node2"
+    j = Journal(lab)
+    points = netns.MountPoints(lambda dev, ino: j.record("mountpoint", dev=dev, ino=ino))
+    try:
+        for name in (mine, theirs):
+            j.record("netns", name=name, uts=str(root / lab / "uts" / name))
+            j.record("netns-made", name=name, net=[1, 2, 3], uts=[1, 2, 3])
+        points.make(netns.netns_path(mine))          # linked; the mount never happened
+        with pytest.raises(FileExistsError):
+            points.make(netns.netns_path(mine))      # a name is never taken twice
+        time.sleep(2.2)
+        os.rename(netns.netns_path(mine), netns.netns_path(mine) + ".x")   # a later ctime, so the
+        os.rename(netns.netns_path(mine) + ".x", netns.netns_path(mine))   # ctime rule cannot save it
+        assert os.stat(netns.netns_path(mine)).st_ctime > time.time() - 1
+        open(netns.netns_path(theirs), "x").close()  # another program's empty file, made now
+        assert apply.destroy(lab) == [mine]
+        assert not os.path.exists(netns.netns_path(mine))
+        assert os.path.exists(netns.netns_path(theirs))
+    finally:
+        points.close()
+        for name in (mine, theirs):
+            if os.path.exists(netns.netns_path(name)):
+                os.unlink(netns.netns_path(name))   # this test's own files
+        j.close()
+        shutil.rmtree(root / lab, ignore_errors=True)

@@ -62,3 +62,27 @@ def test_existing_namespace_of_another_program_is_left_alone(tmp_path):
 def test_down_of_a_lab_that_is_not_up_is_a_clear_error():
     with pytest.raises(PodlabError, match="not up"):
         api.down(f"nolab-{secrets.token_hex(3)}")
+
+
+def test_mount_points_are_links_of_one_recorded_inode_that_vanishes_with_them(tmp_path):
+    """netns.MountPoints: every mount point of a directory is a hard link of one unnamed inode,
+    reported before the first link exists; a taken name is refused; the inode goes with its links."""
+    seen: list[tuple[int, int]] = []
+    points = netns.MountPoints(lambda dev, ino: seen.append((dev, ino)) or assert_empty(tmp_path))
+    names = [tmp_path / f"m{i}" for i in range(5)]
+    for path in names:
+        points.make(str(path))
+    with pytest.raises(FileExistsError):
+        points.make(str(names[0]))
+    points.close()
+    stats = [p.stat() for p in names]
+    assert seen == [(stats[0].st_dev, stats[0].st_ino)]               # one template, reported once
+    assert {(s.st_dev, s.st_ino) for s in stats} == set(seen)
+    assert stats[0].st_nlink == 5 and stats[0].st_size == 0
+    for path in names:
+        path.unlink()
+    assert list(tmp_path.iterdir()) == []
+
+
+def assert_empty(directory) -> None:
+    assert list(directory.iterdir()) == [], "the template was reported after a link to it existed"
