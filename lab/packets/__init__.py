@@ -1,7 +1,8 @@
 """Packet-level tools: capture, trace, explain and path MTU, over the lab's real namespaces.
 
 - frames.py    struct-level parsing of Ethernet/IPv4/VXLAN frames, probe building and marks (hot path)
-- decode.py    one readable line per frame, with scapy (VXLAN: inner and outer headers)
+- decode.py    one readable line per frame (VXLAN: inner and outer headers), with struct for the
+               frames a lab carries; dissect.py: scapy's dissection for everything else
 - capture.py   AF_PACKET sockets made inside lab namespaces, BPF filters; `stream()` for the CLI and TUI
 - pcap.py      a pcap file writer that `tcpdump -r` and Wireshark read
 - rtnl.py      `route get` and RTM_GETNSID on one netlink socket per namespace

@@ -95,20 +95,36 @@ def _interfaces(netns: str) -> list[str]:
     return nsmod.run_in(netns, lambda: [name for _, name in socket.if_nameindex()])
 
 
-class Sniffer:
-    """One AF_PACKET socket in one namespace: every interface there, or just `iface`."""
+def _packet_socket(iface: str | None) -> socket.socket:
+    # Protocol 0 receives nothing until bound, so a filter is in place before the first frame.
+    return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0 if iface else socket.htons(ETH_P_ALL))
 
-    def __init__(self, netns: str, iface: str | None = None, program: bytes | None = None):
+
+def _opened(netns: str, made: socket.socket | OSError) -> socket.socket:
+    if isinstance(made, FileNotFoundError):
+        raise PodlabError(f"namespace {netns} does not exist: is the lab still up?") from None
+    if isinstance(made, PermissionError):
+        raise PodlabError("capturing needs root: run it with sudo") from None
+    if isinstance(made, OSError):
+        raise made
+    return made
+
+
+class Sniffer:
+    """One AF_PACKET socket in one namespace: every interface there, or just `iface`.
+
+    `sock`: a packet socket already made in that namespace (open_sniffers makes many at once)."""
+
+    def __init__(self, netns: str, iface: str | None = None, program: bytes | None = None,
+                 sock: socket.socket | None = None):
         self.netns = netns
         self.iface = iface
-        # Protocol 0 receives nothing until bound, so a filter is in place before the first frame.
-        proto = 0 if iface else socket.htons(ETH_P_ALL)
-        try:
-            self.sock = nsmod.socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW, proto)
-        except FileNotFoundError:
-            raise PodlabError(f"namespace {netns} does not exist: is the lab still up?") from None
-        except PermissionError:
-            raise PodlabError("capturing needs root: run it with sudo") from None
+        if sock is None:
+            try:
+                sock = nsmod.run_in(netns, lambda: _packet_socket(iface))
+            except OSError as e:
+                sock = _opened(netns, e)
+        self.sock = sock
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             try:
@@ -162,15 +178,39 @@ class Sniffer:
 
 
 def open_sniffers(namespaces: list[str]) -> list[Sniffer]:
+    """A sniffer on every interface of each namespace. The sockets are made by one helper thread
+    that moves from namespace to namespace (~10 us a move), not a thread each (0.5-1 ms)."""
+    sockets = nsmod.run_in_each([(ns, lambda: _packet_socket(None)) for ns in namespaces])
     made: list[Sniffer] = []
     try:
-        for ns in namespaces:
-            made.append(Sniffer(ns))
+        for ns, sock in zip(namespaces, sockets):
+            made.append(Sniffer(ns, sock=_opened(ns, sock)))
     except BaseException:
         for s in made:
             s.close()
+        for sock in sockets[len(made):]:
+            if isinstance(sock, socket.socket):
+                sock.close()
         raise
     return made
+
+
+def close_all(sniffers: list[Sniffer]) -> threading.Thread:
+    """Close many sniffers at once; join the thread returned to know they are closed.
+
+    Closing a packet socket waits for an RCU grace period (synchronize_net, 10-15 ms). One
+    after another, as a process's exit closes them too, 53 sockets take ~0.7 s; closed from
+    a thread each, the waits overlap and all take ~30 ms.
+    """
+    def close_each() -> None:
+        threads = [threading.Thread(target=s.close, name="podlab-close-sniffer") for s in sniffers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    closer = threading.Thread(target=close_each, name="podlab-close-sniffers")
+    closer.start()
+    return closer
 
 
 def vxlan_ports(lab: Lab) -> frozenset[int]:

@@ -1,33 +1,17 @@
-"""One readable line per frame, with scapy doing the dissection.
+"""One readable line per frame, with scapy doing the dissection: every frame decode.py does
+not decode itself (IPv6, odd Ethernet types, truncated or unusual headers), and the reference
+its unit tests compare decode.py's lines with.
 
-  10.244.0.2 > 10.244.1.2 ICMP echo-request id 4660 seq 1 ttl 64 len 84
-  10.244.0.2:40312 > 10.244.1.3:80 TCP [S] seq 1 ttl 63 len 60
-  10.244.0.2 > 10.244.1.2 ICMP echo-request id 4660 seq 1 ttl 63 len 84 | outer 192.168.56.11 > 192.168.56.12 UDP
-      8472 VNI 1   (one line)
-  ARP who-has 10.244.0.1 tell 10.244.0.2
-
-A VXLAN frame shows the inner packet first (what the pods sent) and the underlay header after
-the bar, so lines of one flow read alike on every hop. scapy is imported on first use: it takes
-a good fraction of a second, which `podlab --help` and the walk do not need to pay.
+scapy is imported on first use: it takes a good fraction of a second (and reads the root
+namespace's interfaces), which a trace of ordinary IPv4 frames never needs to pay.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
+from lab.packets.decode import Decoded
 from lab.packets.frames import VXLAN_PORTS
-
-
-@dataclass(frozen=True)
-class Decoded:
-    text: str
-    src: str | None = None        # the (inner) IP addresses
-    dst: str | None = None
-    proto: str | None = None      # ICMP | TCP | UDP | ARP | IPv6 | ...
-    ttl: int | None = None        # the (inner) TTL
-    length: int | None = None     # the (inner) IP total length
-    outer: str | None = None      # "outer 192.168.56.11 > 192.168.56.12 UDP 8472 VNI 1"
 
 
 @functools.cache
@@ -40,11 +24,6 @@ def _scapy() -> dict[str, Any]:
                 icmptypes=icmptypes, icmpcodes=icmpcodes)
 
 
-def warm() -> None:
-    """Import scapy now (e.g. while sockets wait), not when the first line is due."""
-    _scapy()
-
-
 def decode(frame: bytes, vxlan_ports: frozenset[int] = VXLAN_PORTS) -> Decoded:
     s = _scapy()
     try:
@@ -52,10 +31,6 @@ def decode(frame: bytes, vxlan_ports: frozenset[int] = VXLAN_PORTS) -> Decoded:
     except Exception as e:  # scapy raises many kinds on garbage; a capture must go on
         return Decoded(f"undecodable frame ({type(e).__name__}) len {len(frame)}")
     return _layer3(eth, s, vxlan_ports, len(frame))
-
-
-def line(frame: bytes, vxlan_ports: frozenset[int] = VXLAN_PORTS) -> str:
-    return decode(frame, vxlan_ports).text
 
 
 def _layer3(eth: Any, s: dict[str, Any], vxlan_ports: frozenset[int], frame_len: int) -> Decoded:

@@ -4,7 +4,8 @@
 RTM_GETNSID are small requests; pyroute2 would open a socket and start its machinery for each,
 in a helper thread that has joined the namespace. One plain NETLINK_ROUTE socket per namespace
 (netns.socket_in: a socket keeps the namespace it was made in) answers them from the calling
-thread in microseconds. Everything else is read through lab.inspect (pyroute2).
+thread in microseconds. Everything else is read through lab.inspect (lab.rtdump's dumps, on the
+same socket when the caller has one).
 """
 from __future__ import annotations
 
@@ -58,9 +59,14 @@ def _attrs(data: bytes) -> dict[int, bytes]:
 
 
 class Rtnl:
-    def __init__(self, ns: str):
-        self.sock = nsmod.socket_in(ns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.bind((0, 0))
+    def __init__(self, ns: str | None = None, sock: socket.socket | None = None):
+        """A socket made in namespace `ns`, or `sock` (a NETLINK_ROUTE socket made there)."""
+        if sock is None:
+            if ns is None:
+                raise ValueError("Rtnl needs a namespace or a socket made in one")
+            sock = nsmod.socket_in(ns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+            sock.bind((0, 0))
+        self.sock = sock
         self.seq = 0
 
     def close(self) -> None:

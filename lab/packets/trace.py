@@ -101,11 +101,6 @@ def _collect(sniffers: list[capture.Sniffer], mark: frames.Mark, ports: frozense
     return seen
 
 
-def _close_all(sniffers: list[capture.Sniffer]) -> None:
-    for sniffer in sniffers:
-        sniffer.close()
-
-
 def _rank(view: LiveView, ns: str, iface: str, direction: str) -> int:
     """Frames of one skb share a stamp: a port's 'in' comes before its bridge's, eth0's before
     flannel.1's (decapsulation), and a bridge's or VXLAN device's 'out' before its port's or eth0's."""
@@ -146,6 +141,7 @@ def trace(lab: Lab, src: str, dst: str, proto: str = "icmp", port: int | None = 
     if not s.netns:
         raise PodlabError(f"SRC {src}: it has no namespace to send from")
     view = LiveView(lab)
+    closing: threading.Thread | None = None
     try:
         src_ip = source_address(view, s, d.ip)
         if not src_ip:
@@ -158,14 +154,16 @@ def trace(lab: Lab, src: str, dst: str, proto: str = "icmp", port: int | None = 
             send_error = _send(s.netns, frames.build(mark, src_ip, d.ip, size), d.ip)
             seen = [] if send_error else _collect(sniffers, mark, ports, s.netns, timeout, min(QUIET, timeout))
         finally:
-            # Closing a packet socket waits for an RCU grace period (~10 ms each): not on our time.
-            threading.Thread(target=_close_all, args=(sniffers,), name="podlab-close-sniffers", daemon=True).start()
+            # The sockets close (~30 ms of RCU grace periods, waited out together) while the walk runs.
+            closing = capture.close_all(sniffers)
         if any(frames.frag_needed_mtu(x.pkt) for x in seen if x.kind == "error"):
             flush_route_cache(s.netns)   # the probe taught the source a path MTU: forget it again
         pkt = request_packet(src_ip, d.ip, proto, port, size, sport=None if proto == "icmp" else mark.ident)
         result = _result(view, s, d, pkt, seen, send_error, ports)
     finally:
         view.close()
+        if closing is not None:
+            closing.join()
     result.elapsed = time.monotonic() - started
     return result
 
@@ -184,7 +182,6 @@ def _rewritten(requests: list[Seen], pkt: Packet) -> tuple[Seen, Packet] | None:
 def _result(view: LiveView, s: endpoints.End, d: endpoints.End, pkt: Packet, seen: list[Seen],
             send_error: OSError | None, ports: frozenset[int]) -> Trace:
     """Hops from the captures, decisions from the walk, and the verdict from both."""
-    decode.warm()
     requests = [x for x in seen if x.kind == "request"]
     walked, walked_back = walk_both(view, s.netns or "", pkt)
     walks = [walked.hops]

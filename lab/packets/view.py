@@ -2,7 +2,8 @@
 
 LiveView asks the real kernel: state read back by lab.inspect, `route get` (with the input
 interface, as the kernel looks up a forwarded packet, and `fibmatch` for the entry that matched),
-veth peers by IFLA_LINK + link-netnsid resolved with RTM_GETNSID, forwarding sysctls, nft rules.
+veth peers by IFLA_LINK + link-netnsid resolved with RTM_GETNSID, forwarding sysctls, nft rules
+(`nft -j list ruleset`, run only where nf_tables has a table).
 SnapshotView answers the same questions from Snapshots (a longest-prefix match over their
 routes), so the walk's reasoning is testable without root.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import TYPE_CHECKING, Protocol
 
+from lab import inspect, rtdump
 from lab.engine import netns as nsmod
 from lab.inspect import RT_TABLES, Link, Route, Snapshot
 from lab.packets import nft
@@ -97,13 +99,28 @@ def _read_sysctl(key: str) -> str | None:
         return None
 
 
-def _has_nft_tables() -> bool:
-    from pyroute2.nftables.main import NFTables
+def _nft_tables_here() -> bool:
+    """Whether nf_tables holds a table in the calling thread's namespace (none at all: nothing
+    can drop here, and `nft` need not run)."""
     try:
-        with NFTables(nfgen_family=0) as n:
-            return bool(n.get_tables())
-    except Exception:   # noqa: BLE001 - no nf_tables at all: nothing can drop here
+        sock = rtdump.open_socket(rtdump.NETLINK_NETFILTER)
+    except OSError:
         return False
+    try:
+        return rtdump.nft_has_tables(sock)
+    finally:
+        sock.close()
+
+
+def _visit_here(ns: str) -> tuple[Rtnl, Snapshot, bool]:
+    """What a walk reads of the namespace the calling thread is in: a route socket kept for
+    `route get`, the state read on it, and whether nf_tables has tables."""
+    rtnl = Rtnl(sock=rtdump.open_socket())
+    try:
+        return rtnl, inspect.read_here(ns, rtnl.sock), _nft_tables_here()
+    except BaseException:
+        rtnl.close()
+        raise
 
 
 class LiveView:
@@ -135,6 +152,7 @@ class LiveView:
         self._states: dict[str, Snapshot] = {}
         self._nsid: dict[str, dict[int, str]] = {}
         self._nft: dict[str, list[nft.Chain]] = {}
+        self._has_tables: dict[str, bool] = {}
         self._sysctls: dict[tuple[str, str], str | None] = {}
         self._sockets: dict[str, Rtnl] = {}
         self.namespaces = list(self._owner)
@@ -147,13 +165,18 @@ class LiveView:
 
     def state(self, ns: str) -> Snapshot:
         if ns not in self._states:
-            from lab import inspect
-            self._states[ns] = inspect.snapshot(ns)
+            self._visit(ns)
         return self._states[ns]
+
+    def _visit(self, ns: str) -> None:
+        # One helper thread per namespace for everything the walk reads there (a thread costs
+        # 0.5-1 ms, more on a loaded machine); the route socket stays for the lookups.
+        rtnl, snap, tables = nsmod.run_in(ns, lambda: _visit_here(ns))
+        self._sockets[ns], self._states[ns], self._has_tables[ns] = rtnl, snap, tables
 
     def _rtnl(self, ns: str) -> Rtnl:
         if ns not in self._sockets:
-            self._sockets[ns] = Rtnl(ns)
+            self._visit(ns)
         return self._sockets[ns]
 
     def close(self) -> None:
@@ -223,7 +246,9 @@ class LiveView:
     def nft_rules(self, ns: str) -> list[nft.Chain]:
         if ns not in self._nft:
             self._nft[ns] = []
-            if nsmod.run_in(ns, _has_nft_tables):
+            if ns not in self._has_tables:
+                self._visit(ns)
+            if self._has_tables[ns]:
                 try:
                     r = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True,
                                        timeout=10, preexec_fn=lambda: nsmod.enter(ns))
