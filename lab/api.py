@@ -16,14 +16,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab import faults, planner, services, state, topology, workloads
 from lab.addressing import AddressPlan
-from lab.engine import apply, features
-from lab.engine.journal import Journal
 from lab.errors import PodlabError
 from lab.model import Topology
 from lab.planner import Plan
+
+if TYPE_CHECKING:
+    from lab.engine import apply
+
+# lab.engine.apply and the journal are imported by up/down only: every `trace`, `get` and TUI
+# start would otherwise pay ~15 ms for them.
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 DEFAULT_TOPOLOGY = "default"
@@ -192,6 +197,8 @@ def _locked(lab: str) -> Iterator[None]:
 
 
 def up(topo: Topology, say: Say = _quiet) -> Lab:
+    from lab.engine import apply, features
+    from lab.engine.journal import Journal
     lab = topo.name
     state.lab_dir(lab)  # validates the name
     with _locked(lab), state.private_files():
@@ -248,6 +255,7 @@ def _progress(say: Say, total: int) -> apply.Progress:
 
 
 def _start_workloads(lab: str, plan: Plan, say: Say, agent: subprocess.Popen | None = None) -> None:
+    from lab.engine.journal import Journal
     a = plan.addresses
     pods = []
     for pod, addr in zip(plan.topology.pods, a.pods):
@@ -262,6 +270,8 @@ def _start_workloads(lab: str, plan: Plan, say: Say, agent: subprocess.Popen | N
 
 
 def _launch_agent(lab: str, spec: Path, agent: subprocess.Popen | None = None) -> int:
+    from lab.engine.journal import Journal
+
     def record(pid: int) -> None:
         # PID and start time: cleanup signals this process only if both still match.
         Journal(lab).record("process", pid=pid, start=workloads.process_start(pid), what="workload agent")
@@ -300,6 +310,7 @@ def _teardown(lab: str, say: Say) -> list[str]:
     alive), then namespaces and their mounts, then the state directory. Works from the
     journal alone, so a lab whose `up` was killed halfway goes too."""
     from lab import clean
+    from lab.engine import apply
     workloads.stop_agent(lab)
     stopped = clean.kill_recorded(lab) + clean.kill_inside(lab)
     removed = apply.destroy(lab)

@@ -195,6 +195,63 @@ def open_sniffers(namespaces: list[str]) -> list[Sniffer]:
     return made
 
 
+def _loopback_pair() -> tuple[socket.socket, socket.socket]:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        return rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except BaseException:
+        rx.close()
+        raise
+
+
+class KernelStamps:
+    """Makes sure the kernel stamps frames as it delivers them, before a probe is sent.
+
+    The kernel stamps received and captured frames only while some socket asks for stamps (a
+    system-wide static key); the first socket to ask switches it on from a work queue, a moment
+    later, and the last one to close switches it off. Until it is on, a frame is stamped when it
+    is read, so a trace's hops would come out in the order its sockets were read. This holds a
+    UDP socket with SO_TIMESTAMPNS in a lab namespace (keeping the key on), and `wait()` sends
+    it datagrams over lo until one comes back stamped before it was read.
+    """
+
+    def __init__(self, netns: str):
+        self.rx, self.tx = nsmod.run_in(netns, _loopback_pair)
+        self.rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.rx.setblocking(False)
+
+    def wait(self, timeout: float = 0.5) -> bool:
+        """True once a datagram was stamped on delivery; False if none was within `timeout`
+        (lo down, a filter): the trace goes on, its order then only as good as its reads."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.tx.sendto(b"podlab-stamp", self.rx.getsockname())
+            except OSError:
+                return False
+            if not select.select([self.rx], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                return False
+            # Read after noting the time: a stamp taken on delivery is older than this moment,
+            # one taken by the read itself is not.
+            before_read = time.time_ns()
+            try:
+                _data, anc, _flags, _addr = self.rx.recvmsg(64, socket.CMSG_SPACE(_TIMESPEC.size))
+            except (BlockingIOError, InterruptedError):
+                continue
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    if sec * 1_000_000_000 + nsec < before_read:
+                        return True
+            time.sleep(0.0005)
+        return False
+
+    def close(self) -> None:
+        self.rx.close()
+        self.tx.close()
+
+
 def close_all(sniffers: list[Sniffer]) -> threading.Thread:
     """Close many sniffers at once; join the thread returned to know they are closed.
 

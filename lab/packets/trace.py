@@ -149,17 +149,28 @@ def trace(lab: Lab, src: str, dst: str, proto: str = "icmp", port: int | None = 
                               f"'podlab explain {src} {dst}' shows why")
         mark = frames.Mark.new(proto, port)
         ports = capture.vxlan_ports(lab)
-        sniffers = capture.open_sniffers(watched(lab, s.netns, d.netns))
+        stamps = capture.KernelStamps(s.netns)     # asked first: the kernel turns stamping on meanwhile
         try:
+            sniffers = capture.open_sniffers(watched(lab, s.netns, d.netns))
+        except BaseException:
+            stamps.close()
+            raise
+        try:
+            stamps_on = stamps.wait()
+            stamps.close()      # the sniffers keep stamping on from here
             send_error = _send(s.netns, frames.build(mark, src_ip, d.ip, size), d.ip)
             seen = [] if send_error else _collect(sniffers, mark, ports, s.netns, timeout, min(QUIET, timeout))
         finally:
+            stamps.close()
             # The sockets close (~30 ms of RCU grace periods, waited out together) while the walk runs.
             closing = capture.close_all(sniffers)
         if any(frames.frag_needed_mtu(x.pkt) for x in seen if x.kind == "error"):
             flush_route_cache(s.netns)   # the probe taught the source a path MTU: forget it again
         pkt = request_packet(src_ip, d.ip, proto, port, size, sport=None if proto == "icmp" else mark.ident)
         result = _result(view, s, d, pkt, seen, send_error, ports)
+        if not stamps_on:
+            result.notes.append("the kernel did not stamp frames on delivery in time: hops are in the order "
+                                "they were read, which may differ from the order they were seen")
     finally:
         view.close()
         if closing is not None:

@@ -2,11 +2,16 @@
 decision of each namespace that sends it on, and the reply's way back."""
 from __future__ import annotations
 
+import os
+import struct
+import subprocess
+import sys
 import time
 
 import pytest
 from packetlab import settled
 
+from lab.packets import capture
 from lab.packets.explain import explain
 from lab.packets.trace import trace
 
@@ -138,3 +143,51 @@ def test_node_and_outside_host_sources(lab):
     else:                              # elsewhere the outside host has no route to the pod network
         assert ecs.verdict == "dropped" and ecs.where == "ecs" and ecs.reason == "no route to 10.244.1.2"
         assert explain(lab, "ecs", "c").reason == "no route to 10.244.1.2"
+
+
+def open_sockets() -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            out.append(target)
+    return sorted(out)
+
+
+def test_trace_closes_its_capture_sockets_before_it_returns(lab):
+    # Closing a packet socket waits for an RCU grace period: trace closes them together, in
+    # threads, and waits; none may be left for the process's exit to close one by one.
+    before = open_sockets()
+    t = trace(lab, "a", "c")
+    assert t.verdict == "delivered" and t.replied, t.text()
+    assert open_sockets() == before
+
+
+def test_the_trace_command_needs_neither_scapy_nor_pyroute2(lab):
+    code = ("import sys\nfrom lab import cli\n"
+            f"codes = [cli.main(['trace', 'a', 'c', '--lab', {lab.name!r}, '--proto', p]) "
+            "for p in ('icmp', 'tcp', 'udp')]\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'scapy', 'pyroute2'})\n"
+            "print('RESULT', codes, heavy)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "RESULT [0, 0, 0] []", r.stdout + r.stderr
+
+
+def test_frames_are_stamped_on_delivery_once_kernel_stamps_waited(lab):
+    # The kernel switches stamping on a moment after the first socket asks (a work queue): until
+    # then frames are stamped when read, and a trace's hops would sort in the order they were read.
+    stamps = capture.KernelStamps(ns(lab, "a"))
+    try:
+        assert stamps.wait()
+        stamps.tx.sendto(b"x", stamps.rx.getsockname())
+        time.sleep(0.005)
+        read_at = time.time_ns()
+        _data, anc, _flags, _addr = stamps.rx.recvmsg(64, 64)
+        sec, nsec = struct.unpack_from("=qq", anc[0][2])
+        assert read_at - (sec * 1_000_000_000 + nsec) >= 4_000_000      # stamped 5 ms before it was read
+    finally:
+        stamps.close()
