@@ -2,8 +2,8 @@
 
     sudo .venv/bin/python bench/trace.py [--runs 20]     # prints JSON timings, in milliseconds
 
-Measured: `podlab trace` as a fresh process (Python start, imports of scapy and pyroute2, the
-trace), the first trace in a process (imports included), then warm traces and explains in one
+Measured: `podlab trace` as a fresh process (Python start, imports, the trace), the first trace
+in a process (imports included), then warm traces and explains in one
 process (what the TUI and graders pay), as median and maximum. The lab has a random name and
 is taken down at the end, failure or not.
 """
