@@ -15,10 +15,11 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
 from lab import naming
-from lab import topology as t
 from lab.model import SERVICE_TYPES, Container, ContainerPort, Pod, Service, ServicePort
-
-YamlPath = tuple[str | int, ...]
+from lab.topology.checker import Checker, YamlPath, choice
+from lab.topology.pods import parse_labels
+from lab.topology.schema import SERVICE_PORT_SCHEMA, SERVICE_SCHEMA, is_port_name
+from lab.topology.wording import show
 
 KUBERNETES = ("default", "kubernetes")     # the API server's Service, always .1
 DNS = ("kube-system", "kube-dns")          # the cluster DNS Service, always .10
@@ -52,7 +53,7 @@ class _Draft:
     cluster_ip: IPv4Address | None = None      # asked for in the file
 
 
-def check(checker: t._Checker, lab: str, document: dict[str, Any], top: dict[str, Any],
+def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, Any],
           placed: list[tuple[Pod, YamlPath]], nodes: list[str],
           service_cidr: IPv4Network | None) -> tuple[tuple[Service, ...], list[tuple[Pod, YamlPath]]]:
     """The file's Services (with kubernetes and kube-dns), and the pods with the DNS pod added."""
@@ -91,15 +92,15 @@ def check(checker: t._Checker, lab: str, document: dict[str, Any], top: dict[str
 # ---------------------------------------------------------------------------------------
 # One Service
 # ---------------------------------------------------------------------------------------
-def _service(checker: t._Checker, path: YamlPath, raw: Any) -> _Draft | None:
-    spec = checker.fields(path, raw, t.SERVICE_SCHEMA, "a Service")
+def _service(checker: Checker, path: YamlPath, raw: Any) -> _Draft | None:
+    spec = checker.fields(path, raw, SERVICE_SCHEMA, "a Service")
     if spec is None or "name" not in spec:
         return None
     name = spec["name"]
     if not (DNS_1035.fullmatch(name) and len(name) <= 63):
         suggestion = naming.suggest(name, 63)
         hint = f"; try '{suggestion}'" if suggestion and DNS_1035.fullmatch(suggestion) else ""
-        checker.add(path + ("name",), f"Service name {t._show(name)} is not valid: a Service name (DNS-1035 label) "
+        checker.add(path + ("name",), f"Service name {show(name)} is not valid: a Service name (DNS-1035 label) "
                                       "uses lowercase letters a-z, digits and '-', starts with a letter, ends with a "
                                       f"letter or digit, at most 63 characters (it becomes a DNS name){hint}")
     namespace = spec.get("namespace", "default")
@@ -107,7 +108,7 @@ def _service(checker: t._Checker, path: YamlPath, raw: Any) -> _Draft | None:
     if problem:
         checker.add(path + ("namespace",), problem)
     kind = _type(checker, path + ("type",), spec.get("type", "ClusterIP"))
-    draft = _Draft(name, namespace, kind, t._labels(checker, path + ("selector",), spec.get("selector", {})), [], path)
+    draft = _Draft(name, namespace, kind, parse_labels(checker, path + ("selector",), spec.get("selector", {})), [], path)
     if "clusterIP" in spec:
         _cluster_ip(checker, path + ("clusterIP",), spec["clusterIP"], draft)
     if draft.headless and kind == "NodePort":
@@ -121,22 +122,22 @@ def _service(checker: t._Checker, path: YamlPath, raw: Any) -> _Draft | None:
     return draft
 
 
-def _type(checker: t._Checker, path: YamlPath, value: str) -> str:
+def _type(checker: Checker, path: YamlPath, value: str) -> str:
     if value in UNSUPPORTED_TYPES:
         checker.add(path, f"type {value} is not supported: {UNSUPPORTED_TYPES[value]}; "
                           f"known types: {', '.join(SERVICE_TYPES)} (and headless: clusterIP: None)")
         return "ClusterIP"
-    return t._choice(checker, path, value, SERVICE_TYPES, "Service type") or "ClusterIP"
+    return choice(checker, path, value, SERVICE_TYPES, "Service type") or "ClusterIP"
 
 
-def _cluster_ip(checker: t._Checker, path: YamlPath, value: str, draft: _Draft) -> None:
+def _cluster_ip(checker: Checker, path: YamlPath, value: str, draft: _Draft) -> None:
     if value == "None":
         draft.headless = True
         return
     try:
         address = ip_address(value)
     except ValueError:
-        checker.add(path, f"clusterIP {t._show(value)} is neither an IPv4 address in the serviceCIDR nor None "
+        checker.add(path, f"clusterIP {show(value)} is neither an IPv4 address in the serviceCIDR nor None "
                           "(headless); remove it to have one allocated")
         return
     if address.version != 4:
@@ -145,7 +146,7 @@ def _cluster_ip(checker: t._Checker, path: YamlPath, value: str, draft: _Draft) 
     draft.cluster_ip = address   # checked against the service CIDR when addresses are allocated
 
 
-def _ports(checker: t._Checker, path: YamlPath, raw: list[Any], draft: _Draft) -> None:
+def _ports(checker: Checker, path: YamlPath, raw: list[Any], draft: _Draft) -> None:
     used: dict[tuple[int, str], YamlPath] = {}
     names: dict[str, YamlPath] = {}
     for index, item in enumerate(raw):
@@ -156,7 +157,7 @@ def _ports(checker: t._Checker, path: YamlPath, raw: list[Any], draft: _Draft) -
             if isinstance(item, str) and item.strip().isdigit():
                 checker.add(at, f"a port is a number or a mapping; remove the quotes: {item.strip()}")
                 continue
-            got = checker.fields(at, item, t.SERVICE_PORT_SCHEMA, "a Service port")
+            got = checker.fields(at, item, SERVICE_PORT_SCHEMA, "a Service port")
             if got is None or "port" not in got:
                 continue
             spec = got
@@ -170,7 +171,7 @@ def _ports(checker: t._Checker, path: YamlPath, raw: list[Any], draft: _Draft) -
                                             "TCP and UDP; use one of those")
             protocol = "TCP"
         elif protocol not in SERVICE_PROTOCOLS:
-            protocol = t._choice(checker, at + ("protocol",), protocol, SERVICE_PROTOCOLS, "protocol") or "TCP"
+            protocol = choice(checker, at + ("protocol",), protocol, SERVICE_PROTOCOLS, "protocol") or "TCP"
         name = spec.get("name", "")
         if name:
             problem = naming.dns_label_problem(name, "port name")
@@ -206,7 +207,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _target_port(checker: t._Checker, path: YamlPath, value: int | str) -> int | str:
+def _target_port(checker: Checker, path: YamlPath, value: int | str) -> int | str:
     if _is_int(value):
         if not 1 <= value <= 65535:
             checker.add(path, f"targetPort {value} is out of range: 1..65535")
@@ -215,8 +216,8 @@ def _target_port(checker: t._Checker, path: YamlPath, value: int | str) -> int |
     if text.strip().isdigit():
         checker.add(path, f"targetPort {text!r} is a number written as text; remove the quotes: {text.strip()}")
         return int(text.strip())
-    if not (t.PORT_NAME.fullmatch(text) and len(text) <= 15 and "--" not in text and re.search("[a-z]", text)):
-        checker.add(path, f"targetPort {t._show(text)} must be a port number or the name of a container port "
+    if not is_port_name(text):
+        checker.add(path, f"targetPort {show(text)} must be a port number or the name of a container port "
                           "(at most 15 lowercase letters, digits and '-', like http-web-svc)")
     return text
 
@@ -224,7 +225,7 @@ def _target_port(checker: t._Checker, path: YamlPath, value: int | str) -> int |
 # ---------------------------------------------------------------------------------------
 # Addresses and NodePorts, as the API server allocates them
 # ---------------------------------------------------------------------------------------
-def _allocate(checker: t._Checker, drafts: list[_Draft], cidr: IPv4Network) -> tuple[Service, ...]:
+def _allocate(checker: Checker, drafts: list[_Draft], cidr: IPv4Network) -> tuple[Service, ...]:
     reserved = {cidr[KUBERNETES_OFFSET]: "the kubernetes Service", cidr[DNS_OFFSET]: "the kube-dns Service"}
     taken: dict[IPv4Address, str] = dict(reserved)
     for d in drafts:
@@ -264,7 +265,7 @@ def _allocate(checker: t._Checker, drafts: list[_Draft], cidr: IPv4Network) -> t
     return tuple(services)
 
 
-def _node_ports(checker: t._Checker, drafts: list[_Draft]) -> dict[int, ServicePort]:
+def _node_ports(checker: Checker, drafts: list[_Draft]) -> dict[int, ServicePort]:
     """NodePorts for the ports of NodePort Services that name none, keyed by id() of the port."""
     taken: dict[tuple[int, str], str] = {}
     for d in drafts:
@@ -316,7 +317,7 @@ def is_dns_pod(pod: Pod) -> bool:
         dict(pod.labels).get("k8s-app") == DNS_POD_LABELS["k8s-app"]
 
 
-def _check_host_ports(checker: t._Checker, placed: list[tuple[Pod, YamlPath]]) -> None:
+def _check_host_ports(checker: Checker, placed: list[tuple[Pod, YamlPath]]) -> None:
     """A hostPort is one node's address and port: two pods on a node cannot both have it (the
     scheduler would leave the second Pending); a hostNetwork pod listens there itself."""
     owners: dict[tuple[str, int, str], str] = {}

@@ -1,0 +1,63 @@
+"""Topology YAML text to a validated, frozen lab.model.Topology: every section checked, in order."""
+from __future__ import annotations
+
+from typing import Any
+
+from lab.model import Node, OutsideHost, Topology
+from lab.topology.capacity import (check_bridge_ports, check_node_blocks, check_node_subnet, check_pod_count,
+                                   check_pods_per_node)
+from lab.topology.checker import Checker
+from lab.topology.hosts import host_list, node_list
+from lab.topology.names import check_unique_names, lab_name
+from lab.topology.network import mode_and_routing, network_settings
+from lab.topology.placement import place
+from lab.topology.pods import deployment_drafts, pod_drafts
+from lab.topology.schema import OUTSIDE_SCHEMA, TOP_SCHEMA
+from lab.topology.yaml_reader import Reader
+
+
+def loads(text: str, source: str = "<string>", default_name: str | None = None) -> Topology:
+    """Validate topology YAML text; raise TopologyError listing every problem found."""
+    checker = Checker(source)
+    document = Reader(checker).read(text)
+    topology = _build(checker, document, default_name or "lab") if document is not None else None
+    if checker.problems or topology is None:
+        raise checker.error()
+    return topology
+
+
+def _build(checker: Checker, document: dict[str, Any], default_name: str) -> Topology | None:
+    """Every section checked in turn, then the pods placed and the whole checked for fit;
+    None when any problem was found (they are all in the checker)."""
+    top = checker.fields((), document, TOP_SCHEMA, "the topology") or {}
+    lab = lab_name(checker, top, default_name)
+    mode, routing = mode_and_routing(checker, top)
+    net = network_settings(checker, top)
+    nodes = node_list(checker, top, document)
+    outside = host_list(checker, "outside", top.get("outside", []), OUTSIDE_SCHEMA, "outside host")
+    pods = pod_drafts(checker, top.get("pods", []))
+    deployments = deployment_drafts(checker, top.get("deployments", []))
+    if nodes is None or not check_pod_count(checker, pods, deployments):
+        return None
+    node_names = [n.name for n in nodes]
+    placed = place(checker, lab, node_names, pods, deployments)
+    # Imported here: lab.services.schema builds on this package's checker, so it imports lab.topology.
+    from lab.services import schema as service_schema
+    services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr)
+    check_unique_names(checker, nodes, placed, outside)
+    if net.pod_cidr is not None and net.node_mask is not None and check_node_blocks(checker, net, nodes):
+        check_pods_per_node(checker, net, nodes, placed)
+    if net.node_subnet is not None:
+        check_node_subnet(checker, net.node_subnet, len(nodes), len(outside))
+    check_bridge_ports(checker, mode, nodes, placed, len(outside))
+    if checker.problems or mode is None:
+        return None
+    assert None not in (net.pod_cidr, net.node_mask, net.node_subnet, net.service_cidr, net.mtu)
+    return Topology(
+        name=lab, mode=mode, routing=routing, pod_cidr=net.pod_cidr, node_mask=net.node_mask,
+        node_subnet=net.node_subnet, service_cidr=net.service_cidr, mtu=net.mtu, bridge=net.bridge,
+        nodes=tuple(Node(n) for n in node_names), pods=tuple(pod for pod, _ in placed),
+        outside=tuple(OutsideHost(o.name) for o in outside), services=services,
+        cluster_services="services" in document, description=top.get("description", ""),
+        source=checker.source,
+    )

@@ -1,0 +1,132 @@
+"""The pods: and deployments: sections, and the pod template they share (containers, namespace, labels)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from lab import naming
+from lab.model import Container
+from lab.topology.checker import Checker, YamlPath
+from lab.topology.containers import pod_containers
+from lab.topology.schema import DEPLOYMENT_SCHEMA, LABEL_NAME, POD_SCHEMA, Field
+from lab.topology.wording import describe, quote_hint, show
+
+
+@dataclass
+class Workload:
+    """What pods and deployments share: the pod template."""
+    containers: tuple[Container, ...]
+    namespace: str
+    host_network: bool
+    labels: dict[str, str]
+
+
+@dataclass
+class PodDraft:
+    """A pod as written: its node, if the file names one, is checked when it is placed."""
+    name: str
+    path: YamlPath
+    node: str | None
+    workload: Workload
+
+
+@dataclass
+class DeploymentDraft:
+    name: str
+    path: YamlPath
+    replicas: int
+    nodes: list[str] | None        # placement restriction; None = every node
+    workload: Workload
+
+
+def parse_labels(checker: Checker, path: YamlPath, raw: dict[str, Any]) -> dict[str, str]:
+    """Kubernetes labels (a pod's labels:, a Service's selector:), as valid keys and string values."""
+    labels = {}
+    for key, value in raw.items():
+        at = path + (key,)
+        prefix, _, name = key.rpartition("/")
+        bad_prefix = prefix and naming.kube_name_problem(prefix, "prefix")
+        if not (LABEL_NAME.fullmatch(name) and len(name) <= 63) or bad_prefix:
+            checker.add(at, f"label key {show(key)} is not valid: an optional DNS prefix and '/', then at most 63 "
+                            "letters, digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. app)")
+        if not isinstance(value, str):
+            checker.add(at, f"label values are strings, got {describe(value)}{quote_hint(value, key)}")
+            continue
+        if value and not (LABEL_NAME.fullmatch(value) and len(value) <= 63):
+            checker.add(at, f"label value {show(value)} is not valid: at most 63 letters, digits, '-', '_' or '.', "
+                            "starting and ending with a letter or digit, or empty")
+        labels[key] = value
+    return labels
+
+
+def _workload(checker: Checker, path: YamlPath, spec: dict[str, Any], what: str) -> Workload:
+    containers = pod_containers(checker, path, spec, what)
+    namespace = spec.get("namespace", "default")
+    problem = naming.dns_label_problem(namespace, "namespace")
+    if problem:
+        checker.add(path + ("namespace",), problem)
+    labels = parse_labels(checker, path + ("labels",), spec.get("labels", {}))
+    return Workload(containers, namespace, spec.get("hostNetwork", False), labels)
+
+
+def _entries(checker: Checker, key: str, raw: list[Any], schema: dict[str, Field],
+             what: str) -> Iterator[tuple[YamlPath, dict[str, Any], Workload]]:
+    """Each entry of pods: or deployments: with a usable mapping, and the pod template it describes."""
+    for index, item in enumerate(raw):
+        path: YamlPath = (key, index)
+        spec = checker.fields(path, item, schema, what)
+        if spec is not None:
+            yield path, spec, _workload(checker, path, spec, what)
+
+
+def pod_drafts(checker: Checker, raw: list[Any]) -> list[PodDraft]:
+    """The pods: section, not yet placed on nodes."""
+    drafts = []
+    for path, spec, workload in _entries(checker, "pods", raw, POD_SCHEMA, "a pod"):
+        if "name" not in spec:
+            continue
+        problem = naming.kube_name_problem(spec["name"], "pod name")
+        if problem:
+            checker.add(path + ("name",), problem)
+        drafts.append(PodDraft(spec["name"], path, spec.get("node"), workload))
+    return drafts
+
+
+def deployment_drafts(checker: Checker, raw: list[Any]) -> list[DeploymentDraft]:
+    """The deployments: section, not yet expanded into pods (lab.topology.placement does that)."""
+    drafts: list[DeploymentDraft] = []
+    first_use: dict[str, YamlPath] = {}
+    for path, spec, workload in _entries(checker, "deployments", raw, DEPLOYMENT_SCHEMA, "a deployment"):
+        replicas = spec.get("replicas", 1)
+        if replicas < 0:
+            checker.add(path + ("replicas",), f"replicas {replicas} is negative; use 0 or more")
+            replicas = 0
+        nodes = _placement_nodes(checker, path + ("nodes",), spec["nodes"]) if "nodes" in spec else None
+        if "name" not in spec:
+            continue
+        name = spec["name"]
+        problem = naming.kube_name_problem(name, "deployment name")
+        if problem:
+            checker.add(path + ("name",), problem)
+        if name in first_use:
+            checker.add(path + ("name",), f"deployment name {show(name)} is already used by "
+                                          f"{checker.where(first_use[name])}; give each deployment its own name")
+            continue
+        first_use[name] = path + ("name",)
+        workload.labels = workload.labels or {"app": name}
+        drafts.append(DeploymentDraft(name, path, replicas, nodes, workload))
+    return drafts
+
+
+def _placement_nodes(checker: Checker, path: YamlPath, raw: list[Any]) -> list[str]:
+    names = []
+    for index, item in enumerate(raw):
+        if isinstance(item, str):
+            names.append(item)
+        else:
+            checker.add(path + (index,), f"each entry is a node name, got {describe(item)}")
+    if not raw:
+        checker.add(path, "nodes: [] leaves nowhere to run the replicas; list node names, "
+                          "or remove it to use every node")
+    return names
