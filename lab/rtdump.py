@@ -77,7 +77,7 @@ def ip(raw: bytes | None) -> str | None:
     if len(raw) == 4:
         return socket.inet_ntop(socket.AF_INET, raw)
     if len(raw) == 16:
-        return socket.inet_ntop(socket.AF_INET6, raw)     # the compressed form, as ipaddress writes it
+        return socket.inet_ntop(socket.AF_INET6, raw)     # inet_ntop, as pyroute2 writes them too
     return None
 
 

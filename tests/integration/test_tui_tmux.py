@@ -66,7 +66,9 @@ def test_podlab_tui_in_a_real_terminal(lab):
                     "-y", "24", "-c", str(ROOT), command], check=True, env=env)
     try:
         tmux("set-option", "-t", "tui", "remain-on-exit", "on")
-        first = tmux.wait(lambda s: "live: read from the kernel" in s and "10.244.0.2/24" in s, what="the first screen")
+        # The footer may be drawn after the first kernel read arrives (reads take a few ms): wait for both.
+        first = tmux.wait(lambda s: "live: read from the kernel" in s and "10.244.0.2/24" in s and "Help" in s,
+                          what="the first screen")
         assert f"lab {lab.name}" in first and "client" in first and "Help" in first   # tree and footer
         assert len(first.splitlines()) <= 24
 
