@@ -590,7 +590,7 @@ def _content_length(head: bytes) -> int | None:
 def _socket_error(e: OSError) -> str:
     if isinstance(e, (TimeoutError, socket.timeout)):
         return "timeout"
-    return probe._errno_text(e.errno) if e.errno else str(e)
+    return probe.errno_text(e.errno) if e.errno else str(e)
 
 
 def _text(data: bytes | str | None) -> str:

@@ -258,6 +258,65 @@ def test_http_checks_status_and_body(small):
     assert results[2].ok
 
 
+class ScriptedServer:
+    """Answers every connection on a port with `pieces` (pausing between them), then closes,
+    `hold` seconds later; with pieces=None it never even accepts (the kernel completes the
+    handshake anyway)."""
+
+    def __init__(self, ns: str, address: str, port: int, pieces: list[bytes] | None, pause: float = 0.0,
+                 hold: float = 0.0):
+        self.sock = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((address, port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.pieces, self.pause, self.hold = pieces, pause, hold
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set() and self.pieces is not None:
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.recv(4096)
+                for i, piece in enumerate(self.pieces):
+                    if i:
+                        time.sleep(self.pause)
+                    conn.sendall(piece)
+                time.sleep(self.hold)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_http_answers_end_by_length_or_at_eof_and_silence_times_out(small):
+    p1, p2 = small.endpoint("p1"), small.endpoint("p2")
+    page = b"Welcome to the home page of host p2!\n"
+    head = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(page)
+    servers = [ScriptedServer(p2.netns, str(p2.ip), 9001, None),
+               ScriptedServer(p2.netns, str(p2.ip), 9002, [b"HTTP/1.0 200 OK\r\n\r\n" + page]),
+               ScriptedServer(p2.netns, str(p2.ip), 9003, [head + page[:10], page[10:]], pause=0.3),
+               ScriptedServer(p2.netns, str(p2.ip), 9004, [head + page], hold=2.0)]
+    try:
+        targets = [Endpoint("p2", "pod", "n1", p2.netns, p2.ip, http_port=port, http_expect=page.decode().strip())
+                   for port in (9001, 9002, 9003, 9004)]
+        results = probe.probe([(p1, t, True) for t in targets], protos=("http",), timeout=0.8)
+    finally:
+        for server in servers:
+            server.stop()
+    assert [(r.ok, r.error) for r in results] == [
+        (False, "timeout waiting for the response"),   # connected, asked, never answered
+        (True, None),                                  # no Content-Length: the answer ended at EOF
+        (True, None),                                  # the body's second half came 0.3 s later
+        (True, None)], results                         # whole by its Content-Length: no wait for EOF
+    assert results[2].rtt_ms >= 250
+
+
 def test_a_cut_link_fails_exactly_the_paths_through_it(small):
     p3 = small.endpoint("p3")
     node = small.ns("n1")

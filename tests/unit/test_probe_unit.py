@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from lab import addressing, probe
+from lab.engine import netns
 from lab.model import Container, Node, OutsideHost, Pod, Topology
 from lab.probe import Endpoint, PathResult
 
@@ -217,9 +218,9 @@ def test_group_summary_counts_nat_per_protocol():
 
 # ---------------------------------------------------------------- HTTP answers
 
-def http_request(expect: str | None = None, clientip: bool = False) -> probe._Request:
+def http_request(expect: str | None = None, clientip: bool = False) -> probe.Request:
     a, b = pod("a", "n1", "10.244.0.2"), pod("b", "n1", "10.244.0.3", http_port=80)
-    return probe._Request(0, a, b, 80, "/clientip" if clientip else "/", expect, clientip)
+    return probe.Request(0, a, b, 80, "/clientip" if clientip else "/", expect, clientip)
 
 
 @pytest.mark.parametrize("answer,expect,clientip,ok,error,seen", [
@@ -235,27 +236,48 @@ def http_request(expect: str | None = None, clientip: bool = False) -> probe._Re
 def test_http_answers(answer, expect, clientip, ok, error, seen):
     req = http_request(expect, clientip)
     req.incoming += answer
-    probe._finish_http(req, 0.0)
+    probe.judge(req, 0.0)
     assert (req.ok, req.error, req.seen) == (ok, error, seen)
 
 
 # ---------------------------------------------------------------- namespaces that cannot be entered
 
 def test_not_root_is_one_clear_error(monkeypatch):
-    def refuse(name, fn, uts_path=None):
-        raise PermissionError(1, "Operation not permitted")
-    monkeypatch.setattr(probe.nsmod, "run_in", refuse)
+    def refuse(jobs):   # as lab.engine.netns.run_in_each reports a namespace it may not enter
+        return [PermissionError(1, "Operation not permitted") for _ in jobs]
+    monkeypatch.setattr(netns, "run_in_each", refuse)
     a, b = pod("a", "n1", "10.244.0.2"), pod("b", "n1", "10.244.0.3")
     with pytest.raises(PermissionError, match="probing needs root"):
         probe.probe([(a, b, True)])
 
 
 def test_a_missing_namespace_fails_its_pairs_in_words(monkeypatch):
-    def missing(name, fn, uts_path=None):
-        raise FileNotFoundError(2, "No such file or directory")
-    monkeypatch.setattr(probe.nsmod, "run_in", missing)
+    def missing(jobs):
+        return [FileNotFoundError(2, "No such file or directory") for _ in jobs]
+    monkeypatch.setattr(netns, "run_in_each", missing)
     a, b = pod("a", "n1", "10.244.0.2"), pod("b", "n1", "10.244.0.3", http_port=80)
     results = probe.probe([(a, b, True)], timeout=0.1)
     assert [(r.proto, r.ok, r.error) for r in results] == [
         ("icmp", False, "cannot open a socket in namespace lab-a: no such file or directory"),
         ("http", False, "cannot open a socket in namespace lab-a: no such file or directory")]
+
+
+# ---------------------------------------------------------------- HTTP answers: when one is whole
+
+@pytest.mark.parametrize("answer,whole", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello", True),
+    (b"HTTP/1.1 200 OK\r\ncontent-length:5\r\n\r\nhello", True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", False),       # the rest is on its way
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", False),
+    (b"HTTP/1.1 200 OK\r\n\r\n10.244.0.2:40112", False),                # no length: only EOF ends it
+    (b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\nhello", False),
+])
+def test_an_answer_is_whole_by_its_content_length(answer, whole):
+    assert probe.http.complete(bytearray(answer)) is whole
+
+
+def test_path_result_json_is_its_fields_and_verdicts():
+    from dataclasses import asdict
+    a, b = pod("a", "n1", "10.244.0.2"), pod("b", "n2", "10.244.1.2")
+    for r in (result(a, b), result(a, b, seen="192.168.56.11"), result(a, b, ok=False)):
+        assert r.to_json() == asdict(r) | {"passed": r.passed, "nat": r.nat}
