@@ -4,9 +4,9 @@
 
 Built-in containers (http, echo) are listening sockets, each made by a helper thread that
 has joined the pod's network namespace (lab.engine.netns.run_in); a socket keeps its
-namespace, so the main thread serves them all from one asyncio loop and never changes
-namespace itself. `command` containers are real processes that join the pod's network and
-UTS namespaces before exec, restarted with kubelet's back-off when they exit.
+namespace, so the main thread serves them all from one asyncio loop (HTTP: http_server.py)
+and never changes namespace itself. `command` containers are real processes that join the
+pod's network and UTS namespaces before exec, restarted with kubelet's back-off when they exit.
 
 Status goes to agent.json (atomically, at most every STATUS_INTERVAL); SIGTERM/SIGINT stop
 the command containers (SIGTERM, then SIGKILL after STOP_GRACE) and end the agent.
@@ -32,6 +32,7 @@ from lab.engine import netns
 from lab.services.mounts import mount_over
 from lab.workloads import (HANDSHAKE, ContainerSpec, PodSpec, Spec, agent_pid, load_spec, read_status, servers,
                            write_json_atomic)
+from lab.workloads.http_server import HttpListener
 
 STATUS_INTERVAL = 0.5
 WATCH_INTERVAL = 1.0
@@ -145,7 +146,7 @@ class Container:
     restarts: int = 0
     message: str = ""
     proc: subprocess.Popen | None = None
-    closers: list = field(default_factory=list)  # asyncio servers and transports
+    closers: list = field(default_factory=list)  # HTTP listeners and UDP transports
     task: asyncio.Task | None = None
 
     def status(self) -> dict:
@@ -235,8 +236,7 @@ class Agent:
                 continue
             for (proto, _port_), sock in result:
                 if proto == "tcp":
-                    handler = servers.http_handler(pod.spec.pod, c.spec.workload, ns)
-                    c.closers.append(await asyncio.start_server(handler, sock=sock, backlog=BACKLOG))
+                    c.closers.append(HttpListener(sock, pod.spec.pod, c.spec.workload, ns))
                 else:
                     transport, _ = await loop.create_datagram_endpoint(
                         partial(servers.UdpEcho, pod.spec.pod), sock=sock)
@@ -366,6 +366,9 @@ class Agent:
         try:
             for pod, bound in zip(self.pods, self.bind_all()):
                 await self.start_pod(pod, bound)
+            # The command containers' supervisors start their first process in their first step:
+            # let them take it, so that "ready" means every container has been started.
+            await asyncio.sleep(0)
             self.ready = True
             self.write_status()
             log(f"agent for lab {self.lab}: {len(self.pods)} pods ready")

@@ -1,10 +1,11 @@
-"""The built-in workloads' protocols: pure request -> answer functions, plus thin asyncio handlers.
+"""The built-in workloads' protocols: pure request -> answer functions, /dial and the UDP side.
 
 http  stands in for nginx: every GET gets "Welcome to the home page of host <pod>!" (seed 001's page);
       /large?bytes=N sends N bytes (at most 10 MB) so MTU trouble shows up as a stalled transfer.
 echo  stands in for Kubernetes' agnhost netexec (e2e tests): /hostname, /clientip, /echo?msg=, /dial
       over HTTP, and hostname / clientip / echo over UDP.
-Responses always close the connection: clients are curl and probes, not browsers.
+Responses always close the connection: clients are curl and probes, not browsers. The HTTP side
+is served by http_server.py.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -20,11 +20,8 @@ from lab.engine import netns
 
 MAX_HEAD = 16 * 1024
 LARGE_CAP = 10 * 1024 * 1024
-HEAD_TIMEOUT = 10.0       # a client that connects and says nothing must not hold a connection forever
-REQUEST_TIMEOUT = 120.0   # nor one that never reads a large answer
 DIAL_TIMEOUT = 3.0
 MAX_TRIES = 10
-_CHUNK = b"x" * 65536
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
 Address = tuple[str, int]
@@ -191,55 +188,53 @@ async def dial(ns: str, d: Dial) -> bytes:
     return dial_json(responses, errors)
 
 
-async def _read_head(reader: asyncio.StreamReader) -> bytes:
-    head = b""
-    while len(head) < MAX_HEAD:
-        line = await reader.readline()
-        if not line:
-            raise BadRequest("connection closed before the request ended")
-        head += line
-        if line in (b"\r\n", b"\n"):
-            return head
-    raise BadRequest("request head too large")
+def head_end(data: bytes | bytearray) -> int:
+    """Where the request head ends (just after its empty line), or -1 while it is incomplete.
+
+    Lines end in CRLF or, from nc, bare LF; a head is its lines up to the first empty one.
+    """
+    if data[:2] == b"\r\n":
+        return 2
+    if data[:1] == b"\n":
+        return 1
+    ends = [at + len(mark) for mark in (b"\n\r\n", b"\n\n") if (at := data.find(mark)) >= 0]
+    return min(ends) if ends else -1
 
 
-def http_handler(pod: str, workload: str, ns: str) -> Callable:
-    """An asyncio.start_server callback serving one pod's http or echo container."""
-    async def answer(req: Request, writer: asyncio.StreamWriter) -> None:
-        client = writer.get_extra_info("peername") or ("?", 0)
+@dataclass(frozen=True)
+class LargeAnswer:
+    """/large: `size` bytes after `head`, written no faster than the client reads them."""
+    head: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class DialAnswer:
+    """/dial: another pod is asked first (see dial); its JSON is the body (not for HEAD)."""
+    dial: Dial
+    with_body: bool = True
+
+
+def respond(pod: str, workload: str, head: bytes, client: Address) -> bytes | LargeAnswer | DialAnswer:
+    """The answer to a request head: its bytes, or what the caller must do for /large and /dial."""
+    try:
+        req = parse_request(head)
         if req.method not in ("GET", "HEAD"):
-            writer.write(response(405, b"405 method not allowed\n"))
-            return
+            return response(405, b"405 method not allowed\n")
         if workload == "http" and req.path == "/large":
             n = large_size(req.query)
-            writer.write(response_head(200, n, "application/octet-stream"))
-            while n > 0 and req.method == "GET":
-                writer.write(_CHUNK[:n])
-                n -= len(_CHUNK)
-                await writer.drain()  # flow control: at most one chunk queued per client
-            return
+            head_only = response_head(200, n, "application/octet-stream")
+            return LargeAnswer(head_only, n) if req.method == "GET" and n > 0 else head_only
         if workload == "http":
             status, body, ctype = 200, welcome_page(pod), "text/html"
         elif req.path == "/dial":
-            status, body, ctype = 200, await dial(ns, parse_dial(req.query)), "application/json"
+            return DialAnswer(parse_dial(req.query), req.method == "GET")
         else:
             status, body = echo_answer(pod, req, client)
             ctype = "text/plain; charset=utf-8"
-        writer.write(response_head(status, len(body), ctype) + (body if req.method == "GET" else b""))
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            req = parse_request(await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT))
-            await asyncio.wait_for(answer(req, writer), REQUEST_TIMEOUT)
-            await writer.drain()
-        except BadRequest as e:
-            writer.write(response(400, f"{e}\n".encode()))
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
-            pass  # the client went away or stalled: nothing to tell it
-        finally:
-            writer.close()
-
-    return serve
+    except BadRequest as e:
+        return response(400, f"{e}\n".encode())
+    return response_head(status, len(body), ctype) + (body if req.method == "GET" else b"")
 
 
 class UdpEcho(asyncio.DatagramProtocol):

@@ -130,6 +130,53 @@ def test_udp_answers() -> None:
     assert servers.udp_answer("echo-1", b"shutdown", client) is None
 
 
+@pytest.mark.parametrize("head, rest", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b""), (b"GET / HTTP/1.0\n\n", b""),
+    (b"GET / HTTP/1.0\nHost: x\r\n\r\n", b"body\r\n\r\n"), (b"\r\n", b"GET / HTTP/1.1\r\n\r\n"),
+])
+def test_head_end_finds_the_first_empty_line(head: bytes, rest: bytes) -> None:
+    assert servers.head_end(head + rest) == len(head)
+
+
+@pytest.mark.parametrize("data", [b"", b"GET / HTTP/1.1\r\nHost: x\r\n", b"GET / HTTP/1.1\r\n\r"])
+def test_head_end_waits_for_the_rest(data: bytes) -> None:
+    assert servers.head_end(data) == -1
+
+
+def test_respond_serves_nginx_page_for_any_path_and_head_without_body() -> None:
+    page = servers.welcome_page("web-1")
+    get = servers.respond("web-1", "http", b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n", ("10.244.0.2", 4000))
+    assert get == servers.response_head(200, len(page), "text/html") + page
+    head = servers.respond("web-1", "http", b"HEAD / HTTP/1.1\r\n\r\n", ("10.244.0.2", 4000))
+    assert head == servers.response_head(200, len(page), "text/html")
+
+
+def test_respond_echo_paths_refusals_and_garbage() -> None:
+    client = ("10.244.1.5", 40000)
+    assert servers.respond("echo-1", "echo", b"GET /clientip HTTP/1.1\r\n\r\n", client).endswith(b"\r\n\r\n10.244.1.5:40000")
+    assert servers.respond("echo-1", "echo", b"GET /nope HTTP/1.1\r\n\r\n", client).startswith(b"HTTP/1.1 404 ")
+    assert servers.respond("echo-1", "echo", b"POST / HTTP/1.1\r\n\r\n", client).startswith(b"HTTP/1.1 405 ")
+    bad = servers.respond("web-1", "http", b"hello\r\n\r\n", client)
+    assert bad.startswith(b"HTTP/1.1 400 ") and bad.endswith(b"bad request line 'hello'\n")
+
+
+def test_respond_leaves_large_and_dial_to_the_caller() -> None:
+    client = ("10.244.1.5", 40000)
+    large = servers.respond("web-1", "http", b"GET /large?bytes=5000 HTTP/1.1\r\n\r\n", client)
+    assert isinstance(large, servers.LargeAnswer) and large.size == 5000
+    assert large.head == servers.response_head(200, 5000, "application/octet-stream")
+    # HEAD, and an empty body, are answered at once.
+    assert servers.respond("web-1", "http", b"HEAD /large HTTP/1.1\r\n\r\n", client) == \
+        servers.response_head(200, 1048576, "application/octet-stream")
+    assert servers.respond("web-1", "http", b"GET /large?bytes=0 HTTP/1.1\r\n\r\n", client) == \
+        servers.response_head(200, 0, "application/octet-stream")
+    assert servers.respond("web-1", "http", b"GET /large?bytes=x HTTP/1.1\r\n\r\n", client).startswith(b"HTTP/1.1 400 ")
+    dial = servers.respond("echo-1", "echo", b"GET /dial?host=10.244.0.3&port=80 HTTP/1.1\r\n\r\n", client)
+    assert isinstance(dial, servers.DialAnswer) and dial.dial.host == "10.244.0.3" and dial.with_body
+    assert servers.respond("echo-1", "echo", b"GET /dial?host=db&port=80 HTTP/1.1\r\n\r\n", client) \
+        .startswith(b"HTTP/1.1 400 ")
+
+
 # --- /dial ----------------------------------------------------------------------------------
 
 def test_dial_json_shape() -> None:
