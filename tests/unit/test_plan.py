@@ -112,3 +112,27 @@ def test_neighbour_budget_counts_pods_sharing_a_bridge():
     thousand = one_bridge(1000, 22)
     assert thousand.addresses.static_neighbours and not thousand.addresses.static_pod_pairs
     assert sum(isinstance(op, AddNeighbour) for op in thousand.ops) == 2 * 1000
+
+
+def test_check_report_builds_its_json_view_only_when_asked(monkeypatch):
+    from types import SimpleNamespace
+
+    from lab import check, probe
+    plan = planner.build(topology.load(TOPOLOGIES / "default.yaml"))
+    lab = SimpleNamespace(name="t", topology=plan.topology, addresses=plan.addresses)
+    pods, nodes, outside = probe.endpoints_from_plan(plan.topology, plan.addresses)
+    pairs = probe.expected_pairs(pods, nodes, outside, False)
+    results = [probe.PathResult(s.name, d.name, "icmp", True, True, str(s.ip), str(s.ip), 0.1, None, str(d.ip),
+                                s.kind, s.node, d.kind, d.node) for s, d, _ in pairs]
+    calls = []
+    original = probe.PathResult.to_json
+    monkeypatch.setattr(probe.PathResult, "to_json", lambda self: calls.append(self) or original(self))
+    report = check.report(lab, results, 1.5)
+    assert report["passed"] and f"PASS: {len(results)}/{len(results)} paths passed in 1.50 s" in report["text"]
+    assert calls == [] and "json" not in report           # text output costs no JSON
+    view = report["json"]
+    assert view["passed"] and view["summary"]["total"] == len(results) and view["seconds"] == 1.5
+    assert view["results"][0] == original(results[0]) and len(calls) == len(results)
+    assert report["json"] is view                         # built once
+    with pytest.raises(KeyError):
+        report["nothing"]
