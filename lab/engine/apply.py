@@ -162,9 +162,13 @@ def _(op: AddFdb, links: Links, fds: dict[str, int]) -> nl.Request:
     return nl.Request(nl.RTM_NEWNEIGH, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, body, _what(op))
 
 
-def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = None) -> None:
+def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = None,
+          on_namespaces: Callable[[], None] | None = None) -> None:
     """Create every object of the plan. On failure raise PodlabError naming the object and
-    the operation; what was made stays journalled, for the caller to destroy."""
+    the operation; what was made stays journalled, for the caller to destroy.
+
+    `on_namespaces()` runs once every namespace exists, before the links: work that needs
+    only the namespaces can start there and overlap the rest of the build."""
     journal = Journal(lab)
     creates = [op for op in ops if isinstance(op, CreateNamespace)]
     taken = [op.ns for op in creates if netns.exists(op.ns)]
@@ -191,6 +195,8 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
     if progress:
         progress("namespaces", len(specs), len(specs))
     try:
+        if on_namespaces:
+            on_namespaces()
         _links(ops, made, progress)
         _nft([op for op in ops if isinstance(op, ApplyNft)], progress)
     finally:

@@ -35,6 +35,7 @@ WORKLOADS = ("http", "echo", "idle", "command")
 AGENT_MODULE = "lab.workloads.agent"
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 HANDSHAKE = b"recorded\n"
+NETWORK_READY = b"network ready\n"   # after HANDSHAKE, to an agent started with --network-later
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)  # loaded now: a forked child should not dlopen
 
@@ -206,12 +207,17 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def spawn_agent(lab: str, spec_path: Path) -> subprocess.Popen:
+def spawn_agent(lab: str, spec_path: Path, network_later: bool = False) -> subprocess.Popen:
     """Start the agent's process, parked: it loads Python and its modules, then waits for
     start_agent's handshake before it reads `spec_path` (which need not exist yet). `up`
     spawns it before building the lab, so the ~0.2-0.5 s of interpreter start-up overlaps
     the build. Tied to this thread until the handshake (it dies with it); discard_agent()
-    ends it if it is never handed over."""
+    ends it if it is never handed over.
+
+    `network_later`: the agent opens the pods' sockets and serves as soon as it is handed
+    over, but starts command containers only after network_ready(), as a kubelet starts
+    containers once the CNI has set up the pod's network. `up` hands it over as soon as
+    the namespaces exist, so opening a thousand pods' sockets overlaps the link set-up."""
     if (old := agent_pid(lab)) is not None:
         raise PodlabError(f"the workload agent of lab {lab!r} is already running (pid {old}); stop it first")
     d = state.ensure_lab_dir(lab)
@@ -224,9 +230,11 @@ def spawn_agent(lab: str, spec_path: Path) -> subprocess.Popen:
     fd = os.open(d / "agent.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with open(fd, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", AGENT_MODULE, "--lab", lab, "--spec", str(spec_path), "--handshake"],
+            [sys.executable, "-m", AGENT_MODULE, "--lab", lab, "--spec", str(spec_path), "--handshake",
+             *(["--network-later"] if network_later else [])],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd="/", preexec_fn=partial(_die_with_parent, os.getpid()))
+    proc.network_later = network_later   # type: ignore[attr-defined]
     _started[proc.pid] = proc
     return proc
 
@@ -249,7 +257,8 @@ def start_agent(lab: str, spec_path: Path, timeout: float = 30.0,
     `on_started(pid)` runs as soon as the process exists, to journal it. Until it returns the
     agent stays tied to this process (it dies if this one does), so a crash at any point
     leaves no agent that the journal does not name. Raises PodlabError (with the end of
-    agent.log) if it dies or is not ready in time.
+    agent.log) if it dies or is not ready in time. An agent spawned with `network_later` is
+    only handed over here: network_ready() lets it finish and waits.
     """
     if proc is None:
         proc = spawn_agent(lab, spec_path)
@@ -263,11 +272,32 @@ def start_agent(lab: str, spec_path: Path, timeout: float = 30.0,
         _started.pop(proc.pid, None)
         raise
     proc.handed_over = True           # type: ignore[attr-defined]  (discard_agent leaves it alone)
+    if getattr(proc, "network_later", False):
+        _tell(proc, HANDSHAKE, close=False)
+        return proc.pid
+    _tell(proc, HANDSHAKE)            # "you are on record": the agent may now outlive us
+    return _wait_ready(lab, proc, timeout)
+
+
+def network_ready(lab: str, proc: subprocess.Popen, timeout: float = 30.0) -> int:
+    """Tell an agent handed over early (spawn_agent's `network_later`) that the pods' network
+    is set up, so it starts their command containers; wait until it is ready; its PID."""
+    _tell(proc, NETWORK_READY)
+    return _wait_ready(lab, proc, timeout)
+
+
+def _tell(proc: subprocess.Popen, line: bytes, close: bool = True) -> None:
+    assert proc.stdin is not None
     try:
-        proc.stdin.write(HANDSHAKE)   # "you are on record": the agent may now outlive us
-        proc.stdin.close()
+        proc.stdin.write(line)
+        proc.stdin.flush()
+        if close:
+            proc.stdin.close()
     except BrokenPipeError:
-        pass                          # it died already: the wait below reports why
+        pass                          # it died already: the wait that follows reports why
+
+
+def _wait_ready(lab: str, proc: subprocess.Popen, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     pause = 0.005   # a small lab's agent is ready within ~0.1 s: look often at first, then less
     while time.monotonic() < deadline:

@@ -30,7 +30,7 @@ from functools import partial
 from lab import state
 from lab.engine import netns
 from lab.services.mounts import mount_over
-from lab.workloads import (HANDSHAKE, ContainerSpec, PodSpec, Spec, agent_pid, load_spec, read_status, servers,
+from lab.workloads import (HANDSHAKE, NETWORK_READY, ContainerSpec, PodSpec, Spec, agent_pid, load_spec, read_status, servers,
                            write_json_atomic)
 from lab.workloads.http_server import HttpListener
 
@@ -163,8 +163,12 @@ class Pod:
 
 
 class Agent:
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, network_later: bool = False):
         self.lab = spec.lab
+        # Command containers start once the pods' network is set up: at once, or (network_later)
+        # when the starter says so on stdin, having handed us over while it builds the links.
+        self.network_later = network_later
+        self.network = asyncio.Event()
         self.dir = state.ensure_lab_dir(spec.lab)
         (self.dir / "logs").mkdir(exist_ok=True)
         self.pods = [Pod(p, {c.name: Container(c) for c in p.containers}) for p in spec.pods]
@@ -281,6 +285,7 @@ class Agent:
 
     async def supervise(self, pod: Pod, c: Container) -> None:
         """Run a command container forever (restartPolicy Always), backing off while it keeps failing."""
+        await self.network.wait()
         failures = 0
         while not pod.gone:
             started = time.monotonic()
@@ -356,6 +361,16 @@ class Agent:
         for c in running:
             self.reap(c)  # SIGKILLs the group first: leftovers and anyone who ignored SIGTERM
 
+    async def network_set_up(self) -> bool:
+        """Let command containers start: now, or once the starter says the network is set up."""
+        if self.network_later:
+            line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.readline)
+            if line != NETWORK_READY:
+                log("the starter ended before the pods' network was set up: command containers not started")
+                return False
+        self.network.set()
+        return True
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -366,12 +381,13 @@ class Agent:
         try:
             for pod, bound in zip(self.pods, self.bind_all()):
                 await self.start_pod(pod, bound)
-            # The command containers' supervisors start their first process in their first step:
-            # let them take it, so that "ready" means every container has been started.
-            await asyncio.sleep(0)
-            self.ready = True
-            self.write_status()
-            log(f"agent for lab {self.lab}: {len(self.pods)} pods ready")
+            if await self.network_set_up():
+                # The command containers' supervisors start their first process in their first
+                # step: let them take it, so that "ready" means every container has been started.
+                await asyncio.sleep(0)
+                self.ready = True
+                self.write_status()
+                log(f"agent for lab {self.lab}: {len(self.pods)} pods ready")
             background = [asyncio.create_task(self.flush_status()), asyncio.create_task(self.watch_namespaces())]
             await stop.wait()
             for t in background:
@@ -391,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True)
     parser.add_argument("--handshake", action="store_true",
                         help="wait for the starter to journal our PID (a line on stdin) before living on our own")
+    parser.add_argument("--network-later", action="store_true",
+                        help="serve at once, but start command containers only when a second line on stdin "
+                             "says the pods' network is set up")
     args = parser.parse_args(argv)
     os.umask(0o077)  # state files are root's only
     if args.handshake:
@@ -412,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every listening socket is a file descriptor: 1000 pods need several thousand.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return asyncio.run(Agent(spec).run())
+    return asyncio.run(Agent(spec, network_later=args.network_later and args.handshake).run())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 
 import pytest
 
@@ -21,6 +22,10 @@ pods:
       - {name: tool, image: busybox, command: [sleep, "1000"]}
   - {name: monitor, node: node1, hostNetwork: true, image: nginx}
   - {name: client, node: node2, image: busybox}
+  - name: early
+    node: node2
+    containers:
+      - {name: look, image: busybox, command: [sh, -c, "ip -4 -o addr show dev eth0; ip route; sleep 1000"]}
 """
 
 
@@ -57,6 +62,19 @@ def test_command_container_runs_inside_the_pod(lab):
     pid = status["pid"]
     web_ns = os.stat(f"/run/netns/{lab.addresses.pod('web').netns}").st_ino
     assert os.stat(f"/proc/{pid}/ns/net").st_ino == web_ns
+
+
+def test_command_containers_start_once_the_pod_network_is_set_up(lab):
+    """As a kubelet starts containers after CNI ADD: a command's first look at the network
+    sees the pod's address and its default route (the agent serves before the links exist)."""
+    from lab import state
+    log = state.lab_dir(lab.name) / "logs" / "early_look.log"
+    pod = lab.addresses.pod("early")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "default" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.05)
+    text = log.read_text()
+    assert f"inet {pod.ip}/" in text and "default via" in text, text
 
 
 def test_host_network_pod_serves_on_the_node_address(lab):

@@ -410,3 +410,34 @@ def test_rss_for_300_pods(state_dir: Path) -> None:
         finally:
             wl.stop_agent(name)
         assert not alive(pid)
+
+
+def test_an_agent_handed_over_early_serves_but_starts_commands_only_when_the_network_is_ready(
+        state_dir: Path, tmp_path: Path) -> None:
+    """`up` hands the agent over as soon as the namespaces exist (spawn_agent's network_later):
+    it serves at once, and starts command containers only after network_ready(), as a kubelet
+    starts containers once the CNI has set the pod's network up."""
+    name = f"wlt-{secrets.token_hex(3)}"
+    ns, marker = f"{name}-early", tmp_path / "started"
+    with namespaces(name, {ns: "early-0"}) as uts:
+        spec = wl.write_spec(name, [{"pod": "early-0", "netns": ns, "uts": uts[ns], "containers": [
+            {"name": "nginx", "workload": "http"},
+            {"name": "cmd", "workload": "command", "command": ["sh", "-c", f"touch {marker}; sleep 1000"]}]}])
+        proc = wl.spawn_agent(name, spec, network_later=True)
+        pid = wl.start_agent(name, spec, proc=proc)      # handed over: returns without waiting
+        try:
+            def page() -> str | None:
+                try:
+                    return get(ns, "http://127.0.0.1/")
+                except ConnectionRefusedError:
+                    return None
+            assert wait_for(page, what="the pod's web server") == welcome("early-0")   # serving already
+            time.sleep(0.3)
+            assert not marker.exists(), "a command container started before the network was ready"
+            assert wl.read_status(name).get("ready") is not True
+            assert wl.network_ready(name, proc) == pid
+            wait_for(marker.exists, what="the command container after network_ready")
+            assert container(name, "early-0", "cmd")["state"] == "Running"
+        finally:
+            wl.stop_agent(name)
+        assert not alive(pid)
