@@ -222,8 +222,8 @@ class KernelStamps:
         self.rx.setblocking(False)
 
     def wait(self, timeout: float = 0.5) -> bool:
-        """True once a datagram was stamped on delivery; False if none was within `timeout`
-        (lo down, a filter): the trace goes on, its order then only as good as its reads."""
+        """True once a datagram was stamped on delivery; False if that could not be seen within
+        `timeout` (lo down, a filter on it): the caller goes on, and says so."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

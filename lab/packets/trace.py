@@ -169,8 +169,9 @@ def trace(lab: Lab, src: str, dst: str, proto: str = "icmp", port: int | None = 
         pkt = request_packet(src_ip, d.ip, proto, port, size, sport=None if proto == "icmp" else mark.ident)
         result = _result(view, s, d, pkt, seen, send_error, ports)
         if not stamps_on:
-            result.notes.append("the kernel did not stamp frames on delivery in time: hops are in the order "
-                                "they were read, which may differ from the order they were seen")
+            result.notes.append("podlab could not confirm that the kernel stamps frames as it delivers them "
+                                "(a datagram over lo in the source did not come back in time): the hops may be "
+                                "in the order they were read rather than the order they were seen")
     finally:
         view.close()
         if closing is not None:

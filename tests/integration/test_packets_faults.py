@@ -112,6 +112,20 @@ def test_forwarding_off_is_named(lab):
     assert (t.hops[-1].netns, t.hops[-1].iface) == (lab.target("node2").netns, "flannel.1")
 
 
+def test_a_source_whose_lo_is_down_still_traces_and_says_the_order_is_unconfirmed(lab):
+    # trace checks over lo in the source that the kernel stamps frames on delivery (hop order)
+    with healthy_after(lab):
+        ip(lab, "a", "link", "set", "lo", "down")
+        try:
+            t = trace(lab, "a", "c")
+        finally:
+            ip(lab, "a", "link", "set", "lo", "up")
+    assert t.verdict == "delivered" and t.replied, t.text()
+    assert any("could not confirm that the kernel stamps frames" in n for n in t.notes)
+    healthy = trace(lab, "a", "c")
+    assert not any("stamps" in n for n in healthy.notes), healthy.text()
+
+
 def test_an_interface_down_and_an_nft_rule_are_named(lab):
     veth = lab.addresses.pod("c").veth
     with healthy_after(lab):
