@@ -32,7 +32,7 @@ def underlay_switch(topo: Topology, addrs: AddressPlan) -> list[Op]:
         # A VPC router never redirects hosts to each other: every packet must cross the route table.
         SetSysctl(ns, "net.ipv4.conf.all.send_redirects", "0"),
         SetSysctl(ns, "net.ipv4.conf.default.send_redirects", "0"),
-        CreateBridge(ns, UNDERLAY_BRIDGE, topo.mtu, mac=_mac(addrs, "underlay", UNDERLAY_BRIDGE)),
+        CreateBridge(ns, UNDERLAY_BRIDGE, topo.mtu, mac=_bridge_mac(addrs, "underlay", UNDERLAY_BRIDGE)),
         LinkUp(ns, UNDERLAY_BRIDGE)]
     for machine in (*addrs.nodes, *addrs.outside):
         ops += [CreateVeth(ns, machine.name, machine.netns, "eth0", topo.mtu, master=UNDERLAY_BRIDGE,
@@ -49,7 +49,7 @@ def node_uplink_address(topo: Topology, addrs: AddressPlan, node: NodeAddr, dev:
 def node_bridge(topo: Topology, addrs: AddressPlan, node: NodeAddr) -> list[Op]:
     """cni0 with the block's gateway, as the bridge plugin with isGateway sets it up."""
     mask = pod_prefixlen(topo)
-    return [CreateBridge(node.netns, topo.bridge, addrs.pod_mtu, mac=_mac(addrs, node.name, topo.bridge)),
+    return [CreateBridge(node.netns, topo.bridge, addrs.pod_mtu, mac=_bridge_mac(addrs, node.name, topo.bridge)),
             LinkUp(node.netns, topo.bridge),
             AddAddress(node.netns, topo.bridge, interface(node.gateway, mask))]
 
@@ -89,6 +89,13 @@ def base(topo: Topology, addrs: AddressPlan) -> list[Op]:
     for node in addrs.nodes:
         ops += node_bridge(topo, addrs, node)
     return ops + pods(topo, addrs) + static_neighbours(topo, addrs)
+
+
+def _bridge_mac(addrs: AddressPlan, owner: str, device: str) -> str:
+    """A bridge's MAC, always set, as the CNI bridge plugin sets the bridge's MAC to itself: left
+    to the kernel, a bridge takes its ports' lowest MAC and changes it as ports come and go (a
+    veth plugged out and back in), and every pod's ARP entry for the gateway turns stale."""
+    return stable_mac(addrs.lab, owner, device)
 
 
 def _mac(addrs: AddressPlan, owner: str, device: str) -> str | None:

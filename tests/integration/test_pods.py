@@ -122,3 +122,27 @@ def test_exec_and_shell_work_with_a_terminal(lab):
                        text=True, timeout=30)
     assert "[pod client]" in r.stdout and "\nclient" in r.stdout.replace("\r", "")
     assert r.returncode == 3
+
+
+def test_the_bridge_keeps_its_mac_while_ports_come_and_go(lab):
+    """As the CNI bridge plugin does, cni0's MAC is set, not the kernel's pick of its ports'
+    lowest MAC: unplugging and plugging a pod's veth must not change it (pods' ARP entries for
+    the gateway would go stale, and the node could not reach them for seconds)."""
+    import subprocess
+    node = lab.addresses.node("node1")
+    bridge = lab.topology.bridge
+
+    def mac() -> str:
+        out = subprocess.run(["ip", "-n", node.netns, "-o", "link", "show", bridge],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split("link/ether ")[1].split()[0]
+
+    before = mac()
+    for pod in lab.addresses.pods:
+        if pod.node == "node1" and pod.veth:
+            for args in (["nomaster"], ["master", bridge]):
+                subprocess.run(["ip", "-n", node.netns, "link", "set", pod.veth, *args], check=True)
+                assert mac() == before, f"{bridge}'s MAC changed when {pod.veth} was set {' '.join(args)}"
+            # Plugged back as the bridge plugin plugs it, for the tests that follow.
+            subprocess.run(["ip", "-n", node.netns, "link", "set", pod.veth, "type", "bridge_slave", "hairpin", "on"],
+                           check=True)
