@@ -4,7 +4,7 @@ Bringing up a lab is thousands of small requests. Each request is a few struct.p
 and many requests travel in one send(2): the kernel handles a netlink request synchronously
 inside send, so requests are applied in the order they are sent (across sockets too). Only
 the last request of a batch asks for an acknowledgement (failures are reported anyway).
-Reading the kernel back (inspection) is left to pyroute2, which decodes everything.
+Reading the kernel back (inspection) is lab.rtdump's job.
 """
 from __future__ import annotations
 

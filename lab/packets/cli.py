@@ -1,7 +1,7 @@
 """`podlab capture | trace | explain | mtu`: the packet tools' subcommands (a lab.cli extension).
 
-Handlers import the tools (and through them scapy and pyroute2) only when they run, so
-`podlab --help` stays fast.
+Handlers import the tools (and through them, for capture filters and unusual frames, scapy) only
+when they run, so `podlab --help` stays fast.
 """
 from __future__ import annotations
 
