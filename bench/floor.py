@@ -10,8 +10,9 @@ Same objects as `podlab up` of a one-node l2 lab with N pods (see lab/modes/l2.p
     permanent neighbour entries podlab writes for a lab of this size (lab.addressing: pod ->
     gateway and node -> pod above a few dozen pods; pod <-> pod too up to ~256 pods).
 No plan, no journal, no workloads, no checks: only what the kernel must do, with every trick
-the kernel offers (links created already up where the kernel allows it, veths made with one
-queue, each namespace's requests in one send(2), unmounts in parallel).
+the kernel offers (mount points hard-linked, links created already up where the kernel allows
+it, veths made with one queue, bridges brought up and made to snoop multicast once their ports
+are up, each namespace's requests in one send(2), unmounts in parallel).
 
     python bench/floor.py --pods 1000          # up, then down; prints JSON timings
 """
@@ -62,6 +63,11 @@ def _bind(source: bytes, target: str, mount_points: MountPoints) -> None:
 # One queue per veth from the start: otherwise the kernel cuts a new veth's per-CPU queues
 # down to one while registered and waits for an RCU grace period each time.
 ONE_QUEUE = nl.u32(31, 1) + nl.u32(32, 1)   # IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES
+
+
+def _bridge_info(snooping: bool) -> bytes:
+    return nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "bridge"),
+                     nl.nested(nl.IFLA_INFO_DATA, nl.u8(nl.IFLA_BR_MCAST_SNOOPING, int(snooping))))
 
 
 def _newlink(index: int, name: str, up: bool = True, extra: bytes = b"") -> bytes:
@@ -143,8 +149,8 @@ class Floor:
         t1, c1 = time.monotonic(), time.thread_time()
         under, node = nl.Channel(u_sock), nl.Channel(n_sock)
         # ifindexes chosen here: lo is 1 in a new namespace, new links count up from 2.
-        under.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(2, "br0", extra=nl.nested(
-            nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "bridge"))), "br0"))
+        under.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(2, "br0", up=False, extra=(
+            nl.attr(nl.IFLA_ADDRESS, _mac(f"{p}/br0")) + _bridge_info(snooping=False))), "br0"))
         under.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(3, "node1", extra=(
             ONE_QUEUE + nl.u32(nl.IFLA_MASTER, 2) + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "veth"),
                                                   nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER,
@@ -155,9 +161,8 @@ class Floor:
         static, pairs = self.neighbour_policy()
         mac = {i: _mac(f"{p}/pod{i}") for i in range(self.n)} if static else {}
         gw_mac = _mac(f"{p}/cni0")
-        node.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(3, "cni0", extra=(
-            (nl.attr(nl.IFLA_ADDRESS, gw_mac) if static else b"")
-            + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "bridge")))), "cni0"))
+        node.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(3, "cni0", up=False, extra=(
+            nl.attr(nl.IFLA_ADDRESS, gw_mac) + _bridge_info(snooping=False))), "cni0"))
         node.queue(nl.Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(2, flags=nl.IFF_UP, change=nl.IFF_UP)
                               + nl.u32(nl.IFLA_MASTER, 3), "eth0 up, master cni0"))
         for ip, plen in ((self.gateway, self.prefixlen), (IPv4Address("192.168.56.11"), 24)):
@@ -208,6 +213,11 @@ class Floor:
             ch.flush()
             ch.close()
             os.close(fd)
+        # The bridges go up once every pod is, then snoop multicast (podlab's order: apply._links).
+        for ch, index in ((node, 3), (under, 2)):
+            ch.queue(nl.Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(index, flags=nl.IFF_UP, change=nl.IFF_UP), "up"))
+            ch.queue(nl.Request(nl.RTM_NEWLINK, 0, nl.ifinfomsg(index) + _bridge_info(snooping=True), "snooping"))
+            ch.flush()
         self.phases["pods"] = time.monotonic() - t2
         self.cpu["pods"] = time.thread_time() - c2
         for fd, sock in ((u_fd, u_sock), (n_fd, n_sock)):

@@ -114,11 +114,12 @@ class MountPoints:
             err = ctypes.get_errno()
             if err == errno.EEXIST:
                 raise FileExistsError(err, os.strerror(err), target)
+            self._templates[directory] = None   # before closing: close() must never see it again
             os.close(fd)
             # EMLINK: the template holds as many links as it may; start another. Otherwise
             # this file system cannot do it: plain files from now on.
-            self._templates[directory] = self._template(directory) if err == errno.EMLINK else None
             if err == errno.EMLINK:
+                self._templates[directory] = self._template(directory)
                 return self.make(target)
         os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
 
@@ -127,9 +128,13 @@ class MountPoints:
             fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o444)
         except OSError:
             return None
-        if self._on_template:
-            st = os.fstat(fd)
-            self._on_template(st.st_dev, st.st_ino)
+        try:
+            if self._on_template:
+                st = os.fstat(fd)
+                self._on_template(st.st_dev, st.st_ino)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
     def close(self) -> None:

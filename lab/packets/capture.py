@@ -217,9 +217,17 @@ class KernelStamps:
     """
 
     def __init__(self, netns: str):
-        self.rx, self.tx = nsmod.run_in(netns, _loopback_pair)
-        self.rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self.rx.setblocking(False)
+        try:
+            self.rx, self.tx = nsmod.run_in(netns, _loopback_pair)
+        except OSError as e:
+            _opened(netns, e)   # raises it as a PodlabError the user can act on
+            raise
+        try:
+            self.rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.rx.setblocking(False)
+        except BaseException:
+            self.close()
+            raise
 
     def wait(self, timeout: float = 0.5) -> bool:
         """True once a datagram was stamped on delivery; False if that could not be seen within

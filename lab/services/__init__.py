@@ -53,7 +53,8 @@ def preflight(plan: Plan) -> None:
 
 
 def prepare(lab: str, plan: Plan) -> None:
-    """After the kernel objects, before the workloads: the DNS server's config, each pod's resolv.conf."""
+    """Once the namespaces exist, before the workloads: the DNS server's config, each pod's resolv.conf
+    (files only: it runs while the links are still being set up)."""
     from lab.services import dns, endpoints, resolv
     topo = plan.topology
     if not topo.cluster_services:

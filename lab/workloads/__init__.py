@@ -240,8 +240,17 @@ def spawn_agent(lab: str, spec_path: Path, network_later: bool = False) -> subpr
 
 
 def discard_agent(proc: subprocess.Popen | None) -> None:
-    """End an agent from spawn_agent that was never handed over (`up` failed before)."""
-    if proc is None or getattr(proc, "handed_over", False):
+    """End an agent from spawn_agent that was never handed over (`up` failed before). One handed
+    over early, still waiting to hear that the network is set up, hears its stdin end instead:
+    it starts no command container, and the teardown's SIGTERM ends it at once."""
+    if proc is None:
+        return
+    if getattr(proc, "handed_over", False):
+        if proc.stdin and not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
         return
     if proc.poll() is None:
         proc.kill()   # our own unreaped child: its PID cannot have been recycled
@@ -251,8 +260,8 @@ def discard_agent(proc: subprocess.Popen | None) -> None:
 
 def start_agent(lab: str, spec_path: Path, timeout: float = 30.0,
                 on_started: Callable[[int], None] | None = None, proc: subprocess.Popen | None = None) -> int:
-    """Start the lab's agent detached (or hand over `proc`, from spawn_agent) and wait until
-    all its sockets listen; return its PID.
+    """Start the lab's agent detached (or hand over `proc`, from spawn_agent) and, unless it was
+    spawned with `network_later`, wait until all its sockets listen; return its PID.
 
     `on_started(pid)` runs as soon as the process exists, to journal it. Until it returns the
     agent stays tied to this process (it dies if this one does), so a crash at any point
@@ -291,10 +300,13 @@ def _tell(proc: subprocess.Popen, line: bytes, close: bool = True) -> None:
     try:
         proc.stdin.write(line)
         proc.stdin.flush()
-        if close:
-            proc.stdin.close()
     except BrokenPipeError:
-        pass                          # it died already: the wait that follows reports why
+        close = True                  # it died already: the wait that follows reports why
+    if close:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
 
 
 def _wait_ready(lab: str, proc: subprocess.Popen, timeout: float) -> int:

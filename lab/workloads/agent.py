@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -361,11 +362,25 @@ class Agent:
         for c in running:
             self.reap(c)  # SIGKILLs the group first: leftovers and anyone who ignored SIGTERM
 
-    async def network_set_up(self) -> bool:
-        """Let command containers start: now, or once the starter says the network is set up."""
+    async def network_set_up(self, stop: asyncio.Event) -> bool:
+        """Let command containers start: now, or once the starter says the network is set up.
+        False if it never does: its stdin ends first (it failed or died), or we are stopped."""
         if self.network_later:
-            line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.readline)
-            if line != NETWORK_READY:
+            loop = asyncio.get_running_loop()
+            said: asyncio.Future[bytes] = loop.create_future()
+
+            def read() -> None:   # a daemon thread: a read that never returns must not hold up exit
+                line = sys.stdin.buffer.readline()
+                try:
+                    loop.call_soon_threadsafe(lambda: said.done() or said.set_result(line))
+                except RuntimeError:
+                    pass          # the loop is closed: we are exiting anyway
+
+            threading.Thread(target=read, name="podlab-network-ready", daemon=True).start()
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({said, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not said.done() or said.result() != NETWORK_READY:
                 log("the starter ended before the pods' network was set up: command containers not started")
                 return False
         self.network.set()
@@ -381,7 +396,7 @@ class Agent:
         try:
             for pod, bound in zip(self.pods, self.bind_all()):
                 await self.start_pod(pod, bound)
-            if await self.network_set_up():
+            if await self.network_set_up(stop):
                 # The command containers' supervisors start their first process in their first
                 # step: let them take it, so that "ready" means every container has been started.
                 await asyncio.sleep(0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import sys
 
 from lab.workloads.servers import (MAX_HEAD, Address, DialAnswer, LargeAnswer, dial, head_end, respond, response,
                                   response_head)
@@ -54,7 +55,11 @@ class HttpListener:
                     self.loop.call_later(ACCEPT_PAUSE, self.resume)
                     return
                 continue   # e.g. ECONNABORTED: that client gave up; the next one may be fine
-            self.serve(conn, client)
+            try:
+                self.serve(conn, client)
+            except Exception as e:   # one client's request must not cost the others, nor a socket
+                conn.close()
+                print(f"podlab agent: {self.pod}: request from {client[0]} failed: {e!r}", file=sys.stderr)
 
     def resume(self) -> None:
         if not self.closed:

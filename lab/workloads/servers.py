@@ -46,7 +46,10 @@ def parse_request(head: bytes) -> Request:
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         raise BadRequest(f"bad request line {lines[0][:80]!r}")
     method, target, _version = parts
-    url = urlsplit(target)
+    try:
+        url = urlsplit(target)
+    except ValueError as e:   # e.g. "//[x": an unclosed IPv6 bracket
+        raise BadRequest(f"bad request target {target[:80]!r}: {e}") from None
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if not line:

@@ -93,6 +93,27 @@ def test_a_request_in_pieces_is_answered_too() -> None:
     assert head.startswith(b"HTTP/1.1 200 OK") and body.startswith(b"127.0.0.1:")
 
 
+def test_a_target_urlsplit_rejects_is_a_bad_request_and_the_next_client_is_served() -> None:
+    async def scenario(port, _listener):
+        bad = await exchange(port, b"GET //[x HTTP/1.1\r\nHost: x\r\n\r\n")
+        good = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return bad, good
+    bad, good = serve("http", scenario)
+    assert bad.startswith(b"HTTP/1.1 400 ") and b"bad request target" in bad
+    assert good.endswith(PAGE)
+
+
+def test_a_request_that_breaks_the_server_costs_its_socket_not_the_listener(monkeypatch) -> None:
+    """A bug in answering one request closes that client's socket (no fd kept) and logs it."""
+    def broken(*_args):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(http_server, "respond", broken)
+
+    async def scenario(port, _listener):
+        return await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert serve("http", scenario) == b""   # closed without an answer, not left hanging
+
+
 def test_eof_before_the_head_ends_is_a_bad_request() -> None:
     async def scenario(port, _listener):
         return await exchange(port, b"GET / HTTP/1.1\r\n", shut=True)
