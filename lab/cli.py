@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     args = build_parser().parse_args(argv)
     if args.command == "exec":
         args.argv = args.argv + trailing
+    elif trailing:   # for the other commands '--' only ends the options: `podlab down -- -odd-name`
+        args = build_parser().parse_args([*argv, "--", *trailing])
     try:
         if args.command in ROOT_COMMANDS and os.geteuid() != 0:
             raise NeedsRoot(args.command)

@@ -62,3 +62,16 @@ def test_exec_takes_everything_after_double_dash_as_the_command(monkeypatch):
     code, _, _ = run("exec", "pod", "-c", "nginx", "--", "ip", "-br", "--lab", "addr")
     assert code == 7
     assert seen["argv"] == ["ip", "-br", "--lab", "addr"] and seen["container"] == "nginx" and seen["lab"] is None
+
+
+def test_double_dash_ends_options_for_commands_other_than_exec(monkeypatch):
+    """`podlab down -- NAME` is NAME, as with any command line (it was dropped)."""
+    seen = {}
+
+    def fake_down(args, out, err):
+        seen.update(vars(args))
+        return 0
+    monkeypatch.setitem(cli.COMMANDS, "down", fake_down)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert run("down", "--", "mylab")[0] == 0
+    assert seen["lab"] == "mylab", seen
