@@ -51,27 +51,24 @@ def test_unknown_topology_name_lists_the_available_ones():
     assert code == 1 and "vxlan" in err and "l3-vpc-router" in err
 
 
-def test_exec_takes_everything_after_double_dash_as_the_command(monkeypatch):
+def parsed(monkeypatch, command: str, *argv: str) -> dict:
+    """What `command`'s handler receives for this command line (the handler is a stand-in)."""
     seen = {}
 
-    def fake_exec(args, out, err):
+    def handler(args, out, err):
         seen.update(vars(args))
         return 7
-    monkeypatch.setitem(cli.COMMANDS, "exec", fake_exec)
+    monkeypatch.setitem(cli.COMMANDS, command, handler)
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    code, _, _ = run("exec", "pod", "-c", "nginx", "--", "ip", "-br", "--lab", "addr")
-    assert code == 7
+    assert run(*argv)[0] == 7
+    return seen
+
+
+def test_exec_takes_everything_after_double_dash_as_the_command(monkeypatch):
+    seen = parsed(monkeypatch, "exec", "exec", "pod", "-c", "nginx", "--", "ip", "-br", "--lab", "addr")
     assert seen["argv"] == ["ip", "-br", "--lab", "addr"] and seen["container"] == "nginx" and seen["lab"] is None
 
 
 def test_double_dash_ends_options_for_commands_other_than_exec(monkeypatch):
     """`podlab down -- NAME` is NAME, as with any command line (it was dropped)."""
-    seen = {}
-
-    def fake_down(args, out, err):
-        seen.update(vars(args))
-        return 0
-    monkeypatch.setitem(cli.COMMANDS, "down", fake_down)
-    monkeypatch.setattr("os.geteuid", lambda: 0)
-    assert run("down", "--", "mylab")[0] == 0
-    assert seen["lab"] == "mylab", seen
+    assert parsed(monkeypatch, "down", "down", "--", "mylab")["lab"] == "mylab"
