@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from lab.engine import netns as nsmod
+from lab.engine.netlink import attr
+from lab.rtdump import attrs
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
@@ -39,23 +41,6 @@ class RouteReply:
     gateway: str | None = None
     prefsrc: str | None = None
     flags: int = 0
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _attrs(data: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    offset = 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
-    return out
 
 
 class Rtnl:
@@ -93,16 +78,16 @@ class Rtnl:
                   fibmatch: bool = False) -> RouteReply:
         body = _RTMSG.pack(socket.AF_INET, 32, 32 if src else 0, 0, 0, 0, 0, 0,
                            RTM_F_FIB_MATCH if fibmatch else 0)
-        body += _attr(RTA_DST, IPv4Address(dst).packed)
+        body += attr(RTA_DST, IPv4Address(dst).packed)
         if src:
-            body += _attr(RTA_SRC, IPv4Address(src).packed)
+            body += attr(RTA_SRC, IPv4Address(src).packed)
         if iif:
-            body += _attr(RTA_IIF, struct.pack("=I", iif))
+            body += attr(RTA_IIF, struct.pack("=I", iif))
         error, mtype, payload = self._ask(RTM_GETROUTE, body)
         if error or mtype != RTM_NEWROUTE:
             return RouteReply(error or 22)
         _family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, flags = _RTMSG.unpack_from(payload)
-        a = _attrs(payload[_RTMSG.size:])
+        a = attrs(payload[_RTMSG.size:])
 
         def ip(kind: int) -> str | None:
             return str(IPv4Address(a[kind])) if len(a.get(kind, b"")) == 4 else None
@@ -112,10 +97,10 @@ class Rtnl:
 
     def nsid(self, fd: int) -> int | None:
         """The id this namespace gives the namespace open at `fd`, if it gave it one."""
-        request = struct.pack("=B3x", socket.AF_UNSPEC) + _attr(NETNSA_FD, struct.pack("=I", fd))
+        request = struct.pack("=B3x", socket.AF_UNSPEC) + attr(NETNSA_FD, struct.pack("=I", fd))
         error, mtype, payload = self._ask(RTM_GETNSID, request)
         if error or mtype != RTM_NEWNSID:
             return None
-        raw = _attrs(payload[4:]).get(NETNSA_NSID)
+        raw = attrs(payload[4:]).get(NETNSA_NSID)
         value = struct.unpack("=i", raw)[0] if raw and len(raw) == 4 else -1
         return value if value >= 0 else None

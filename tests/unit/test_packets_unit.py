@@ -328,10 +328,11 @@ def test_arguments_module_is_pure():
 # ---------------------------------------------------------------- rtnetlink answers
 
 def test_netlink_attributes_round_trip():
+    """What the engine packs (netlink.attr), rtdump reads back (attrs): the pair rtnl speaks with."""
     from lab.packets import rtnl
-    data = rtnl._attr(rtnl.RTA_DST, bytes([10, 244, 1, 0])) + rtnl._attr(rtnl.RTA_OIF, struct.pack("=I", 6)) \
-        + rtnl._attr(rtnl.RTA_TABLE, struct.pack("=I", 254))
-    got = rtnl._attrs(data)
+    data = rtnl.attr(rtnl.RTA_DST, bytes([10, 244, 1, 0])) + rtnl.attr(rtnl.RTA_OIF, struct.pack("=I", 6)) \
+        + rtnl.attr(rtnl.RTA_TABLE, struct.pack("=I", 254))
+    got = rtnl.attrs(data)
     assert got[rtnl.RTA_DST] == bytes([10, 244, 1, 0]) and struct.unpack("=I", got[rtnl.RTA_OIF])[0] == 6
 
 
