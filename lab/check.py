@@ -7,6 +7,7 @@ receiver must see the sender's own pod IP (no NAT between pods).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from lab import probe
@@ -78,19 +79,19 @@ def run_services(lab: Lab) -> tuple[list[Any], list[str], float] | None:
     return results, notes, time.monotonic() - started
 
 
-class Report(dict):
-    """{"passed", "text", "json"}, where "json" (every path as a dict: 20,000 of them for 100
-    pods) is only built when someone asks for it, as `-o json` does."""
+@dataclass
+class Report:
+    """What `check` found: passed, the text a person reads, and json(): every path as a dict
+    (20,000 of them for 100 pods), built only when asked for, as `-o json` does."""
+    passed: bool
+    text: str
+    json_view: Callable[[], dict[str, Any]] = field(repr=False)
+    _json: dict[str, Any] | None = field(default=None, repr=False)
 
-    def __init__(self, passed: bool, text: str, json_view: Callable[[], dict[str, Any]]):
-        super().__init__(passed=passed, text=text)
-        self._json_view = json_view
-
-    def __missing__(self, key: str) -> Any:
-        if key != "json":
-            raise KeyError(key)
-        view = self["json"] = self._json_view()
-        return view
+    def json(self) -> dict[str, Any]:
+        if self._json is None:
+            self._json = self.json_view()
+        return self._json
 
 
 def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: bool = False,

@@ -298,10 +298,10 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     seconds = time.monotonic() - started
     report = check.report(lab, results, seconds, sampled, check.run_services(lab))   # Services: lab.services.probe
     if args.output == "json":
-        print(json.dumps(report["json"], indent=2), file=out)
+        print(json.dumps(report.json(), indent=2), file=out)
     else:
-        print(report["text"], file=out)
-    return 0 if report["passed"] else 1
+        print(report.text, file=out)
+    return 0 if report.passed else 1
 
 
 def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

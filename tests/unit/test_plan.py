@@ -128,11 +128,9 @@ def test_check_report_builds_its_json_view_only_when_asked(monkeypatch):
     original = probe.PathResult.to_json
     monkeypatch.setattr(probe.PathResult, "to_json", lambda self: calls.append(self) or original(self))
     report = check.report(lab, results, 1.5)
-    assert report["passed"] and f"PASS: {len(results)}/{len(results)} paths passed in 1.50 s" in report["text"]
-    assert calls == [] and "json" not in report           # text output costs no JSON
-    view = report["json"]
+    assert report.passed and f"PASS: {len(results)}/{len(results)} paths passed in 1.50 s" in report.text
+    assert calls == []                                    # text output costs no JSON
+    view = report.json()
     assert view["passed"] and view["summary"]["total"] == len(results) and view["seconds"] == 1.5
     assert view["results"][0] == original(results[0]) and len(calls) == len(results)
-    assert report["json"] is view                         # built once
-    with pytest.raises(KeyError):
-        report["nothing"]
+    assert report.json() is view and len(calls) == len(results)   # built once
