@@ -118,13 +118,20 @@ def read_here(name: str, sock: socket.socket | None = None) -> Snapshot:
     finally:
         if own:
             nl.close()
+    snap.sysctls = read_sysctls()
+    return snap
+
+
+def read_sysctls() -> dict[str, str]:
+    """SYSCTLS as the calling thread's network namespace has them (those it has at all)."""
+    out: dict[str, str] = {}
     for key in SYSCTLS:
         try:
             with open("/proc/sys/" + key.replace(".", "/")) as f:
-                snap.sysctls[key] = f.read().strip()
+                out[key] = f.read().strip()
         except OSError:
             pass
-    return snap
+    return out
 
 
 def _nud(state: int) -> str:

@@ -32,12 +32,7 @@ def _read(name: str) -> Snapshot:
                                      inspect._nud(n["state"]))
                            for n in ipr.get_neighbours(family=2) if n.get("NDA_DST")]
         snap.fdb = [_fdb(f, names) for f in ipr.fdb("dump")]
-    for key in inspect.SYSCTLS:
-        try:
-            with open("/proc/sys/" + key.replace(".", "/")) as f:
-                snap.sysctls[key] = f.read().strip()
-        except OSError:
-            pass
+    snap.sysctls = inspect.read_sysctls()
     return snap
 
 
