@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from ipaddress import IPv4Network
 
+from lab.addressing import NODE_IP_OFFSET
 from lab.model import Pod
 from lab.topology.checker import Checker, YamlPath
 from lab.topology.hosts import Named
@@ -15,7 +16,6 @@ from lab.topology.network import NetworkSettings
 from lab.topology.pods import DeploymentDraft, PodDraft
 
 MAX_PODS = 20000
-NODE_ADDRESS_OFFSET = 10     # node i gets host offset 10 + i: 192.168.56.11, .12, ...
 BR_MAX_PORTS = 1024          # the kernel's limit of ports on one bridge (net/bridge/br_private.h)
 
 
@@ -115,7 +115,7 @@ def check_bridge_ports(checker: Checker, mode: str | None, nodes: list[Named],
 
 
 def check_node_subnet(checker: Checker, subnet: IPv4Network, nodes: int, outside: int) -> None:
-    needed = NODE_ADDRESS_OFFSET + nodes + outside
+    needed = NODE_IP_OFFSET - 1 + nodes + outside   # the last host offset taken: nodes from .11 on, then outside hosts
     usable = subnet.num_addresses - 2
     if needed <= usable:
         return
@@ -123,7 +123,8 @@ def check_node_subnet(checker: Checker, subnet: IPv4Network, nodes: int, outside
     suggestion = IPv4Network((subnet.network_address, prefix), strict=False) if prefix >= 1 else None
     checker.add(("network", "nodeSubnet"),
                 f"{nodes} nodes and {outside} outside hosts do not fit in nodeSubnet {subnet}: .1 is the router and "
-                f"nodes start at host offset 11, so it needs 10 + {nodes} + {outside} = {needed} host addresses, "
+                f"nodes start at host offset {NODE_IP_OFFSET}, so it needs {NODE_IP_OFFSET - 1} + {nodes} + {outside} = "
+                f"{needed} host addresses, "
                 + (f"but /{subnet.prefixlen} has {subnet.num_addresses} - 2 = {usable}" if usable > 0
                    else f"but a /{subnet.prefixlen} has no host addresses to give")
                 + (f"; use a /{prefix} such as {suggestion}" if suggestion else ""))

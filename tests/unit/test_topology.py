@@ -263,6 +263,9 @@ RULES = [
      ["overlaps podCIDR 10.244.0.0/16", "the default", "disjoint"]),
     ("loopback", "network:\n  podCIDR: 127.0.0.0/16\n", "network.podCIDR", 2, ["loopback", "10.244.0.0/16"]),
     ("link-local", "network:\n  nodeSubnet: 169.254.1.0/24\n", "network.nodeSubnet", 2, ["link-local"]),
+    ("nodeSubnet too small", "network:\n  nodeSubnet: 192.168.0.0/28\nnodes: 8\n", "network.nodeSubnet", 2,
+     ["nodes start at host offset 11, so it needs 10 + 8 + 0 = 18 host addresses, but /28 has 16 - 2 = 14; "
+      "use a /27 such as 192.168.0.0/27"]),
     ("multicast", "network:\n  podCIDR: 224.1.0.0/16\n", "network.podCIDR", 2, ["multicast"]),
     ("this network", "network:\n  nodeSubnet: 0.0.1.0/24\n", "network.nodeSubnet", 2, ["0.0.0.0/8"]),
     ("service range too large", "network:\n  serviceCIDR: 10.0.0.0/8\n", "network.serviceCIDR", 2, ["/12"]),
