@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import time
 
 import pytest
 
@@ -38,13 +37,9 @@ def test_failure_midway_removes_everything_and_names_the_operation(tmp_path, mon
             raise netlink.NetlinkError(19, self._pending[0][1].what)
         return real_flush(self)
     monkeypatch.setattr(netlink.Channel, "flush", failing_flush)
-    started = time.monotonic()
     with pytest.raises(PodlabError) as e:
         api.up(t)
     assert "No such device" in str(e.value) and "ip -n " in str(e.value)
-    # The agent, handed over before the links, hears that the network will never be ready and
-    # ends on the teardown's SIGTERM, rather than being SIGKILLed after a 5 s grace.
-    assert time.monotonic() - started < 4
     names = [op.ns for op in api.planner.build(t).ops if hasattr(op, "hostname")]
     assert_no_residue(name, names)
     assert root_netns_state() == before

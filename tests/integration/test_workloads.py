@@ -412,32 +412,60 @@ def test_rss_for_300_pods(state_dir: Path) -> None:
         assert not alive(pid)
 
 
-def test_an_agent_handed_over_early_serves_but_starts_commands_only_when_the_network_is_ready(
-        state_dir: Path, tmp_path: Path) -> None:
-    """`up` hands the agent over as soon as the namespaces exist (spawn_agent's network_later):
-    it serves at once, and starts command containers only after network_ready(), as a kubelet
-    starts containers once the CNI has set the pod's network up."""
-    name = f"wlt-{secrets.token_hex(3)}"
+@contextmanager
+def early_agent(name: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
+    """An agent handed over as `up` hands it over, before the network is ready: (process, pid,
+    the file its command container would create)."""
     ns, marker = f"{name}-early", tmp_path / "started"
     with namespaces(name, {ns: "early-0"}) as uts:
         spec = wl.write_spec(name, [{"pod": "early-0", "netns": ns, "uts": uts[ns], "containers": [
             {"name": "nginx", "workload": "http"},
             {"name": "cmd", "workload": "command", "command": ["sh", "-c", f"touch {marker}; sleep 1000"]}]}])
         proc = wl.spawn_agent(name, spec, network_later=True)
-        pid = wl.start_agent(name, spec, proc=proc)      # handed over: returns without waiting
+        pid = wl.start_agent(name, spec, proc=proc)
         try:
-            def page() -> str | None:
-                try:
-                    return get(ns, "http://127.0.0.1/")
-                except ConnectionRefusedError:
-                    return None
-            assert wait_for(page, what="the pod's web server") == welcome("early-0")   # serving already
-            time.sleep(0.3)
-            assert not marker.exists(), "a command container started before the network was ready"
-            assert wl.read_status(name).get("ready") is not True
-            assert wl.network_ready(name, proc) == pid
-            wait_for(marker.exists, what="the command container after network_ready")
-            assert container(name, "early-0", "cmd")["state"] == "Running"
+            wait_for(lambda: wl.agent_pid(name) == pid, what="the agent's pid file")
+            yield proc, pid, marker
         finally:
             wl.stop_agent(name)
         assert not alive(pid)
+
+
+def test_an_early_agent_whose_starter_gives_up_starts_nothing(state_dir: Path, tmp_path: Path) -> None:
+    """A failed `up` closes the agent's stdin (discard_agent): the network will never be ready."""
+    name = f"wlt-{secrets.token_hex(3)}"
+    with early_agent(name, tmp_path) as (proc, pid, marker):
+        wl.discard_agent(proc)
+        log = lab.state.lab_dir(name) / "agent.log"
+        wait_for(lambda: "command containers not started" in log.read_text(), what="the agent's note")
+        assert alive(pid) and not marker.exists() and wl.read_status(name).get("ready") is not True
+
+
+def test_an_early_agent_stops_at_once_while_it_waits_for_the_network(state_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM ends an agent still waiting to hear that the network is ready (no 5 s SIGKILL grace)."""
+    name = f"wlt-{secrets.token_hex(3)}"
+    with early_agent(name, tmp_path) as (_proc, pid, marker):
+        started = time.monotonic()
+        wl.stop_agent(name)
+        assert time.monotonic() - started < 2.5 and not alive(pid) and not marker.exists()
+
+
+def test_an_agent_handed_over_early_serves_but_starts_commands_only_when_the_network_is_ready(
+        state_dir: Path, tmp_path: Path) -> None:
+    """`up` hands the agent over as soon as the namespaces exist (spawn_agent's network_later):
+    it serves at once, and starts command containers only after network_ready(), as a kubelet
+    starts containers once the CNI has set the pod's network up."""
+    name = f"wlt-{secrets.token_hex(3)}"
+    with early_agent(name, tmp_path) as (proc, pid, marker):
+        def page() -> str | None:
+            try:
+                return get(f"{name}-early", "http://127.0.0.1/")
+            except ConnectionRefusedError:
+                return None
+        assert wait_for(page, what="the pod's web server") == welcome("early-0")   # serving already
+        time.sleep(0.3)
+        assert not marker.exists(), "a command container started before the network was ready"
+        assert wl.read_status(name).get("ready") is not True
+        assert wl.network_ready(name, proc) == pid
+        wait_for(marker.exists, what="the command container after network_ready")
+        assert container(name, "early-0", "cmd")["state"] == "Running"
