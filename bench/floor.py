@@ -25,7 +25,6 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Network
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import addressing  # noqa: E402  (which neighbour entries a lab of this size gets)
 from lab.engine import netlink as nl  # noqa: E402  (the packing helpers only)
-from lab.engine.netns import MountPoints  # noqa: E402  (mount points without allocating inodes)
+from lab.engine.netns import MountPoints, in_helper_thread  # noqa: E402  (the same tricks as podlab)
 
 NETNS_DIR = "/run/netns"
 FLOOR_DIR = Path("/run/podlab-floor")   # the UTS mount points' directory (removed when empty)
@@ -117,22 +116,12 @@ class Floor:
     def up(self) -> float:
         (self.state / "uts").mkdir(parents=True, exist_ok=True)
         os.makedirs(NETNS_DIR, exist_ok=True)
-        failure: list[BaseException] = []
         started = time.monotonic()
-
-        def work() -> None:
-            try:
-                self._build()
-            except BaseException as e:  # re-raised in the caller
-                failure.append(e)
-
-        t = threading.Thread(target=work, name="floor")
-        t.start()
-        t.join()
-        self.mount_points.close()
-        self.phases["total"] = time.monotonic() - started
-        if failure:
-            raise failure[0]
+        try:
+            in_helper_thread(self._build, "floor")   # it unshares: this thread never changes namespace
+        finally:
+            self.mount_points.close()
+            self.phases["total"] = time.monotonic() - started
         return self.phases["total"]
 
     def _build(self) -> None:

@@ -38,6 +38,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import settle  # noqa: E402  (stdlib only)
+from procmem import rss_pss_kb  # noqa: E402  (stdlib only)
 
 CLONE_NEWNET = 0x40000000
 # What mininet.util.fixLimits may write (Mininet 2.3.0).
@@ -76,20 +77,6 @@ def restore_sysctls(before: dict[str, str]) -> list[str]:
 def root_links() -> list[str]:
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.strip())
-
-
-def rss_pss_kb(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, pss
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ sys.path.insert(0, str(HERE))
 
 import floor  # noqa: E402
 import settle  # noqa: E402
+from procmem import rss_pss_kb  # noqa: E402
 from lab import api, state  # noqa: E402
 
 SECTIONS = ("bringup", "cluster", "reachability", "memory", "dataplane", "interaction")
@@ -176,7 +177,7 @@ def agent_memory(lab: str) -> dict:
     pids = [pid] + _descendants(pid) if pid else []
     rss = pss = 0
     for p in pids:
-        r, s = _rss_pss_kb(p)
+        r, s = rss_pss_kb(p)
         rss, pss = rss + r, pss + s
     return {"processes": len(pids), "rss_mb": rss / 1024, "pss_mb": pss / 1024}
 
@@ -192,19 +193,6 @@ def _descendants(pid: int) -> list[int]:
             if ppid == pid:
                 children.append(int(d.name))
     return children + [g for c in children for g in _descendants(c)]
-
-
-def _rss_pss_kb(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, pss
 
 
 def floor_cycle(n: int) -> dict:

@@ -241,22 +241,23 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
     # chatter (MLD reports, DAD) would be flooded to every port already forwarding. A bridge
     # coming up enables all its ports in one walk; its qdisc starts at once (it has carrier).
     # 1000 pods on one bridge: ~35% less time for the kernel.
-    bridges = {(op.ns, op.name) for op in rest if isinstance(op, CreateBridge)}
-    late = {ns for ns, _ in bridges}
+    bridges: dict[str, list[str]] = {}
+    for op in rest:
+        if isinstance(op, CreateBridge):
+            bridges.setdefault(op.ns, []).append(op.name)
     stages = groupby(rest, key=lambda op: min(PHASE[type(op)], _LOCAL_PHASES))
     for stage, group in stages:
         batch = list(group)
         # Within a stage no op depends on another namespace's op of that stage, so grouping
         # by namespace (stable: phase order is kept) keeps each send(2) as large as possible.
-        batch.sort(key=lambda op: (stage == _LOCAL_PHASES and op.ns in late, op.ns))
+        batch.sort(key=lambda op: (stage == _LOCAL_PHASES and op.ns in bridges, op.ns))
         for ns, per_ns in groupby(batch, key=lambda op: op.ns):
             channel = channels[ns]
             for op in sorted(per_ns, key=lambda op: PHASE[type(op)]) if stage == _LOCAL_PHASES else per_ns:
                 channel.queue(encode(op, links, fds))
             if stage == _LOCAL_PHASES:
-                for bridge_ns, bridge in sorted(bridges):
-                    if bridge_ns == ns:
-                        channel.queue(_snooping_on(ns, bridge, links))
+                for bridge in bridges.get(ns, ()):
+                    channel.queue(_snooping_on(ns, bridge, links))
             try:
                 channel.flush()
             except nl.NetlinkError as e:

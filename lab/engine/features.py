@@ -12,10 +12,10 @@ import ctypes
 import errno
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterable
 
 from lab.engine import netlink as nl
+from lab.engine import netns
 from lab.errors import PodlabError
 from lab.ops import CreateVxlan
 
@@ -39,25 +39,13 @@ _cache: dict[str, bool] = {}
 
 
 def _in_scratch_netns(fn: Callable[[socket.socket], bool]) -> bool:
-    result: list[bool] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            if _libc.unshare(CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"unshare: {errno.errorcode.get(err, err)}")
-            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:
-                result.append(fn(sock))
-        except BaseException as e:
-            failure.append(e)
-
-    thread = threading.Thread(target=work, name="podlab-feature-probe")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    def work() -> bool:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"unshare: {errno.errorcode.get(err, err)}")
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:
+            return fn(sock)
+    return netns.in_helper_thread(work, "podlab-feature-probe")
 
 
 def _ask(sock: socket.socket, request: nl.Request) -> bool:

@@ -49,6 +49,26 @@ def setns(fd: int, nstype: int) -> None:
     _check(_libc.setns(fd, nstype), "setns")
 
 
+def in_helper_thread(fn: Callable[[], T], name: str) -> T:
+    """fn() in a new thread that is discarded afterwards; its result returned, its exception
+    raised here. The thread may change namespace (setns, unshare): the caller never does."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(fn())
+        except BaseException as e:  # re-raised in the caller's thread
+            failure.append(e)
+
+    thread = threading.Thread(target=work, name=name)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def _join(path: str, nstype: int) -> None:
     """Move the calling thread into the namespace mounted at path."""
     fd = os.open(path, os.O_RDONLY)
@@ -186,44 +206,40 @@ def create(specs: list[tuple[str, str, str]], sysctls: dict[str, list[tuple[str,
     _prepare_netns_dir()
     mount_points = MountPoints(on_mount_point)
     made: dict[str, Created] = {}
-    failure: list[BaseException] = []
 
     def work() -> None:
-        try:
-            for name, hostname, uts_path in specs:
-                _check(_libc.unshare(CLONE_NEWNET | CLONE_NEWUTS), "unshare", name)
-                host = hostname.encode()[:64]
-                _check(_libc.sethostname(host, len(host)), "sethostname", name)
-                path = netns_path(name)
-                # Held open until mounted, so the identity read here is the one the mount shows.
-                net_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-                uts_fd = os.open("/proc/thread-self/ns/uts", os.O_RDONLY)
-                try:
-                    if on_created:
-                        on_created(name, _fd_id(net_fd), _fd_id(uts_fd))
-                    _bind("/proc/thread-self/ns/net", path, mount_points)
-                    faults.point("netns mounted")
-                    os.makedirs(os.path.dirname(uts_path), mode=0o700, exist_ok=True)
-                    _bind("/proc/thread-self/ns/uts", uts_path, mount_points)
-                finally:
-                    os.close(net_fd)
-                    os.close(uts_fd)
-                for key, value in sysctls.get(name, ()):
-                    _write_sysctl(key, value)
-                nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-                max_index = max(i for i, _ in socket.if_nameindex())
-                made[name] = Created(name, os.open(path, os.O_RDONLY), nl, max_index)
-        except BaseException as e:  # re-raised in the caller's thread
-            failure.append(e)
+        for name, hostname, uts_path in specs:
+            _check(_libc.unshare(CLONE_NEWNET | CLONE_NEWUTS), "unshare", name)
+            host = hostname.encode()[:64]
+            _check(_libc.sethostname(host, len(host)), "sethostname", name)
+            path = netns_path(name)
+            # Held open until mounted, so the identity read here is the one the mount shows.
+            net_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+            uts_fd = os.open("/proc/thread-self/ns/uts", os.O_RDONLY)
+            try:
+                if on_created:
+                    on_created(name, _fd_id(net_fd), _fd_id(uts_fd))
+                _bind("/proc/thread-self/ns/net", path, mount_points)
+                faults.point("netns mounted")
+                os.makedirs(os.path.dirname(uts_path), mode=0o700, exist_ok=True)
+                _bind("/proc/thread-self/ns/uts", uts_path, mount_points)
+            finally:
+                os.close(net_fd)
+                os.close(uts_fd)
+            for key, value in sysctls.get(name, ()):
+                _write_sysctl(key, value)
+            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+            max_index = max(i for i, _ in socket.if_nameindex())
+            made[name] = Created(name, os.open(path, os.O_RDONLY), nl, max_index)
 
-    thread = threading.Thread(target=work, name="podlab-netns")
-    thread.start()
-    thread.join()
-    mount_points.close()
-    if failure:
+    try:
+        in_helper_thread(work, "podlab-netns")
+    except BaseException:
         for c in made.values():
             c.close()
-        raise failure[0]
+        raise
+    finally:
+        mount_points.close()
     return made
 
 
@@ -309,24 +325,12 @@ def run_in(name: str, fn: Callable[[], T], uts_path: str | None = None) -> T:
 
     Sockets fn() opens stay in that namespace after the thread ends.
     """
-    result: list = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            _join(netns_path(name), CLONE_NEWNET)
-            if uts_path:
-                _join(uts_path, CLONE_NEWUTS)
-            result.append(fn())
-        except BaseException as e:
-            failure.append(e)
-
-    thread = threading.Thread(target=work, name=f"podlab-in-{name}")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    def work() -> T:
+        _join(netns_path(name), CLONE_NEWNET)
+        if uts_path:
+            _join(uts_path, CLONE_NEWUTS)
+        return fn()
+    return in_helper_thread(work, f"podlab-in-{name}")
 
 
 def run_in_each(jobs: list[tuple[str, Callable[[], T]]]) -> list[T | OSError]:
@@ -337,26 +341,16 @@ def run_in_each(jobs: list[tuple[str, Callable[[], T]]]) -> list[T | OSError]:
     OSError (the namespace is gone, a port is taken) is returned in that job's place; any
     other exception is raised.
     """
-    results: list[T | OSError] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            for name, fn in jobs:
-                try:
-                    _join(netns_path(name), CLONE_NEWNET)
-                    results.append(fn())
-                except OSError as e:
-                    results.append(e)
-        except BaseException as e:
-            failure.append(e)
-
-    thread = threading.Thread(target=work, name="podlab-in-each")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return results
+    def work() -> list[T | OSError]:
+        results: list[T | OSError] = []
+        for name, fn in jobs:
+            try:
+                _join(netns_path(name), CLONE_NEWNET)
+                results.append(fn())
+            except OSError as e:
+                results.append(e)
+        return results
+    return in_helper_thread(work, "podlab-in-each")
 
 
 def socket_in(name: str, family: int, kind: int, proto: int = 0) -> socket.socket:

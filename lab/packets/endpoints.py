@@ -92,3 +92,15 @@ def require_in_lab(lab: Lab, ip: str) -> None:
     raise PodlabError(f"DST {ip} is outside lab {lab.name} (pod CIDR {topo.pod_cidr}, node subnet "
                       f"{topo.node_subnet}, service CIDR {topo.service_cidr}): podlab sends probes only to "
                       f"the lab's own addresses; 'podlab explain' walks any address without sending")
+
+
+def pair(lab: Lab, src: str, dst: str, sending: bool = True) -> tuple[End, End]:
+    """SRC and DST of a probe; SRC must have a namespace to send from, and a probe really sent
+    (`sending`: trace, mtu; not explain, which only walks) must stay inside the lab."""
+    s = source(lab, src)
+    d = destination(lab, dst)
+    if sending:
+        require_in_lab(lab, d.ip)
+    if not s.netns:
+        raise PodlabError(f"SRC {src}: it has no namespace to send from")
+    return s, d

@@ -10,7 +10,6 @@ import time
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from lab.errors import PodlabError
 from lab.packets import endpoints
 from lab.packets.result import Trace
 from lab.packets.view import LiveView, View
@@ -51,10 +50,7 @@ def explain(lab: Lab, src: str, dst: str, proto: str = "icmp", port: int | None 
             size: int | None = None, view: View | None = None) -> Trace:
     started = time.monotonic()
     proto, port, size = endpoints.check_probe(proto, port, size)
-    s = endpoints.source(lab, src)
-    d = endpoints.destination(lab, dst)
-    if not s.netns:
-        raise PodlabError(f"SRC {src}: it has no namespace to send from")
+    s, d = endpoints.pair(lab, src, dst, sending=False)
     live = LiveView(lab) if view is None else None
     walker_view: View = live or view      # type: ignore[assignment]
     try:

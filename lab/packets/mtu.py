@@ -163,11 +163,7 @@ def _search(prober: _Prober, low: int, high: int, timeout: float) -> tuple[int |
 
 def path_mtu(lab: Lab, src: str, dst: str, timeout: float = 0.3) -> MtuResult:
     started = time.monotonic()
-    s = endpoints.source(lab, src)
-    d = endpoints.destination(lab, dst)
-    endpoints.require_in_lab(lab, d.ip)
-    if not s.netns:
-        raise PodlabError(f"SRC {src}: it has no namespace to send from")
+    s, d = endpoints.pair(lab, src, dst)
     view = LiveView(lab)
     try:
         result = _measure(view, s, d, timeout)

@@ -135,11 +135,7 @@ def trace(lab: Lab, src: str, dst: str, proto: str = "icmp", port: int | None = 
     proto, port, size = endpoints.check_probe(proto, port, size)
     if not 0 < timeout <= 60:
         raise PodlabError(f"--timeout {timeout}: give 0.1 to 60 seconds")
-    s = endpoints.source(lab, src)
-    d = endpoints.destination(lab, dst)
-    endpoints.require_in_lab(lab, d.ip)
-    if not s.netns:
-        raise PodlabError(f"SRC {src}: it has no namespace to send from")
+    s, d = endpoints.pair(lab, src, dst)
     view = LiveView(lab)
     closing: threading.Thread | None = None
     try:

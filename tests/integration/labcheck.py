@@ -9,6 +9,20 @@ from lab import state
 from lab.engine import netns
 
 
+# The four designs every mode-wide test runs, as the header to put on top of a cluster's YAML.
+MODES = {
+    "l2": "mode: l2\n",
+    "l3-host": "mode: l3\nrouting: host\n",
+    "l3-gateway": "mode: l3\nrouting: gateway\n",
+    "vxlan": "mode: vxlan\n",
+}
+
+
+def in_every_mode(cluster: str) -> dict[str, str]:
+    """{design: YAML} for the cluster in each mode."""
+    return {design: header + cluster for design, header in MODES.items()}
+
+
 def root_netns_state() -> dict:
     """What podlab must never change in the root network namespace."""
     def ip(*args: str):

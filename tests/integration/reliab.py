@@ -21,16 +21,21 @@ from lab.engine import netns
 
 # A small lab with everything that can be left behind: namespaces and UTS mounts, the agent,
 # a command container whose child outlives it (the `sleep` it starts in the background).
-DESIGN = """\
-mode: vxlan
+def design(mode: str = "vxlan", extra: str = "") -> str:
+    """The small lab in `mode` (a Design.write template: {token} and {token2} are its sleeps)."""
+    return f"""\
+mode: {mode}
 nodes: [node1, node2]
 pods:
-  - {{name: web, node: node1, image: nginx}}
+  - {{{{name: web, node: node1, image: nginx}}}}
   - name: cmd
     node: node2
     containers:
-      - {{name: c, image: busybox, command: [sh, -c, "sleep {token} & exec sleep {token2}"]}}
-"""
+      - {{{{name: c, image: busybox, command: [sh, -c, "sleep {{token}} & exec sleep {{token2}}"]}}}}
+{extra}"""
+
+
+DESIGN = design()
 
 
 def run(args: list[str], root: Path, extra_env: dict[str, str] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from labcheck import in_every_mode
 
 from lab import check, inspect
 
@@ -15,12 +16,7 @@ deployments:
   - {name: echo, replicas: 2, image: echoserver}
 outside: [ecs]
 """
-DESIGNS = {
-    "l2": "mode: l2\n" + CLUSTER,
-    "l3-host": "mode: l3\nrouting: host\n" + CLUSTER,
-    "l3-gateway": "mode: l3\nrouting: gateway\n" + CLUSTER,
-    "vxlan": "mode: vxlan\n" + CLUSTER,
-}
+DESIGNS = in_every_mode(CLUSTER)
 
 
 @pytest.fixture(scope="module", params=list(DESIGNS))

@@ -20,22 +20,12 @@ from pathlib import Path
 
 import pytest
 from labcheck import diff_root_state, root_netns_state
-from reliab import Design, Foreign, residue, run
+from reliab import Design, Foreign, design, residue, run
 
 from lab import api, cli, state
 from lab.engine import netns
 
-SMALL = """\
-mode: l3
-nodes: [node1, node2]
-pods:
-  - {{name: web, node: node1, image: nginx}}
-  - name: cmd
-    node: node2
-    containers:
-      - {{name: c, image: busybox, command: [sh, -c, "sleep {token} & exec sleep {token2}"]}}
-outside: [ecs]
-"""
+SMALL = design("l3", "outside: [ecs]\n")
 
 
 @pytest.fixture(scope="module")

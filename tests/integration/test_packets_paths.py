@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from labcheck import in_every_mode
 from packetlab import settled
 
 from lab.packets import capture
@@ -23,12 +24,7 @@ pods:
   - {name: c, node: node2, image: nginx}
 outside: [ecs]
 """
-DESIGNS = {
-    "l2": "mode: l2\n" + CLUSTER,
-    "l3-host": "mode: l3\nrouting: host\n" + CLUSTER,
-    "l3-gateway": "mode: l3\nrouting: gateway\n" + CLUSTER,
-    "vxlan": "mode: vxlan\n" + CLUSTER,
-}
+DESIGNS = in_every_mode(CLUSTER)
 
 
 @pytest.fixture(scope="module", params=list(DESIGNS))
