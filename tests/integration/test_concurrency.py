@@ -172,5 +172,9 @@ def test_down_or_clean_during_up_is_safe(root, tmp_path, rival):
     print(f"\n{rival} during up: {outcomes}")
 
 
-def test_figures():
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    """Printed once the module's tests are done (seen with -s): how much they tried. Not a test:
+    it could not fail."""
+    yield
     print(f"\nconcurrency figures: {FIGURES}")

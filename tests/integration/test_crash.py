@@ -186,8 +186,11 @@ def test_grandchildren_of_a_killed_agent_are_stopped_by_down(design, root):
     assert not residue(design, root)
 
 
-def test_figures():
-    """Printed with -s, and kept in the report: how much the tests above tried."""
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    """Printed once the module's tests are done (seen with -s): how much they tried. Not a test:
+    it could not fail."""
+    yield
     print(f"\ncrash figures: {FIGURES}")
 
 

@@ -17,6 +17,7 @@ import secrets
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -330,5 +331,9 @@ def test_kernel_limits_stop_up_before_anything_is_made(root, tmp_path):
         assert not (root / name).exists() and not netns.exists(f"{name}-node1")
 
 
-def test_figures():
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    """Printed once the module's tests are done (seen with -s): how much they tried. Not a test:
+    it could not fail."""
+    yield
     print(f"\nhostile input figures: {FIGURES}")
