@@ -10,7 +10,8 @@ venv=${PODLAB_VENV:-$here/.venv}
 bin_link=${PODLAB_BIN:-/usr/local/bin/podlab}
 
 packages=(iproute2 iputils-ping curl nftables iptables iperf3 tcpdump util-linux procps
-          python3 python3-venv python3-pip tmux dnsmasq-base mininet bridge-utils)
+          python3 python3-venv python3-pip tmux dnsmasq-base mininet bridge-utils
+          bird2 containernetworking-plugins)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install: needs root (run: sudo make demo, or sudo make test)" >&2
