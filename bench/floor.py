@@ -1,7 +1,7 @@
 """The physical floor: the kernel objects of podlab's `l2` lab with N pods, made as fast as
 this machine allows, by a minimal raw-netlink script with nothing else around it.
 
-Same objects as `podlab up` of a one-node l2 lab with N pods (see lab/modes/l2.py):
+Same objects as `podlab up` of a one-node l2 lab with N pods (see lab/designs/bridge.py and lab/designs/l2.py):
   - an underlay namespace with bridge br0, a node namespace with bridge cni0 (the gateway and
     the node's address), the node's uplink veth (eth0 in the node, enslaved to cni0),
   - per pod: a network + UTS namespace (hostname set) bind-mounted under /run/netns and a state

@@ -1,10 +1,6 @@
-"""The address plan: pure ipaddress arithmetic, the same file always gives the same addresses.
+"""The address plan's types and arithmetic: blocks, capacity, stable MACs, neighbour budgets.
 
-- Node i (0-based, in file order) gets the i-th block of the pod CIDR, as Kubernetes'
-  node IPAM does; its bridge holds the block's first address as the pods' gateway.
-- Pods get addresses from .2 upward in file order, as host-local hands them out.
-- On the underlay, .1 is the VPC router (or the gateway), nodes start at .11 as in the
-  reference's 192.168.56.11, and outside hosts follow the nodes.
+lab.allocation hands the addresses out; lab.designs plans kernel objects over them.
 """
 from __future__ import annotations
 
@@ -14,11 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from lab import naming
-from lab.model import Pod, Topology
-
 NODE_IP_OFFSET = 11
-VXLAN_OVERHEAD = 50      # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8, flannel's MTU - 50
 
 
 @dataclass(frozen=True)
@@ -127,55 +119,6 @@ def same_node_pod_pairs(pods: tuple[PodAddr, ...] | list[PodAddr]) -> int:
     """Ordered pairs of pods (not hostNetwork) on the same node: the pod <-> pod entries to write."""
     per_node = Counter(p.node for p in pods if not p.host_network)
     return sum(k * (k - 1) for k in per_node.values())
-
-
-def pod_prefixlen(topo: Topology) -> int:
-    # In l2 mode every pod is on-link with every other pod: one broadcast domain.
-    return topo.pod_cidr.prefixlen if topo.mode == "l2" else topo.node_mask
-
-
-def plan(topo: Topology) -> AddressPlan:
-    blocks = topo.pod_cidr.subnets(new_prefix=topo.node_mask)
-    hosts = topo.node_subnet
-    nodes = []
-    for i, (node, block) in enumerate(zip(topo.nodes, blocks)):
-        nodes.append(NodeAddr(
-            name=node.name, index=i, netns=naming.netns_name(topo.name, node.name),
-            ip=hosts[NODE_IP_OFFSET + i], block=block, gateway=block[1],
-            vtep_mac=vtep_mac(topo.name, node.name)))
-    by_node = {n.name: n for n in nodes}
-
-    prefixlen = pod_prefixlen(topo)
-    next_host = {n.name: 2 for n in nodes}
-    pods = []
-    for pod in topo.pods:
-        node = by_node[pod.node]
-        pods.append(_pod_addr(topo, pod, node, next_host, prefixlen))
-
-    pairs = same_node_pod_pairs(pods)
-    on_link = len([p for p in pods if not p.host_network])
-    # In l2 mode every pod is on-link with every pod, so all of them may ARP for each other.
-    segment_pairs = on_link * (on_link - 1) if topo.mode == "l2" else pairs
-    static = dynamic_neighbours(len(pods), len(nodes) + len(topo.outside), segment_pairs) > SHARED_ARP_BUDGET
-    first_outside = NODE_IP_OFFSET + len(nodes)
-    outside = tuple(HostAddr(h.name, naming.netns_name(topo.name, h.name), hosts[first_outside + i])
-                    for i, h in enumerate(topo.outside))
-    return AddressPlan(
-        lab=topo.name, underlay_netns=naming.netns_name(topo.name, "underlay"),
-        router_ip=hosts[1], underlay_prefixlen=hosts.prefixlen,
-        nodes=tuple(nodes), pods=tuple(pods), outside=outside,
-        capacity=capacity(topo.pod_cidr, topo.node_mask),
-        pod_mtu=topo.mtu - VXLAN_OVERHEAD if topo.mode == "vxlan" else topo.mtu,
-        static_neighbours=static, static_pod_pairs=static and pairs <= STATIC_PAIRS_LIMIT)
-
-
-def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int], prefixlen: int) -> PodAddr:
-    if pod.host_network:
-        return PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True)
-    ip = node.block[next_host[node.name]]
-    next_host[node.name] += 1
-    return PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ip, prefixlen,
-                   naming.veth_name(topo.name, pod.name), False)
 
 
 def interface(ip: IPv4Address, prefixlen: int) -> IPv4Interface:

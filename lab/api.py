@@ -18,8 +18,9 @@ from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab import faults, planner, services, state, topology, workloads
+from lab import designs, faults, planner, services, state, topology, workloads
 from lab.addressing import AddressPlan
+from lab.designs import Design
 from lab.errors import PodlabError
 from lab.model import Topology
 from lab.planner import Plan
@@ -73,6 +74,10 @@ class Lab:
         self.plan: Plan = planner.build(self.topology)
 
     @property
+    def design(self) -> Design:
+        return designs.of(self.topology)
+
+    @property
     def addresses(self) -> AddressPlan:
         return self.plan.addresses
 
@@ -91,14 +96,14 @@ class Lab:
         a = self.addresses
         out: dict[str, Target] = {"underlay": Target("underlay", "underlay", a.underlay_netns,
                                                      state.uts_path(self.name, a.underlay_netns),
-                                                     a.router_ip if self.topology.routing == "gateway" else None)}
+                                                     a.router_ip if self.design.backend.router else None)}
         for n in a.nodes:
             out[n.name] = Target(n.name, "node", n.netns, state.uts_path(self.name, n.netns), n.ip, n.name)
         for p in a.pods:
             out[p.name] = Target(p.name, "pod", p.netns, state.uts_path(self.name, p.netns), p.ip, p.node)
         for h in a.outside:
             out[h.name] = Target(h.name, "outside", h.netns, state.uts_path(self.name, h.netns), h.ip)
-        if self.topology.routing == "gateway":
+        if self.design.backend.router:
             out["router"] = replace(out["underlay"], name="router")
         return out
 
@@ -215,7 +220,7 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
         Journal(lab).record("lab", name=lab, pid=os.getpid(), source=topo.source)
         started = time.monotonic()
         a = plan.addresses
-        say(f"lab {lab}: {topo.mode}{'/' + topo.routing if topo.routing else ''} mode, "
+        say(f"lab {lab}: {designs.of(topo).describe()}, "
             f"{len(a.nodes)} nodes, {len(a.pods)} pods, {len(a.outside)} outside hosts")
         agent = None
         try:
@@ -240,8 +245,7 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
                 raise
             raise PodlabError(f"up failed: {e}; everything it made was removed") from e
         (d / "topology.yaml").write_text(_source_text(topo))
-        meta = {"name": lab, "source": topo.source, "created": time.time(), "mode": topo.mode,
-                "routing": topo.routing}
+        meta = {"name": lab, "source": topo.source, "created": time.time(), "design": designs.of(topo).name}
         tmp = d / "lab.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         faults.point("lab.json written")

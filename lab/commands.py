@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import singledispatch
 
 from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
+                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
 
 
 @singledispatch
@@ -33,7 +33,8 @@ def _(op: CreateBridge) -> str:
 def _(op: CreateVeth) -> str:
     master = f"; ip -n {op.ns} link set {op.name} master {op.master}" if op.master else ""
     mac = f" address {op.peer_mac}" if op.peer_mac else ""
-    return (f"ip -n {op.ns} link add {op.name} mtu {op.mtu} type veth peer name {op.peer}{mac} netns {op.peer_ns}"
+    own = f" address {op.mac}" if op.mac else ""
+    return (f"ip -n {op.ns} link add {op.name}{own} mtu {op.mtu} type veth peer name {op.peer}{mac} netns {op.peer_ns}"
             f"{master}")
 
 
@@ -74,9 +75,18 @@ def _(op: AddRoute) -> str:
         parts.append(f"via {op.via}")
     if op.dev:
         parts.append(f"dev {op.dev}")
+    if op.scope:
+        parts.append(f"scope {op.scope}")
+    if op.src:
+        parts.append(f"src {op.src}")
     if op.onlink:
         parts.append("onlink")
     return " ".join(parts)
+
+
+@command.register
+def _(op: DelRoute) -> str:
+    return f"ip -n {op.ns} route del {op.dst} dev {op.dev}"
 
 
 @command.register

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-MODES = ("l2", "l3", "vxlan")
+MODES = ("l2", "l3", "vxlan")          # the older `mode:` key, an alias of a design (lab.designs)
 ROUTING_STYLES = ("host", "gateway")
 
 # Built-in workloads that stand in for container images (see lab/workloads).
@@ -94,15 +94,22 @@ class Service:
 
 
 @dataclass(frozen=True)
+class DesignChoice:
+    """The design the file asked for, by name: lab.designs.of(topology) gives what it means."""
+    attach: str                    # how a pod joins its node: bridge, ptp
+    backend: str                   # how nodes reach each other's blocks: l2, host-gw, vpc, vxlan
+    preset: str | None = None      # the real CNI's name it was asked by: flannel, kindnet, ...
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
-    mode: str
-    routing: str | None            # l3 only: "host" (flannel host-gw) or "gateway" (VPC router)
+    design: DesignChoice
     pod_cidr: IPv4Network
     node_mask: int                 # prefix length of each node's pod block (kube's --node-cidr-mask-size)
     node_subnet: IPv4Network       # the underlay: the VPC subnet or the physical switch's subnet
     service_cidr: IPv4Network
-    mtu: int                       # underlay MTU; pods get mtu - 50 in vxlan mode, as flannel does
+    mtu: int                       # underlay MTU; pods get less where the backend encapsulates
     bridge: str = "cni0"
     nodes: tuple[Node, ...] = ()
     pods: tuple[Pod, ...] = ()

@@ -38,6 +38,7 @@ class CreateVeth:
     master: str | None = None     # bridge in `ns` that `name` is enslaved to
     alias: str | None = None      # human-readable owner of the host end, shown by `ip link`
     peer_mac: str | None = None   # fixed, so static neighbour entries can name it
+    mac: str | None = None        # the host end's, likewise (ptp: the pods' gateway is this end)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,16 @@ class AddRoute:
     dev: str | None = None
     onlink: bool = False
     blackhole: bool = False
+    scope: str | None = None      # "link" or "host" where the plugin sets it; else the kernel's rule (via: global)
+    src: IPv4Address | None = None   # preferred source address
+
+
+@dataclass(frozen=True)
+class DelRoute:
+    """Remove a route the kernel made: the ptp plugin deletes eth0's connected route."""
+    ns: str
+    dst: IPv4Network
+    dev: str
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,7 @@ class ApplyNft:
 
 
 Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin
-      | AddAddress | AddRoute | AddNeighbour | AddFdb | SetSysctl | ApplyNft)
+      | AddAddress | AddRoute | DelRoute | AddNeighbour | AddFdb | SetSysctl | ApplyNft)
 
 # Execution order. Within a phase, ops on different namespaces are independent.
 PHASE: dict[type, int] = {
@@ -137,6 +148,7 @@ PHASE: dict[type, int] = {
     SetHairpin: 6,
     AddAddress: 7,
     AddRoute: 8,
+    DelRoute: 8,             # in plan order among the routes: after the routes that needed it
     AddNeighbour: 8,
     AddFdb: 8,
     ApplyNft: 9,             # after routes: `fib daddr type local` and DNAT need the addresses in place

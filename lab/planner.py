@@ -1,9 +1,9 @@
-"""Topology -> (AddressPlan, ops). Pure: no root, no kernel, same input same output."""
+"""Topology -> (AddressPlan, ops): allocation, the design's ops, the add-ons' ops. Pure: no root, no kernel, same input same output."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab import addressing, modes, services
+from lab import allocation, designs, services
 from lab.addressing import AddressPlan
 from lab.model import Topology
 from lab.ops import Op, ordered
@@ -17,7 +17,7 @@ class Plan:
 
 
 def build(topo: Topology) -> Plan:
-    addrs = addressing.plan(topo)
-    ops = modes.planner(topo.mode)(topo, addrs)
+    addrs = allocation.allocate(topo)
+    ops = designs.plan(topo, addrs)
     ops += services.ops(topo, addrs, ops)
     return Plan(topo, addrs, tuple(ordered(ops)))

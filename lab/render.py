@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from lab import designs
 from lab.addressing import PodAddr
 from lab.planner import Plan
 
@@ -27,8 +28,10 @@ def age(seconds: float) -> str:
 
 def plan_text(plan: Plan) -> str:
     t, a = plan.topology, plan.addresses
-    mode = t.mode + (f" ({t.routing} routing)" if t.routing else "")
-    lines = [f"lab {t.name}: {mode}" + (f" — {t.description}" if t.description else ""),
+    design = designs.of(t)
+    lines = [f"lab {t.name}: {design.describe()}" + (f" — {t.description}" if t.description else ""),
+             f"  attachment {design.attachment.name}: {design.attachment.summary} ({design.attachment.mirrors})",
+             f"  backend {design.backend.name}: {design.backend.summary} ({design.backend.mirrors})",
              f"pod CIDR {t.pod_cidr}, /{t.node_mask} per node; node subnet {t.node_subnet}; "
              f"service CIDR {t.service_cidr}; MTU {t.mtu} (pods {a.pod_mtu})",
              f"capacity: {a.capacity}"]
@@ -49,7 +52,7 @@ def plan_text(plan: Plan) -> str:
         lines.append(f"... and {len(a.pods) - len(shown)} more pods")
     if a.outside:
         lines += ["", table(["OUTSIDE HOST", "IP", "NETNS"], [[h.name, h.ip, h.netns] for h in a.outside])]
-    if t.routing == "gateway":
+    if design.backend.router:
         lines += ["", f"VPC router {a.router_ip} in {a.underlay_netns}: one route per node pod CIDR"]
     counts: dict[str, int] = {}
     for op in plan.ops:
@@ -104,7 +107,7 @@ def node_rows(lab: Any) -> list[dict[str, Any]]:
 
 def lab_status(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> dict[str, Any]:
     pods = pod_rows(lab, agent_status, agent_alive)
-    return {"name": lab.name, "mode": lab.topology.mode + (f"/{lab.topology.routing}" if lab.topology.routing else ""),
+    return {"name": lab.name, "design": lab.design.name,
             "nodes": len(lab.addresses.nodes), "pods": len(pods),
             "ready": sum(1 for p in pods if p["status"] == "Running"), "agent": agent_alive,
             "restarts": sum(p["restarts"] for p in pods),

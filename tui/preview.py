@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Interface
 from typing import Any
 
+from lab import designs
 from lab import ops as O
 from lab.addressing import stable_mac
 from lab.errors import PodlabError
@@ -43,7 +44,7 @@ class PlanSource:
 
     def _build_cluster(self) -> Cluster:
         a, topo = self.addresses, self.topology
-        gateway = topo.routing == "gateway"
+        gateway = designs.of(topo).backend.router
         underlay = Entity("underlay", "underlay", a.underlay_netns, None, str(a.router_ip) if gateway else None,
                           detail=f"{topo.node_subnet}" + (f", VPC router {a.router_ip}" if gateway else ""))
         nodes = tuple(Entity(n.name, "node", n.netns, None, str(n.ip), n.name, "planned", str(n.block))
@@ -53,7 +54,7 @@ class PlanSource:
             pods[p.node].append(Entity(p.name, "pod", p.netns, None, str(p.ip), p.node, "planned",
                                        "hostNetwork" if p.host_network else ""))
         outside = tuple(Entity(h.name, "outside", h.netns, None, str(h.ip)) for h in a.outside)
-        mode = topo.mode + (f"/{topo.routing}" if topo.routing else "")
+        mode = designs.of(topo).name
         return Cluster(topo.name, mode, topo.description, underlay, nodes, {k: tuple(v) for k, v in pods.items()},
                        outside, str(a.router_ip) if gateway else None)
 

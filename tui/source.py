@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lab import designs
 from lab.errors import PodlabError
 from lab.inspect import Link, Snapshot
 
@@ -170,7 +171,7 @@ class LabSource:
         targets = lab.targets()
         rows = render.pod_rows(lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name))
         node_status = {r["name"]: r["status"] for r in render.node_rows(lab)}
-        gateway = topo.routing == "gateway"
+        gateway = designs.of(topo).backend.router
         u = targets["underlay"]
         underlay = Entity("underlay", "underlay", u.netns, u.uts, str(a.router_ip) if gateway else None,
                           detail=f"{topo.node_subnet}" + (f", VPC router {a.router_ip}" if gateway else ""))
@@ -181,7 +182,7 @@ class LabSource:
             pods[addr.node].append(Entity(addr.name, "pod", addr.netns, targets[addr.name].uts, str(addr.ip),
                                           addr.node, row["status"], "hostNetwork" if addr.host_network else ""))
         outside = tuple(Entity(h.name, "outside", h.netns, targets[h.name].uts, str(h.ip)) for h in a.outside)
-        mode = topo.mode + (f"/{topo.routing}" if topo.routing else "")
+        mode = designs.of(topo).name
         return Cluster(lab.name, mode, topo.description, underlay, nodes,
                        {k: tuple(v) for k, v in pods.items()}, outside, str(a.router_ip) if gateway else None)
 

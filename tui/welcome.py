@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
+from lab import designs as design_registry
 from lab.errors import PodlabError
 
 from tui.messages import LabReady, UpProgress
@@ -40,7 +41,7 @@ def designs(directory: Path) -> list[Design]:
     for path in sorted(directory.glob("*.yaml")):
         try:
             t = api.load_topology(str(path))
-            mode = t.mode + (f"/{t.routing}" if t.routing else "")
+            mode = design_registry.of(t).name
             found.append(Design(path, t.name, f"{mode} · {_count(len(t.nodes), 'node')}, "
                                 f"{_count(len(t.pods), 'pod')}" + (f" — {t.description}" if t.description else "")))
         except PodlabError as e:

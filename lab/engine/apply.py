@@ -19,7 +19,7 @@ from lab.engine import netns
 from lab.engine.journal import Journal, ns_id
 from lab.errors import PodlabError
 from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
+                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
 
 Progress = Callable[[str, int, int], None]
 UNMOUNT_THREADS = 32
@@ -93,7 +93,7 @@ def _(op: CreateVeth, links: Links, fds: dict[str, int]) -> nl.Request:
             + nl.u32(nl.IFLA_MTU, op.mtu) + nl.ONE_QUEUE + nl.u32(nl.IFLA_NET_NS_FD, fds[op.peer_ns])
             + (nl.mac(nl.IFLA_ADDRESS, op.peer_mac) if op.peer_mac else b""))
     body = (nl.ifinfomsg(index, **links.flags(op.ns, op.name)) + nl.string(nl.IFLA_IFNAME, op.name)
-            + nl.u32(nl.IFLA_MTU, op.mtu) + nl.ONE_QUEUE)
+            + nl.u32(nl.IFLA_MTU, op.mtu) + nl.ONE_QUEUE + (nl.mac(nl.IFLA_ADDRESS, op.mac) if op.mac else b""))
     if op.master:
         body += nl.u32(nl.IFLA_MASTER, links(op.ns, op.master))
     if op.alias:
@@ -148,7 +148,7 @@ def _(op: AddRoute, links: Links, fds: dict[str, int]) -> nl.Request:
     if op.blackhole:
         body = nl.rtmsg(op.dst.prefixlen, nl.RT_SCOPE_UNIVERSE, nl.RTN_BLACKHOLE)
     else:
-        scope = nl.RT_SCOPE_UNIVERSE if op.via else nl.RT_SCOPE_LINK
+        scope = _SCOPES[op.scope] if op.scope else nl.RT_SCOPE_UNIVERSE if op.via else nl.RT_SCOPE_LINK
         body = nl.rtmsg(op.dst.prefixlen, scope, nl.RTN_UNICAST, nl.RTNH_F_ONLINK if op.onlink else 0)
     if op.dst.prefixlen:
         body += nl.ip4(nl.RTA_DST, op.dst.network_address)
@@ -156,7 +156,20 @@ def _(op: AddRoute, links: Links, fds: dict[str, int]) -> nl.Request:
         body += nl.ip4(nl.RTA_GATEWAY, op.via)
     if op.dev:
         body += nl.u32(nl.RTA_OIF, links(op.ns, op.dev))
+    if op.src:
+        body += nl.ip4(nl.RTA_PREFSRC, op.src)
     return nl.Request(nl.RTM_NEWROUTE, nl.CREATE, body, _what(op))
+
+
+_SCOPES = {"link": nl.RT_SCOPE_LINK, "host": nl.RT_SCOPE_HOST}
+
+
+@encode.register
+def _(op: DelRoute, links: Links, fds: dict[str, int]) -> nl.Request:
+    # As the ptp plugin deletes it: by destination and device, any protocol and scope (NOWHERE).
+    body = (nl.rtmsg(op.dst.prefixlen, nl.RT_SCOPE_NOWHERE, 0, protocol=0) + nl.ip4(nl.RTA_DST, op.dst.network_address)
+            + nl.u32(nl.RTA_OIF, links(op.ns, op.dev)))
+    return nl.Request(nl.RTM_DELROUTE, 0, body, _what(op))
 
 
 @encode.register

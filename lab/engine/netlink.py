@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 # message types and flags (linux/rtnetlink.h, linux/netlink.h)
 RTM_NEWLINK, RTM_SETLINK = 16, 19
 RTM_NEWADDR = 20
-RTM_NEWROUTE = 24
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTM_NEWNEIGH = 28
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
@@ -40,9 +40,9 @@ IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLA
 IFLA_BRPORT_MODE = 4            # hairpin
 IFLA_BR_MCAST_SNOOPING = 23     # in a bridge's IFLA_INFO_DATA
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 RTN_UNICAST, RTN_BLACKHOLE = 1, 6
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST, RT_SCOPE_NOWHERE = 0, 253, 254, 255
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3                 # what `ip route add` uses
 RTNH_F_ONLINK = 4
@@ -98,8 +98,8 @@ def ifaddrmsg(prefixlen: int, index: int, scope: int = RT_SCOPE_UNIVERSE) -> byt
     return struct.pack("=BBBBI", AF_INET, prefixlen, 0, scope, index)
 
 
-def rtmsg(dst_len: int, scope: int, rtype: int, flags: int = 0) -> bytes:
-    return struct.pack("=BBBBBBBBI", AF_INET, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, rtype, flags)
+def rtmsg(dst_len: int, scope: int, rtype: int, flags: int = 0, protocol: int = RTPROT_BOOT) -> bytes:
+    return struct.pack("=BBBBBBBBI", AF_INET, dst_len, 0, 0, RT_TABLE_MAIN, protocol, scope, rtype, flags)
 
 
 def ndmsg(family: int, index: int, state: int, flags: int = 0) -> bytes:

@@ -96,7 +96,7 @@ class Grader:
 
     def describe(self, name: str) -> str:
         t = self.target(name)
-        return _describe_target(t, self.topology.routing)
+        return _describe_target(t, self.lab.design.backend.underlay_role)
 
     # ------------------------------------------------------------------ kernel state
     def refresh(self) -> None:
@@ -521,8 +521,7 @@ def summarize(failed: Sequence[Reach], total: int, what: str = "paths") -> str:
 def build_world(lab: api.Lab, snapshot=inspect.snapshot) -> dg.World:
     """The diagnosis' view of a lab: every namespace's kernel state, named after the design."""
     a, topo = lab.addresses, lab.topology
-    names: dict[str, str] = {a.underlay_netns: "the VPC router" if topo.routing == "gateway"
-                             else "the underlay switch"}
+    names: dict[str, str] = {a.underlay_netns: lab.design.backend.underlay_role}
     wires: dict[dg.Dev, dg.Dev] = {}
     cable_of: dict[dg.Dev, str] = {}
     bridge_of: dict[dg.Dev, str] = {}
@@ -540,7 +539,7 @@ def build_world(lab: api.Lab, snapshot=inspect.snapshot) -> dg.World:
         cable_of[uplink] = f"{machine.name}'s uplink"
         cable_of[port] = f"the switch port of {machine.name}"
         bridge_of[port] = "br0"
-        if topo.mode == "l2" and machine in a.nodes:
+        if lab.design.backend.shared_segment and machine in a.nodes:
             bridge_of[uplink] = topo.bridge
     for p in a.pods:
         if p.host_network or p.veth is None:
@@ -562,13 +561,13 @@ def build_world(lab: api.Lab, snapshot=inspect.snapshot) -> dg.World:
                     blocks={n.name: n.block for n in a.nodes})
 
 
-def _describe_target(t: api.Target, routing: str | None) -> str:
+def _describe_target(t: api.Target, underlay_role: str) -> str:
     if t.kind == "pod":
         return f"pod {t.name} on {t.node}" if t.node else f"pod {t.name}"
     if t.kind == "outside":
         return f"outside host {t.name}"
     if t.kind == "underlay":
-        return "the VPC router" if routing == "gateway" else "the underlay switch"
+        return underlay_role
     return t.name
 
 

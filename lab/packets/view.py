@@ -131,7 +131,7 @@ class LiveView:
         self.lab = lab
         self._owner: dict[str, str] = {}
         for t in lab.targets().values():
-            if t.kind == "underlay" and lab.topology.routing == "gateway":
+            if t.kind == "underlay" and lab.design.backend.router:
                 self._owner[t.netns] = "router"
             self._owner.setdefault(t.netns, t.name)
         self._holder: dict[str, str] = {}

@@ -1,7 +1,7 @@
 """The kernel operations Services and hostPorts add to a mode's plan. Pure.
 
 Per node, when the topology has a `services:` key: kube-proxy's nftables table, the bridge
-netfilter switch it relies on, and a default route if the mode gave the node none (a process
+netfilter switch it relies on, and a default route if the design gave the node none (a process
 on the node connecting to a ClusterIP needs some route before nat-output can DNAT it; real
 nodes have their subnet's gateway). Per node with hostPorts: the portmap table.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+from lab import designs
 from lab.addressing import AddressPlan
 from lab.model import Topology
 from lab.ops import AddRoute, ApplyNft, Op, SetSysctl
@@ -38,7 +39,7 @@ def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
         if topo.cluster_services or host_ports:
             out.append(SetSysctl(node.netns, BRIDGE_NF, "1"))
         if topo.cluster_services:
-            if topo.mode == "l2":
+            if designs.of(topo).backend.shared_segment:
                 # A node's uplink is a port of cni0: ClusterIP traffic leaves by the bridge it came in
                 # by, and the ICMP redirects the node would send use up the per-host ICMP rate limit
                 # that kube-proxy's reject (no endpoints) relies on.

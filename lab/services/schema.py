@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
 from lab import naming
+from lab.designs import Design
 from lab.model import SERVICE_TYPES, Container, ContainerPort, Pod, Service, ServicePort
 from lab.topology.checker import Checker, YamlPath, choice
 from lab.topology.pods import parse_labels
@@ -55,7 +56,8 @@ class _Draft:
 
 def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, Any],
           placed: list[tuple[Pod, YamlPath]], nodes: list[str],
-          service_cidr: IPv4Network | None) -> tuple[tuple[Service, ...], list[tuple[Pod, YamlPath]]]:
+          service_cidr: IPv4Network | None,
+          design: Design | None = None) -> tuple[tuple[Service, ...], list[tuple[Pod, YamlPath]]]:
     """The file's Services (with kubernetes and kube-dns), and the pods with the DNS pod added."""
     _check_host_ports(checker, placed)
     if "services" not in document:
@@ -76,7 +78,7 @@ def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, A
         else:
             seen[key] = draft.path + ("name",)
             drafts.append(draft)
-        if draft.type == "NodePort" and top.get("mode") == "l2":
+        if draft.type == "NodePort" and design is not None and not design.backend.node_port:
             checker.add(draft.path + ("type",), L2_NODE_PORT)
     if service_cidr is None or not nodes:
         return (), placed

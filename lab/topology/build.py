@@ -9,7 +9,8 @@ from lab.topology.capacity import (check_bridge_ports, check_node_blocks, check_
 from lab.topology.checker import Checker
 from lab.topology.hosts import host_list, node_list
 from lab.topology.names import check_unique_names, lab_name
-from lab.topology.network import mode_and_routing, network_settings
+from lab import designs
+from lab.topology.network import design_choice, network_settings
 from lab.topology.placement import place
 from lab.topology.pods import deployment_drafts, pod_drafts
 from lab.topology.schema import OUTSIDE_SCHEMA, TOP_SCHEMA
@@ -31,7 +32,8 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str) -> Top
     None when any problem was found (they are all in the checker)."""
     top = checker.fields((), document, TOP_SCHEMA, "the topology") or {}
     lab = lab_name(checker, top, default_name)
-    mode, routing = mode_and_routing(checker, top)
+    design = design_choice(checker, top)
+    parts = designs.combine(design.attach, design.backend) if design is not None else None
     net = network_settings(checker, top)
     nodes = node_list(checker, top, document)
     outside = host_list(checker, "outside", top.get("outside", []), OUTSIDE_SCHEMA, "outside host")
@@ -43,18 +45,20 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str) -> Top
     placed = place(checker, lab, node_names, pods, deployments)
     # Imported here: lab.services.schema builds on this package's checker, so it imports lab.topology.
     from lab.services import schema as service_schema
-    services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr)
+    services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr,
+                                              parts)
     check_unique_names(checker, nodes, placed, outside)
     if net.pod_cidr is not None and net.node_mask is not None and check_node_blocks(checker, net, nodes):
         check_pods_per_node(checker, net, nodes, placed)
     if net.node_subnet is not None:
         check_node_subnet(checker, net.node_subnet, len(nodes), len(outside))
-    check_bridge_ports(checker, mode, nodes, placed, len(outside))
-    if checker.problems or mode is None:
+    if parts is not None:
+        check_bridge_ports(checker, parts, nodes, placed, len(outside))
+    if checker.problems or design is None:
         return None
     assert None not in (net.pod_cidr, net.node_mask, net.node_subnet, net.service_cidr, net.mtu)
     return Topology(
-        name=lab, mode=mode, routing=routing, pod_cidr=net.pod_cidr, node_mask=net.node_mask,
+        name=lab, design=design, pod_cidr=net.pod_cidr, node_mask=net.node_mask,
         node_subnet=net.node_subnet, service_cidr=net.service_cidr, mtu=net.mtu, bridge=net.bridge,
         nodes=tuple(Node(n) for n in node_names), pods=tuple(pod for pod, _ in placed),
         outside=tuple(OutsideHost(o.name) for o in outside), services=services,

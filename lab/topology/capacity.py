@@ -9,6 +9,7 @@ import math
 from ipaddress import IPv4Network
 
 from lab.addressing import NODE_IP_OFFSET
+from lab.designs import Design
 from lab.model import Pod
 from lab.topology.checker import Checker, YamlPath
 from lab.topology.hosts import Named
@@ -93,18 +94,18 @@ def check_pods_per_node(checker: Checker, net: NetworkSettings, nodes: list[Name
                                    f"{needed} or less{wider}, fewer replicas, or more nodes")
 
 
-def check_bridge_ports(checker: Checker, mode: str | None, nodes: list[Named],
+def check_bridge_ports(checker: Checker, design: Design, nodes: list[Named],
                        pods: list[tuple[Pod, YamlPath]], outside: int) -> None:
-    """Each node's bridge has a port per pod (and in l2 mode its uplink); the underlay switch
-    one per node and outside host. The kernel refuses port 1025 with EBUSY halfway through a
-    build, so it is checked here, before anything is made."""
-    uplink = 1 if mode == "l2" else 0
-    counts = _pods_with_own_address(pods)
+    """Each node's bridge has a port per pod (and its uplink where the backend bridges it); the
+    underlay switch one per node and outside host. The kernel refuses port 1025 with EBUSY
+    halfway through a build, so it is checked here, before anything is made."""
+    uplink = 1 if design.backend.shared_segment else 0
+    counts = _pods_with_own_address(pods) if design.attachment.bridge else {}
     for node in nodes:
         ports = counts.get(node.name, 0) + uplink
         if ports > BR_MAX_PORTS:
             checker.add(node.path, f"node {node.name} gets {counts[node.name]} pods, but its bridge would need "
-                                   f"{ports} ports{' (one per pod, and the uplink in l2 mode)' if uplink else ' (one per pod)'}"
+                                   f"{ports} ports{' (one per pod, and the uplink)' if uplink else ' (one per pod)'}"
                                    f" and a Linux bridge holds at most {BR_MAX_PORTS} (BR_MAX_PORTS): spread the "
                                    f"pods over more nodes, at most {BR_MAX_PORTS - uplink} per node")
     if len(nodes) + outside > BR_MAX_PORTS:

@@ -1,4 +1,4 @@
-"""The mode, the routing style and the network: section (address ranges, MTU, bridge name).
+"""The design (or the older mode and routing style) and the network: section (address ranges, MTU, bridge name).
 
 Each range is checked on its own (a CIDR, IPv4, no host bits), then against the others and the
 ranges the kernel treats specially; a default the user left out stands in for its key.
@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_address, ip_network
 from typing import Any
 
-from lab import naming
-from lab.model import MODES, ROUTING_STYLES
+from lab import designs, naming
+from lab.errors import PodlabError
+from lab.model import MODES, ROUTING_STYLES, DesignChoice
 from lab.topology.checker import Checker, YamlPath, choice
-from lab.topology.schema import NETWORK_SCHEMA
+from lab.topology.schema import DESIGN_SCHEMA, NETWORK_SCHEMA
 from lab.topology.wording import show
 
 RESERVED_RANGES = {
@@ -30,6 +31,44 @@ DEFAULTS = {
     "mtu": 1500,
     "bridge": "cni0",
 }
+
+
+def design_choice(checker: Checker, top: dict[str, Any]) -> DesignChoice | None:
+    """The design: `design:` (a preset, or {attach, backend}), or the older `mode:`/`routing:`."""
+    if "design" in top:
+        for old in ("mode", "routing"):
+            if old in top:
+                checker.add((old,), f"{old}: and design: both name the design; keep design: "
+                                    f"(presets: {', '.join(designs.PRESETS)}) and remove {old}:")
+        return _design(checker, top["design"])
+    mode, routing = mode_and_routing(checker, top)
+    if mode is None or (mode == "l3" and routing is None):
+        return None
+    return designs.from_mode(mode, routing if mode == "l3" else None).choice
+
+
+def _design(checker: Checker, raw: Any) -> DesignChoice | None:
+    path: YamlPath = ("design",)
+    if isinstance(raw, str):
+        name = choice(checker, path, raw, tuple(designs.PRESETS), "design")
+        return designs.preset(name).choice if name else None
+    parts = checker.fields(path, raw, DESIGN_SCHEMA, "design")
+    if parts is None:
+        return None
+    attach = choice(checker, path + ("attach",), parts["attach"], tuple(designs.ATTACHMENTS), "attachment") \
+        if "attach" in parts else None
+    backend = choice(checker, path + ("backend",), parts["backend"], tuple(designs.BACKENDS), "backend") \
+        if "backend" in parts else None
+    if attach is None or backend is None:
+        return None
+    try:
+        design = designs.combine(attach, backend)
+    except PodlabError as e:
+        checker.add(path, str(e))
+        return None
+    # A combination that is a preset is called by the real CNI's name.
+    named = next((n for n, (a, b, _) in designs.PRESETS.items() if (a, b) == (attach, backend)), None)
+    return designs.combine(attach, backend, named).choice if named else design.choice
 
 
 def mode_and_routing(checker: Checker, top: dict[str, Any]) -> tuple[str | None, str | None]:

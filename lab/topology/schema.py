@@ -19,9 +19,10 @@ STR, INT, BOOL, LIST, MAP = Field((str,)), Field((int,)), Field((bool,)), Field(
 NAME = Field((str,), required=True)
 
 TOP_SCHEMA = {
-    "name": STR, "description": STR, "mode": STR, "routing": STR, "network": MAP,
+    "name": STR, "description": STR, "design": Field((str, dict)), "mode": STR, "routing": STR, "network": MAP,
     "nodes": Field((list, int)), "pods": LIST, "deployments": LIST, "outside": LIST, "services": LIST,
 }
+DESIGN_SCHEMA = {"attach": Field((str,), required=True), "backend": Field((str,), required=True)}
 NETWORK_SCHEMA = {
     "podCIDR": STR, "nodeCIDRMaskSize": INT, "nodeSubnet": STR, "serviceCIDR": STR, "mtu": INT, "bridge": STR,
 }

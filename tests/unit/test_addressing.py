@@ -1,6 +1,6 @@
 from ipaddress import IPv4Address, IPv4Network
 
-from lab import addressing, topology
+from lab import addressing, allocation, topology
 
 
 def load(text: str):
@@ -14,14 +14,14 @@ mode: vxlan
 nodes: [node1, node2]
 deployments: [{name: web, replicas: 3, image: nginx}]
 """)
-    a = addressing.plan(topo)
+    a = allocation.allocate(topo)
     assert [n.block for n in a.nodes] == [IPv4Network("10.244.0.0/24"), IPv4Network("10.244.1.0/24")]
     assert [n.gateway for n in a.nodes] == [IPv4Address("10.244.0.1"), IPv4Address("10.244.1.1")]
     assert [n.ip for n in a.nodes] == [IPv4Address("192.168.56.11"), IPv4Address("192.168.56.12")]
     # round-robin placement; host-local hands out .2, .3, ... per node
     assert [(p.node, str(p.ip)) for p in a.pods] == [("node1", "10.244.0.2"), ("node2", "10.244.1.2"),
                                                       ("node1", "10.244.0.3")]
-    assert addressing.plan(topo) == a
+    assert allocation.allocate(topo) == a
     assert a.pod_mtu == 1450
 
 
@@ -32,13 +32,13 @@ def test_seed_000_capacity():
 
 
 def test_l2_pods_share_the_whole_pod_cidr():
-    a = addressing.plan(load("name: t\nmode: l2\nnodes: 2\npods: [{name: a, image: busybox}]"))
+    a = allocation.allocate(load("name: t\nmode: l2\nnodes: 2\npods: [{name: a, image: busybox}]"))
     assert a.pods[0].prefixlen == 16
     assert a.pod_mtu == 1500
 
 
 def test_host_network_pod_uses_the_node_address_and_namespace():
-    a = addressing.plan(load("name: t\nnodes: [n1]\npods: [{name: mon, node: n1, hostNetwork: true, image: busybox},"
+    a = allocation.allocate(load("name: t\nnodes: [n1]\npods: [{name: mon, node: n1, hostNetwork: true, image: busybox},"
                              " {name: p, node: n1, image: busybox}]"))
     mon, p = a.pods
     assert mon.host_network and mon.ip == a.nodes[0].ip and mon.netns == a.nodes[0].netns and mon.veth is None
@@ -53,6 +53,6 @@ def test_vtep_macs_are_stable_unicast_and_locally_administered():
 
 
 def test_outside_hosts_follow_the_nodes_and_router_is_first_address():
-    a = addressing.plan(load("name: t\nmode: l3\nrouting: gateway\nnodes: 3\noutside: [ecs]"))
+    a = allocation.allocate(load("name: t\nmode: l3\nrouting: gateway\nnodes: 3\noutside: [ecs]"))
     assert str(a.outside[0].ip) == "192.168.56.14"
     assert str(a.router_ip) == "192.168.56.1"

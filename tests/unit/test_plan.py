@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import commands, modes, planner, topology
+from lab import commands, designs, planner, topology
 from lab.errors import PodlabError
 from lab.ops import AddFdb, AddNeighbour, AddRoute, CreateNamespace, CreateVxlan
 
@@ -62,9 +62,14 @@ def test_names_in_plan_never_collide():
     assert len(names) == len(set(names))
 
 
-def test_unknown_mode_lists_the_known_ones():
-    with pytest.raises(PodlabError, match="l2, l3, vxlan"):
-        modes.planner("calico")
+def test_unknown_design_parts_list_the_known_ones():
+    with pytest.raises(PodlabError, match="flannel, flannel-host-gw, bridge-l2, vpc-routes"):
+        designs.preset("calico-typo")
+    with pytest.raises(PodlabError, match="known attachments are bridge"):
+        designs.combine("macvlan", "vxlan")
+    with pytest.raises(PodlabError, match="known backends are l2, host-gw, vpc, vxlan"):
+        designs.combine("bridge", "ipip")
+
 
 
 def test_large_labs_write_permanent_neighbours_small_labs_let_arp_learn():

@@ -7,9 +7,9 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from lab import addressing, probe
+from lab import addressing, allocation, probe
 from lab.engine import netns
-from lab.model import Container, Node, OutsideHost, Pod, Topology
+from lab.model import Container, DesignChoice, Node, OutsideHost, Pod, Topology
 from lab.probe import Endpoint, PathResult
 
 
@@ -100,7 +100,7 @@ def test_expected_pairs_follow_the_network_model():
 
 def test_endpoints_from_plan_know_the_workload_ports():
     topo = Topology(
-        name="t", mode="l3", routing="host", pod_cidr=IPv4Network("10.244.0.0/16"), node_mask=24,
+        name="t", design=DesignChoice("bridge", "host-gw", "flannel-host-gw"), pod_cidr=IPv4Network("10.244.0.0/16"), node_mask=24,
         node_subnet=IPv4Network("192.168.56.0/24"), service_cidr=IPv4Network("10.96.0.0/12"), mtu=1500,
         nodes=(Node("n1"), Node("n2")),
         pods=(Pod("web", "n1", (Container("web", "nginx:1.25"),)),
@@ -108,7 +108,7 @@ def test_endpoints_from_plan_know_the_workload_ports():
               Pod("idle", "n2", (Container("sh", "busybox"),)),
               Pod("hostnet", "n1", (Container("sh", "busybox"),), host_network=True)),
         outside=(OutsideHost("ecs"),))
-    plan = addressing.plan(topo)
+    plan = allocation.allocate(topo)
     pods, nodes, outside = probe.endpoints_from_plan(topo, plan)
     by = {p.name: p for p in pods}
     assert by["web"].http_port == 80 and by["web"].http_expect == "Welcome to the home page of host web!"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lab.errors import PodlabError, Problem, TopologyError
-from lab.model import Topology
+from lab.model import DesignChoice, Topology
 from lab.naming import SAFE_ALPHABET
 from lab.topology import load, loads, max_nodes, max_pods_per_node, resolve
 
@@ -45,7 +45,7 @@ def problem_at(text: str, path: str) -> Problem:
 def test_minimal_file_gets_every_default():
     topo = loads("name: demo\n")
     assert topo.name == "demo"
-    assert topo.mode == "vxlan" and topo.routing is None
+    assert topo.design == DesignChoice("bridge", "vxlan", "flannel")
     assert topo.pod_cidr == IPv4Network("10.244.0.0/16")
     assert topo.node_mask == 24
     assert topo.node_subnet == IPv4Network("192.168.56.0/24")
@@ -119,7 +119,7 @@ def test_full_example_maps_to_the_model():
                 command: [python3, -m, http.server, "8080"]
         outside: [ecs, {name: bastion}]
         """))
-    assert topo.mode == "l3" and topo.routing == "host"
+    assert topo.design == DesignChoice("bridge", "host-gw", "flannel-host-gw")
     assert (topo.pod_cidr, topo.node_mask, topo.mtu, topo.bridge) == (IPv4Network("172.16.0.0/16"), 25, 9000, "br-pods")
     assert [o.name for o in topo.outside] == ["ecs", "bastion"]
     busybox, web = topo.pods
@@ -136,7 +136,7 @@ def test_full_example_maps_to_the_model():
 
 
 def test_routing_gateway_for_l3():
-    assert loads("mode: l3\nrouting: gateway\n").routing == "gateway"
+    assert loads("mode: l3\nrouting: gateway\n").design.backend == "vpc"
 
 
 def test_nodes_as_a_count():

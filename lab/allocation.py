@@ -1,0 +1,61 @@
+"""Handing out addresses: node blocks, node and pod addresses, as Kubernetes and host-local do.
+
+- Node i (0-based, in file order) gets the i-th block of the pod CIDR, as Kubernetes' node
+  IPAM does; the block's first address is the pods' gateway.
+- Pods get addresses from .2 upward in file order, as host-local hands them out.
+- On the underlay, .1 is the VPC router (or the gateway), nodes start at .11 as in the
+  reference's 192.168.56.11, and outside hosts follow the nodes.
+
+Pure: the same topology always gives the same plan. (A lab keeps the plan it was built with.)
+"""
+from __future__ import annotations
+
+from lab import designs, naming
+from lab.addressing import (NODE_IP_OFFSET, SHARED_ARP_BUDGET, STATIC_PAIRS_LIMIT, AddressPlan, HostAddr, NodeAddr,
+                            PodAddr, capacity, dynamic_neighbours, same_node_pod_pairs, vtep_mac)
+from lab.model import Pod, Topology
+
+
+def allocate(topo: Topology) -> AddressPlan:
+    design = designs.of(topo)
+    blocks = topo.pod_cidr.subnets(new_prefix=topo.node_mask)
+    hosts = topo.node_subnet
+    nodes = []
+    for i, (node, block) in enumerate(zip(topo.nodes, blocks)):
+        nodes.append(NodeAddr(
+            name=node.name, index=i, netns=naming.netns_name(topo.name, node.name),
+            ip=hosts[NODE_IP_OFFSET + i], block=block, gateway=block[1],
+            vtep_mac=vtep_mac(topo.name, node.name)))
+    by_node = {n.name: n for n in nodes}
+
+    prefixlen = design.pod_prefixlen(topo)
+    next_host = {n.name: 2 for n in nodes}
+    pods = [_pod_addr(topo, pod, by_node[pod.node], next_host, prefixlen) for pod in topo.pods]
+
+    pairs = same_node_pod_pairs(pods)
+    on_link = len([p for p in pods if not p.host_network])
+    # On one broadcast domain every pod is on-link with every pod, so all of them may ARP for
+    # each other; on a node bridge, the pods of one node; routed pods only ARP for their gateway.
+    arp_pairs = (on_link * (on_link - 1) if design.backend.shared_segment
+                 else design.attachment.arp_pairs(on_link, pairs))
+    static = dynamic_neighbours(len(pods), len(nodes) + len(topo.outside), arp_pairs) > SHARED_ARP_BUDGET
+    first_outside = NODE_IP_OFFSET + len(nodes)
+    outside = tuple(HostAddr(h.name, naming.netns_name(topo.name, h.name), hosts[first_outside + i])
+                    for i, h in enumerate(topo.outside))
+    return AddressPlan(
+        lab=topo.name, underlay_netns=naming.netns_name(topo.name, "underlay"),
+        router_ip=hosts[1], underlay_prefixlen=hosts.prefixlen,
+        nodes=tuple(nodes), pods=tuple(pods), outside=outside,
+        capacity=capacity(topo.pod_cidr, topo.node_mask),
+        pod_mtu=design.pod_mtu(topo.mtu),
+        static_neighbours=static,
+        static_pod_pairs=static and design.attachment.bridge and pairs <= STATIC_PAIRS_LIMIT)
+
+
+def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int], prefixlen: int) -> PodAddr:
+    if pod.host_network:
+        return PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True)
+    ip = node.block[next_host[node.name]]
+    next_host[node.name] += 1
+    return PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ip, prefixlen,
+                   naming.veth_name(topo.name, pod.name), False)

@@ -1,0 +1,115 @@
+"""The two parts of a design, as real CNIs are built from them, and what each states.
+
+An Attachment is how a pod joins its node (the CNI plugin that makes eth0: bridge, ptp). A
+Backend is how nodes reach each other's pod blocks (the daemon beside the plugin: flanneld's
+VXLAN or host-gw, the cloud's VPC routes, one broadcast domain). Each states, as data, what the
+rest of podlab needs to know, so no module outside lab/designs tests a design by name; each
+plans its own kernel objects over the wiring every design shares (lab.designs.wiring).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lab.model import DesignChoice, Topology
+
+if TYPE_CHECKING:
+    from lab.addressing import AddressPlan, NodeAddr, PodAddr
+    from lab.ops import Op
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    mirrors: str                 # the real plugin, for `podlab plan` and docs
+    summary: str
+    bridge: bool                 # pods hang off a node bridge (topology's network.bridge, cni0)
+    routed_same_node: bool       # pod -> pod on one node crosses the node's routing table (TTL - 1)
+    gateway_holder: str          # who answers for the pods' gateway: "the bridge", "every host veth"
+    pod_forwarding: bool = False  # a pod forwards packets (no design of today's does)
+
+    def pod_prefixlen(self, topo: Topology, backend: Backend) -> int:
+        """The prefix length of a pod's eth0 address."""
+        return topo.node_mask
+
+    def node_ops(self, design: Design, topo: Topology, addrs: AddressPlan, node: NodeAddr) -> list[Op]:
+        """What the node gets once, before its pods: a bridge, say."""
+        return []
+
+    def pod_ops(self, topo: Topology, addrs: AddressPlan, pod: PodAddr, node: NodeAddr) -> list[Op]:
+        raise NotImplementedError
+
+    def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
+        """The pod <-> node entries ARP would learn, for labs too large for the shared ARP table."""
+        return []
+
+    def arp_pairs(self, addrs_pods: int, same_node_pairs: int) -> int:
+        """Ordered pod pairs that ARP for each other (on one broadcast domain) within a node."""
+        return same_node_pairs if self.bridge else 0
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    mirrors: str
+    summary: str
+    mtu_overhead: int = 0            # bytes the encapsulation costs: pods get underlay MTU - this
+    shared_segment: bool = False     # pods of every node on one broadcast domain (the uplink bridged)
+    needs_bridge: bool = False       # only works with an attachment that has a node bridge
+    router: bool = False             # the underlay routes: a VPC router holding one route per node block
+    outside_reaches_pods: bool = False   # machines outside the cluster have routes to the pod blocks
+    node_port: bool = True           # a NodePort Service works (a node's address is not a bridge port)
+    tunnel: str | None = None        # the device pods' packets leave a node by, if not eth0
+
+    def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
+        raise NotImplementedError
+
+    def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
+        return []
+
+    @property
+    def underlay_role(self) -> str:
+        """What the underlay namespace is, in the words of the design it emulates."""
+        return "the VPC router" if self.router else "the underlay switch"
+
+
+@dataclass(frozen=True)
+class Design:
+    """An attachment x a backend, and the preset (a real CNI's name) it was asked for by, if any."""
+    attachment: Attachment
+    backend: Backend
+    preset: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.preset or f"{self.attachment.name}+{self.backend.name}"
+
+    @property
+    def choice(self) -> DesignChoice:
+        """What a Topology records of it: the names."""
+        return DesignChoice(self.attachment.name, self.backend.name, self.preset)
+
+    @property
+    def parts(self) -> str:
+        return f"{self.attachment.name} attachment + {self.backend.name} backend"
+
+    def describe(self) -> str:
+        """`flannel (bridge attachment + vxlan backend)`, as `podlab plan` and `up` name it."""
+        return f"{self.name} ({self.parts})"
+
+    def pod_prefixlen(self, topo: Topology) -> int:
+        return self.attachment.pod_prefixlen(topo, self.backend)
+
+    def pod_mtu(self, underlay_mtu: int) -> int:
+        return underlay_mtu - self.backend.mtu_overhead
+
+    def same_node_hops(self) -> int:
+        """Routing hops (TTL decrements) from a pod to a pod on the same node."""
+        return 1 if self.attachment.routed_same_node else 0
+
+    def cross_node_hops(self) -> int:
+        """Routing hops from a pod to a pod on another node: none on one broadcast domain, else
+        the two nodes (a VPC router adds one more)."""
+        if self.backend.shared_segment:
+            return self.same_node_hops()
+        return 3 if self.backend.router else 2
