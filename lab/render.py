@@ -30,8 +30,8 @@ def plan_text(plan: Plan) -> str:
     t, a = plan.topology, plan.addresses
     design = designs.of(t)
     lines = [f"lab {t.name}: {design.describe()}" + (f" — {t.description}" if t.description else ""),
-             f"  attachment {design.attachment.name}: {design.attachment.summary} ({design.attachment.mirrors})",
-             f"  backend {design.backend.name}: {design.backend.summary} ({design.backend.mirrors})",
+             f"  attachment {design.attachment.name} — {design.attachment.mirrors}: {design.attachment.summary}",
+             f"  backend {design.backend.name} — {design.backend.mirrors}: {design.backend.summary}",
              f"pod CIDR {t.pod_cidr}, /{t.node_mask} per node; node subnet {t.node_subnet}; "
              f"service CIDR {t.service_cidr}; MTU {t.mtu} (pods {a.pod_mtu})",
              f"capacity: {a.capacity}"]

@@ -141,7 +141,7 @@ def test_generated_topologies_get_an_error_or_a_plan(doc):
         return
     FIGURES["generated_valid"] += 1
     if small(topo):
-        VALID_SMALL.append((len(topo.pods) + len(topo.nodes) + len(topo.outside), topo.mode, text))
+        VALID_SMALL.append((len(topo.pods) + len(topo.nodes) + len(topo.outside), topo.design.backend, text))
 
 
 def richest(candidates: list[tuple[int, str, str]], count: int) -> list[str]:
