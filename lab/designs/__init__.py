@@ -4,6 +4,7 @@ pod blocks), registered by name, and the presets that carry the real CNI's name.
   base       what an Attachment and a Backend state (the rest of podlab reads only that)
   wiring     what every design shares: namespaces, the underlay switch, uplinks, outside hosts
   bridge     attachment: the CNI bridge plugin (flannel's delegate)
+  ptp        attachment: the CNI ptp plugin (kindnet, GKE)
   l2, hostgw, vpc, vxlan   backends
 
 To add a design: a module with one Attachment or Backend instance, a line in ATTACHMENTS or
@@ -19,6 +20,7 @@ from lab.designs.base import Attachment, Backend, Design
 from lab.designs.bridge import BRIDGE
 from lab.designs.hostgw import HOST_GW
 from lab.designs.l2 import L2
+from lab.designs.ptp import PTP
 from lab.designs.vpc import VPC
 from lab.designs.vxlan import VXLAN
 from lab.errors import PodlabError
@@ -28,7 +30,7 @@ from lab.ops import Op
 __all__ = ["Attachment", "Backend", "Design", "ATTACHMENTS", "BACKENDS", "PRESETS", "DEFAULT_PRESET",
            "preset", "combine", "from_mode", "of", "plan"]
 
-ATTACHMENTS: dict[str, Attachment] = {a.name: a for a in (BRIDGE,)}
+ATTACHMENTS: dict[str, Attachment] = {a.name: a for a in (BRIDGE, PTP)}
 BACKENDS: dict[str, Backend] = {b.name: b for b in (L2, HOST_GW, VPC, VXLAN)}
 
 # name -> (attachment, backend, what it is)
@@ -37,6 +39,8 @@ PRESETS: dict[str, tuple[str, str, str]] = {
     "flannel-host-gw": ("bridge", "host-gw", "flannel's host-gw backend"),
     "bridge-l2": ("bridge", "l2", "the bridge plugin on one flat L2 network"),
     "vpc-routes": ("bridge", "vpc", "the cloud VPC route model (seed 000)"),
+    "kindnet": ("ptp", "host-gw", "kind's default CNI: ptp + host-local, kindnetd's routes"),
+    "gke-routes": ("ptp", "vpc", "GKE's routes-based cluster: ptp + VPC routes"),
 }
 DEFAULT_PRESET = "flannel"
 

@@ -66,30 +66,52 @@ def test_pods_have_their_names_as_hostnames(lab):
         assert out == pod.name
 
 
-def test_bridge_plugin_objects(lab):
-    """Check 1: cni0 holds the gateway .1; pods hold .N (N >= 2) and default via .1; check 2: forwarding on."""
+def test_attachment_objects(lab):
+    """Checks 1, 2 and the ptp plugin's objects, as lab.designs says the pods are attached."""
+    attach = lab.design.attachment.name
     for node in lab.addresses.nodes:
         snap = inspect.snapshot(node.netns)
-        mask = lab.topology.pod_cidr.prefixlen if lab.topology.mode == "l2" else lab.topology.node_mask
-        assert f"{node.gateway}/{mask}" in [a.address for a in snap.addresses if a.dev == "cni0"]
         assert snap.sysctls["net.ipv4.ip_forward"] == "1"
-        ports = [l for l in snap.links if l.master == "cni0" and l.name.startswith("veth")]
-        assert len(ports) == len([p for p in lab.addresses.pods if p.node == node.name])
+        pods = [p for p in lab.addresses.pods if p.node == node.name and not p.host_network]
+        if attach == "bridge":
+            mask = lab.topology.pod_cidr.prefixlen if lab.design.backend.shared_segment else lab.topology.node_mask
+            assert f"{node.gateway}/{mask}" in [a.address for a in snap.addresses if a.dev == "cni0"]
+            ports = [l for l in snap.links if l.master == "cni0" and l.name.startswith("veth")]
+            assert len(ports) == len(pods)
+        else:   # ptp: no bridge; every host veth holds <gw>/32; <pod IP> dev vethX scope host
+            assert attach == "ptp"
+            assert not [l for l in snap.links if l.kind == "bridge"]
+            for pod in pods:
+                assert [a.address for a in snap.addresses if a.dev == pod.veth] == [f"{node.gateway}/32"]
+                host_route = next(r for r in snap.routes_in("main") if r.dst == f"{pod.ip}/32")
+                assert (host_route.dev, host_route.scope) == (pod.veth, "host")
     for pod in lab.addresses.pods:
         snap = inspect.snapshot(pod.netns)
+        gw = str(lab.addresses.node(pod.node).gateway)
         assert int(str(pod.ip).split(".")[-1]) >= 2
-        default = [r for r in snap.routes_in("main") if r.dst == "default"]
-        assert [r.gateway for r in default] == [str(lab.addresses.node(pod.node).gateway)]
+        main = snap.routes_in("main")
+        default = [r for r in main if r.dst == "default"]
+        assert [r.gateway for r in default] == [gw]
+        assert snap.sysctls["net.ipv4.ip_forward"] == "0"
+        if attach == "ptp":
+            block = str(lab.addresses.node(pod.node).block)
+            assert [a.address for a in snap.addresses if a.dev == "eth0"] == [f"{pod.ip}/{lab.topology.node_mask}"]
+            by_dst = {r.dst: r for r in main}
+            # The connected route is gone: the block is reached via the gateway, the gateway on-link.
+            assert (by_dst[block].gateway, by_dst[block].dev, by_dst[block].src) == (gw, "eth0", str(pod.ip))
+            gw32 = f"{gw}/32"
+            assert (by_dst[gw32].dev, by_dst[gw32].scope, by_dst[gw32].src) == ("eth0", "link", str(pod.ip))
+            assert set(by_dst) == {"default", block, gw32}
 
 
-def test_mode_specific_objects(lab):
+def test_backend_objects(lab):
     a = lab.addresses
-    mode, routing = lab.topology.mode, lab.topology.routing
+    backend = lab.design.backend.name
     for node in a.nodes:
         snap = inspect.snapshot(node.netns)
         remote = [n for n in a.nodes if n is not node]
         routes = {r.dst: r for r in snap.routes_in("main")}
-        if mode == "vxlan":          # check 3
+        if backend == "vxlan":          # check 3
             vx = snap.link("flannel.1")
             assert vx and vx.kind == "vxlan" and vx.mtu == lab.topology.mtu - 50
             assert vx.vxlan == {"id": 1, "local": str(node.ip), "port": 8472, "learning": False, "dev": "eth0"}
@@ -101,35 +123,43 @@ def test_mode_specific_objects(lab):
             fdb = [f for f in snap.fdb if f.dev == "flannel.1"]
             assert sorted((f.mac, f.dst) for f in fdb) == sorted((p.vtep_mac, str(p.ip)) for p in remote)
             assert all(f.permanent for f in fdb)
-        elif mode == "l3" and routing == "host":   # check 4
+        elif backend == "host-gw":   # check 4
             assert snap.link("flannel.1") is None
             for peer in remote:
                 assert (routes[str(peer.block)].gateway, routes[str(peer.block)].dev) == (str(peer.ip), "eth0")
-        elif mode == "l3":           # check 5
+        elif backend == "vpc":       # check 5
             assert not any(str(p.block) in routes for p in remote)
             assert routes["default"].gateway == str(a.router_ip)
-        elif mode == "l2":
+        else:
+            assert backend == "l2"
             assert snap.link("eth0").master == "cni0"
-    if routing == "gateway":
+    if backend == "vpc":
         router = {r.dst: r.gateway for r in inspect.snapshot(a.underlay_netns).routes_in("main")}
         assert all(router[str(n.block)] == str(n.ip) for n in a.nodes)
 
 
+# TTL a pod sees from a pod (same node, other node): each routing hop takes one (check 8).
+TTLS = {"bridge-l2": (64, 64), "flannel-host-gw": (64, 62), "vpc-routes": (64, 61), "flannel": (64, 62),
+        "kindnet": (63, 62), "gke-routes": (63, 61)}
+
+
 def test_ttl_tells_switched_from_routed(lab):
-    """Check 8: same-node bridge unchanged; cross-node: l2 unchanged, routed -2 (-3 via a VPC router)."""
+    """Check 8: same-node bridge unchanged, ptp -1; cross-node: l2 unchanged, routed -2 (-3 via a VPC router)."""
     a = lab.addresses
     src = a.pods[0]
     same = next(p for p in a.pods if p.node == src.node and p is not src)
     other = next(p for p in a.pods if p.node != src.node)
-    assert ttl_from(lab, src.name, same.ip) == 64
-    expected = {"l2": 64, "vxlan": 62, "l3": 61 if lab.topology.routing == "gateway" else 62}[lab.topology.mode]
-    assert ttl_from(lab, src.name, other.ip) == expected
+    same_ttl, cross_ttl = TTLS[lab.design.name]
+    assert ttl_from(lab, src.name, same.ip) == same_ttl
+    assert ttl_from(lab, src.name, other.ip) == cross_ttl
+    # What trace, explain and the graders expect of the design is what the kernel does.
+    assert (64 - lab.design.same_node_hops(), 64 - lab.design.cross_node_hops()) == (same_ttl, cross_ttl)
 
 
 def test_outside_host_reaches_pods_only_in_the_vpc_route_model(lab):
     pod = lab.addresses.pods[0]
     reached = run_in(lab.target("ecs"), "ping", "-c", "1", "-W", "1", str(pod.ip)).returncode == 0
-    assert reached == (lab.topology.routing == "gateway")
+    assert reached == (lab.design.backend.name == "vpc")
 
 
 def test_nginx_page_names_the_pod_across_nodes(lab):

@@ -63,13 +63,14 @@ def test_names_in_plan_never_collide():
 
 
 def test_unknown_design_parts_list_the_known_ones():
-    with pytest.raises(PodlabError, match="flannel, flannel-host-gw, bridge-l2, vpc-routes"):
+    with pytest.raises(PodlabError, match="flannel, flannel-host-gw, bridge-l2, vpc-routes, kindnet, gke-routes"):
         designs.preset("calico-typo")
-    with pytest.raises(PodlabError, match="known attachments are bridge"):
+    with pytest.raises(PodlabError, match="known attachments are bridge, ptp"):
         designs.combine("macvlan", "vxlan")
     with pytest.raises(PodlabError, match="known backends are l2, host-gw, vpc, vxlan"):
         designs.combine("bridge", "ipip")
-
+    with pytest.raises(PodlabError, match="has no bridge"):
+        designs.combine("ptp", "l2")
 
 
 def test_large_labs_write_permanent_neighbours_small_labs_let_arp_learn():
