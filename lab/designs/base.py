@@ -107,6 +107,12 @@ class Design:
         """Routing hops (TTL decrements) from a pod to a pod on the same node."""
         return 1 if self.attachment.routed_same_node else 0
 
+    def node_sends_back(self) -> bool:
+        """Whether a node forwards some packets back out the interface they came in by, and so
+        sends ICMP redirects: a bridged uplink (ClusterIP traffic leaves by the bridge it came in
+        by), or a routed pod's own veth when the pod reaches its own Service."""
+        return self.backend.shared_segment or self.attachment.routed_same_node
+
     def cross_node_hops(self) -> int:
         """Routing hops from a pod to a pod on another node: none on one broadcast domain, else
         the two nodes (a VPC router adds one more)."""

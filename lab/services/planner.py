@@ -19,6 +19,7 @@ DEFAULT = IPv4Network("0.0.0.0/0")
 # Pods on one node reach a ClusterIP through the node (routed) but the endpoint's answer comes
 # back across the bridge (switched): only bridge netfilter lets conntrack see it and undo the
 # DNAT. kubeadm's preflight demands it; here it is per namespace, so the host's stays as it is.
+# Designs without a node bridge (ptp) route every packet through the node and need none of it.
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
 
 
@@ -33,16 +34,17 @@ def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
         for pod in topo.pods:
             by_node.setdefault(pod.node, []).append((pod, ip_of[pod.name]))
     defaults = {op.ns for op in mode_ops if isinstance(op, AddRoute) and op.dst.prefixlen == 0}
+    design = designs.of(topo)
     out: list[Op] = []
     for node in addrs.nodes:
         host_ports = nft.host_ports(by_node.get(node.name, []))
-        if topo.cluster_services or host_ports:
+        if design.attachment.bridge and (topo.cluster_services or host_ports):
             out.append(SetSysctl(node.netns, BRIDGE_NF, "1"))
         if topo.cluster_services:
-            if designs.of(topo).backend.shared_segment:
-                # A node's uplink is a port of cni0: ClusterIP traffic leaves by the bridge it came in
-                # by, and the ICMP redirects the node would send use up the per-host ICMP rate limit
-                # that kube-proxy's reject (no endpoints) relies on.
+            if design.node_sends_back():
+                # The ICMP redirects the node would send for packets that leave by the interface
+                # they came in by use up the per-host ICMP rate limit (the same inet_peer tokens)
+                # that kube-proxy's reject (no endpoints) relies on. A real node sends them too.
                 out += [SetSysctl(node.netns, "net.ipv4.conf.all.send_redirects", "0"),
                         SetSysctl(node.netns, "net.ipv4.conf.default.send_redirects", "0")]
             if node.netns not in defaults:
