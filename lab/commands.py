@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import singledispatch
 
 from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
+                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl,
+                     SetSysctls)
 
 
 @singledispatch
@@ -21,6 +22,14 @@ def _(op: CreateNamespace) -> str:
 @command.register
 def _(op: SetSysctl) -> str:
     return f"ip netns exec {op.ns} sysctl -w {op.key}={op.value}"
+
+
+@command.register
+def _(op: SetSysctls) -> str:
+    line = f"ip netns exec {op.ns} sysctl -q -w " + " ".join(f"{k}={v}" for k, v in op.settings)
+    if op.if_present:   # -e: a key the kernel does not have (its module not loaded) is no error
+        line += f"; ip netns exec {op.ns} sysctl -q -e -w " + " ".join(f"{k}={v}" for k, v in op.if_present)
+    return line
 
 
 @command.register

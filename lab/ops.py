@@ -126,6 +126,16 @@ class SetSysctl:
 
 
 @dataclass(frozen=True)
+class SetSysctls:
+    """A namespace's baseline settings, set explicitly so a lab behaves the same on every host (a
+    new namespace inherits the root namespace's IPv4 conf/all and conf/default: forwarding=1 on a
+    Docker or Kubernetes host). `if_present` keys exist only with a kernel module loaded."""
+    ns: str
+    settings: tuple[tuple[str, str], ...]
+    if_present: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class ApplyNft:
     """Whole nftables tables (`nft -f` syntax) loaded into a namespace: kube-proxy's, portmap's."""
     ns: str
@@ -134,11 +144,12 @@ class ApplyNft:
 
 
 Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin
-      | AddAddress | AddRoute | DelRoute | AddNeighbour | AddFdb | SetSysctl | ApplyNft)
+      | AddAddress | AddRoute | DelRoute | AddNeighbour | AddFdb | SetSysctls | SetSysctl | ApplyNft)
 
 # Execution order. Within a phase, ops on different namespaces are independent.
 PHASE: dict[type, int] = {
     CreateNamespace: 0,
+    SetSysctls: 1,           # before the design's own SetSysctl, which may change a baseline value
     SetSysctl: 1,
     CreateBridge: 2,
     CreateVeth: 3,

@@ -6,18 +6,37 @@ from ipaddress import IPv4Network
 
 from lab.addressing import AddressPlan, NodeAddr, interface, stable_mac
 from lab.model import Topology
-from lab.ops import AddAddress, AddNeighbour, AddRoute, CreateBridge, CreateNamespace, CreateVeth, LinkUp, Op, SetSysctl
+from lab.ops import (AddAddress, AddNeighbour, AddRoute, CreateBridge, CreateNamespace, CreateVeth, LinkUp, Op,
+                     SetSysctl, SetSysctls)
 
 UNDERLAY_BRIDGE = "br0"
 DEFAULT = IPv4Network("0.0.0.0/0")
 
+# What a new namespace gets from a kernel that does not inherit the root namespace's settings
+# (net.core.devconf_inherit_init_net=2), written out for every namespace of a lab: by default a
+# new namespace inherits the root's IPv4 conf/all and conf/default, which on a Docker or
+# Kubernetes host forward packets and filter by reverse path. The design then sets what it needs
+# (a node forwards; a VPC router forwards). No pod forwards unless its attachment says so.
+_IPV4 = (("forwarding", "0"), ("rp_filter", "0"), ("accept_redirects", "1"), ("secure_redirects", "1"),
+         ("send_redirects", "1"), ("accept_local", "0"), ("route_localnet", "0"), ("proxy_arp", "0"),
+         ("arp_ignore", "0"), ("arp_announce", "0"), ("arp_filter", "0"))
+IPV4_BASELINE = (tuple((f"net.ipv4.conf.all.{k}", v) for k, v in _IPV4) + (("net.ipv4.conf.all.accept_source_route", "0"),)
+                 + tuple((f"net.ipv4.conf.default.{k}", v) for k, v in _IPV4)
+                 + (("net.ipv4.conf.default.accept_source_route", "1"),))
+# br_netfilter, where loaded (a Kubernetes host), passes every bridged frame through iptables and
+# nftables in every namespace; bridges that need it (kube-proxy's, lab.services) turn it back on.
+NO_BRIDGE_NETFILTER = tuple((f"net.bridge.bridge-nf-call-{t}", "0") for t in ("iptables", "ip6tables", "arptables"))
 
-def namespaces(topo: Topology, addrs: AddressPlan) -> list[Op]:
-    ops: list[Op] = [CreateNamespace(addrs.underlay_netns, "underlay", "underlay")]
-    ops += [CreateNamespace(n.netns, n.name, "node") for n in addrs.nodes]
-    ops += [CreateNamespace(p.netns, p.name, "pod") for p in addrs.pods if not p.host_network]
-    ops += [CreateNamespace(h.netns, h.name, "outside") for h in addrs.outside]
-    ops += [LinkUp(ns.ns, "lo") for ns in ops if isinstance(ns, CreateNamespace)]
+
+def namespaces(topo: Topology, addrs: AddressPlan, node_bridges: bool) -> list[Op]:
+    made: list[CreateNamespace] = [CreateNamespace(addrs.underlay_netns, "underlay", "underlay")]
+    made += [CreateNamespace(n.netns, n.name, "node") for n in addrs.nodes]
+    made += [CreateNamespace(p.netns, p.name, "pod") for p in addrs.pods if not p.host_network]
+    made += [CreateNamespace(h.netns, h.name, "outside") for h in addrs.outside]
+    bridged = {addrs.underlay_netns} | ({n.netns for n in addrs.nodes} if node_bridges else set())
+    ops: list[Op] = list(made)
+    ops += [SetSysctls(ns.ns, IPV4_BASELINE, NO_BRIDGE_NETFILTER if ns.ns in bridged else ()) for ns in made]
+    ops += [LinkUp(ns.ns, "lo") for ns in made]
     return ops
 
 

@@ -19,7 +19,8 @@ from lab.engine import netns
 from lab.engine.journal import Journal, ns_id
 from lab.errors import PodlabError
 from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl)
+                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl,
+                     SetSysctls)
 
 Progress = Callable[[str, int, int], None]
 UNMOUNT_THREADS = 32
@@ -199,10 +200,13 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
     if taken:
         raise PodlabError(f"network namespace {taken[0]} already exists ({len(taken)} names taken): "
                           f"another lab or program uses it; pick another lab name with --name")
-    sysctls: dict[str, list[tuple[str, str]]] = {}
+    sysctls: dict[str, list[netns.Sysctl]] = {}
     for op in ops:
-        if isinstance(op, SetSysctl):
-            sysctls.setdefault(op.ns, []).append((op.key, op.value))
+        if isinstance(op, SetSysctls):
+            sysctls.setdefault(op.ns, []).extend([(k, v, False) for k, v in op.settings]
+                                                 + [(k, v, True) for k, v in op.if_present])
+        elif isinstance(op, SetSysctl):
+            sysctls.setdefault(op.ns, []).append((op.key, op.value, False))
     specs = [(op.ns, op.hostname, state.uts_path(lab, op.ns)) for op in creates]
     journal.record_many("netns", [{"name": ns, "uts": uts, "role": op.role}
                                   for (ns, _, uts), op in zip(specs, creates)])
@@ -238,7 +242,7 @@ _CREATED_UP = {CreateVeth: lambda op: op.name, CreateVxlan: lambda op: op.name}
 
 
 def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progress: Progress | None) -> None:
-    rest = [op for op in ops if not isinstance(op, (CreateNamespace, SetSysctl, ApplyNft))]
+    rest = [op for op in ops if not isinstance(op, (CreateNamespace, SetSysctls, SetSysctl, ApplyNft))]
     created = {(op.ns, _CREATED_UP[type(op)](op)) for op in rest if type(op) in _CREATED_UP}
     up = {(op.ns, op.name) for op in rest if isinstance(op, LinkUp)} & created
     rest = [op for op in rest if not (isinstance(op, LinkUp) and (op.ns, op.name) in up)]

@@ -47,7 +47,10 @@ def preflight(plan: Plan) -> None:
         problems.append("dnsmasq (the cluster DNS server): apt-get install dnsmasq-base")
     if bridge_nf and not os.path.exists("/proc/sys/net/" + planner.BRIDGE_NF[4:].replace(".", "/")):
         problems.append("the br_netfilter kernel module (pods reaching a Service on their own node need "
-                        "conntrack to see bridged replies): sudo modprobe br_netfilter")
+                        "conntrack to see bridged replies): sudo modprobe br_netfilter. Know that it changes "
+                        "every bridge on this host: each one's frames then go through iptables/nftables "
+                        "(Docker's and libvirt's bridges too) unless net.bridge.bridge-nf-call-iptables=0 "
+                        "there; podlab's labs set it per namespace, 1 only where kube-proxy needs it")
     if problems:
         raise PodlabError("this lab's Services need " + "; and ".join(problems) + ". Nothing was created.")
 
