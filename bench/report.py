@@ -43,13 +43,14 @@ def bringup_rows(b: dict) -> tuple[str, list[dict]]:
     rows, facts = [], []
     for n, data in sorted(b.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
         m = data["median"]
-        p, i, f, mn = (m.get(k, {}) for k in ("podlab", "podlab_idle", "floor", "mininet"))
+        p, i, f, mn, k = (m.get(key, {}) for key in ("podlab", "podlab_idle", "floor", "mininet", "kindnet"))
         loads = [r["load"] for runs in data["runs"].values() for r in runs]
         fact = {"n": int(n), "podlab_up": p.get("up"), "podlab_down": p.get("down"), "idle_up": i.get("up"),
                 "floor_up": f.get("up"), "floor_down": f.get("down"), "mininet_up": mn.get("up"),
-                "mininet_down": mn.get("down")}
+                "mininet_down": mn.get("down"), "kindnet_up": k.get("up")}
         facts.append(fact)
-        rows.append([n, s(p.get("up")), s(i.get("up")), s(f.get("up")), s(mn.get("up")),
+        rows.append([n, s(p.get("up")), s(i.get("up")), s(k.get("up")), s(ratio(k.get("up"), p.get("up"))),
+                     s(f.get("up")), s(mn.get("up")),
                      s(ratio(p.get("up"), f.get("up"))), s(ratio(i.get("up"), f.get("up"))),
                      s(ratio(mn.get("up"), p.get("up")), 1),
                      s(p.get("down")), s(f.get("down")), s(mn.get("down")),
@@ -57,7 +58,7 @@ def bringup_rows(b: dict) -> tuple[str, list[dict]]:
                      f"{s(p.get('settle'))} / {s(f.get('settle'))} / {s(mn.get('settle'))}",
                      f"{s(p.get('up_cpu'))} / {s(f.get('up_cpu'))}",
                      f"{min(loads):.1f}-{max(loads):.1f}" if loads else "—"])
-    header = ["N", "podlab up (nginx)", "podlab up (idle)", "floor up", "Mininet up", "podlab/floor",
+    header = ["N", "podlab up (nginx)", "podlab up (idle)", "kindnet up (ptp, nginx)", "kindnet/bridge", "floor up", "Mininet up", "podlab/floor",
               "idle/floor", "Mininet/podlab", "podlab down", "floor down", "Mininet down", "Mininet/podlab down",
               "settle after down: podlab / floor / Mininet", "CPU of up: podlab / floor", "load"]
     return _table(header, [[str(c) for c in r] for r in rows]), facts
@@ -71,9 +72,10 @@ def plot(b: dict, path: Path) -> bool:
     except ImportError:
         return False
     series = {"podlab (nginx in every pod)": "podlab", "podlab (idle pods)": "podlab_idle",
+              "podlab kindnet (ptp, nginx)": "kindnet",
               "floor (raw netlink, same objects)": "floor", "Mininet (LinuxBridge, no controller)": "mininet"}
     series |= {"podlab, /run on tmpfs": "podlab_tmpfs", "floor, /run on tmpfs": "floor_tmpfs"}
-    styles = {"podlab": "o-", "podlab_idle": "o--", "floor": "s-", "mininet": "^-", "podlab_tmpfs": "C0o",
+    styles = {"podlab": "o-", "podlab_idle": "o--", "kindnet": "D-", "floor": "s-", "mininet": "^-", "podlab_tmpfs": "C0o",
               "floor_tmpfs": "C2s"}
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     sizes = sorted(b.get("sizes", {}), key=int)

@@ -89,6 +89,17 @@ def l2_yaml(n: int, image: str = "nginx") -> str:
             f"nodes: [node1]\ndeployments:\n  - {{name: web, replicas: {n}, image: {image}}}\n")
 
 
+def kindnet_one_node_yaml(n: int) -> str:
+    """The same N pods on one node, attached by ptp (kindnet): a veth, two addresses and four
+    routes per pod instead of a bridge port."""
+    return l2_yaml(n, "nginx").replace("mode: l2", "design: kindnet").replace("on one bridge", "by ptp on one node")
+
+
+def kindnet_yaml(nodes: int, pods_per_node: int) -> str:
+    return vxlan_yaml(nodes, pods_per_node).replace("mode: vxlan", "design: kindnet").replace(
+        "flannel VXLAN", "kindnet (ptp + host routes)")
+
+
 def vpc_yaml(nodes: int, pods_per_node: int) -> str:
     """Seed 000's VPC route model at scale: nodes only default via the router, which routes each block."""
     return (f"description: {nodes}-node VPC-router cluster (bench)\nmode: l3\nrouting: gateway\n"
@@ -263,10 +274,11 @@ def section_bringup(opts: argparse.Namespace, work: Workdir, results: dict) -> d
     mininet = not opts.no_mininet and mininet_available()
     out: dict[str, Any] = {"sizes": {}, "mininet": mininet}
     for n in opts.sizes:
-        runs: dict[str, list[dict]] = {"podlab": [], "podlab_idle": [], "floor": [], "mininet": []}
+        runs: dict[str, list[dict]] = {"podlab": [], "podlab_idle": [], "kindnet": [], "floor": [], "mininet": []}
         contenders: list[tuple[str, str, Callable[[], dict]]] = [
             ("podlab", "podlab (nginx in every pod)", lambda: podlab_cycle(work, l2_yaml(n, "nginx"))),
             ("podlab_idle", "podlab (idle pods)", lambda: podlab_cycle(work, l2_yaml(n, "pause"))),
+            ("kindnet", "podlab kindnet (ptp, nginx)", lambda: podlab_cycle(work, kindnet_one_node_yaml(n))),
             ("floor", "floor", lambda: floor_cycle(n))]
         if mininet:
             flags = ["--memory"] if n == max(opts.sizes) else []
@@ -296,7 +308,8 @@ def section_bringup(opts: argparse.Namespace, work: Workdir, results: dict) -> d
 
 def section_cluster(opts: argparse.Namespace, work: Workdir, results: dict) -> dict:
     from lab import check
-    designs = {"vxlan_50x20": vxlan_yaml(*opts.vxlan_cluster), "vpc_200": vpc_yaml(*opts.vpc_cluster)}
+    designs = {"vxlan_50x20": vxlan_yaml(*opts.vxlan_cluster), "kindnet_50x20": kindnet_yaml(*opts.vxlan_cluster),
+               "vpc_200": vpc_yaml(*opts.vpc_cluster)}
     out: dict[str, Any] = {}
 
     def run_check(lab: api.Lab) -> dict:
@@ -314,9 +327,9 @@ def section_cluster(opts: argparse.Namespace, work: Workdir, results: dict) -> d
             log(f"cluster {key} #{r + 1}: up {x['up']:.2f} s, check {x['check']:.2f} s "
                 f"({x['passed']}/{x['paths']} paths{', sampled' if x['sampled'] else ''}), down {x['down']:.2f} s")
         out[key] = {"runs": runs, "median": {k: median([x[k] for x in runs]) for k in ("up", "check", "down", "settle")},
-                    "nodes": opts.vxlan_cluster[0] if key.startswith("vxlan") else opts.vpc_cluster[0],
-                    "pods": (opts.vxlan_cluster[0] * opts.vxlan_cluster[1] if key.startswith("vxlan")
-                             else opts.vpc_cluster[0] * opts.vpc_cluster[1])}
+                    "nodes": opts.vpc_cluster[0] if key.startswith("vpc") else opts.vxlan_cluster[0],
+                    "pods": (opts.vpc_cluster[0] * opts.vpc_cluster[1] if key.startswith("vpc")
+                             else opts.vxlan_cluster[0] * opts.vxlan_cluster[1])}
     return out
 
 
