@@ -54,6 +54,10 @@ def plan_text(plan: Plan) -> str:
         lines += ["", table(["OUTSIDE HOST", "IP", "NETNS"], [[h.name, h.ip, h.netns] for h in a.outside])]
     if design.backend.router:
         lines += ["", f"VPC router {a.router_ip} in {a.underlay_netns}: one route per node pod CIDR"]
+    elif t.cluster_services:
+        lines += ["", f"nodes: default via {a.router_ip}, which no one holds in this design: kube-proxy needs "
+                      "some route to DNAT a ClusterIP; a real node's gateway leads out, a lab's leads nowhere "
+                      "(docs/designs.md)"]
     counts: dict[str, int] = {}
     for op in plan.ops:
         counts[type(op).__name__] = counts.get(type(op).__name__, 0) + 1
