@@ -13,6 +13,7 @@ from __future__ import annotations
 from lab import designs, naming
 from lab.addressing import (NODE_IP_OFFSET, SHARED_ARP_BUDGET, STATIC_PAIRS_LIMIT, AddressPlan, HostAddr, NodeAddr,
                             PodAddr, capacity, dynamic_neighbours, same_node_pod_pairs, vtep_mac)
+from lab.errors import PodlabError
 from lab.model import Pod, Topology
 
 
@@ -31,6 +32,7 @@ def allocate(topo: Topology) -> AddressPlan:
     prefixlen = design.pod_prefixlen(topo)
     next_host = {n.name: 2 for n in nodes}
     pods = [_pod_addr(topo, pod, by_node[pod.node], next_host, prefixlen) for pod in topo.pods]
+    _check_veth_names(topo.name, pods)
 
     pairs = same_node_pod_pairs(pods)
     on_link = len([p for p in pods if not p.host_network])
@@ -50,6 +52,20 @@ def allocate(topo: Topology) -> AddressPlan:
         pod_mtu=design.pod_mtu(topo.mtu),
         static_neighbours=static,
         static_pod_pairs=static and design.attachment.bridge and pairs <= STATIC_PAIRS_LIMIT)
+
+
+def _check_veth_names(lab: str, pods: list[PodAddr]) -> None:
+    """Host veth names are 8 hex characters of a hash, like the CNI plugins': two pods of one node
+    could draw the same one, which the kernel would refuse halfway through a build."""
+    seen: dict[tuple[str, str], str] = {}
+    for pod in pods:
+        if pod.veth is None:
+            continue
+        other = seen.setdefault((pod.node, pod.veth), pod.name)
+        if other != pod.name:
+            raise PodlabError(f"lab {lab}: pods {other} and {pod.name} on node {pod.node} would both get the host "
+                              f"veth {pod.veth} (8 hex characters of sha256('<lab>/<pod>')); rename one of them "
+                              "or the lab. Nothing was created.")
 
 
 def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int], prefixlen: int) -> PodAddr:

@@ -1,3 +1,4 @@
+import pytest
 from ipaddress import IPv4Address, IPv4Network
 
 from lab import addressing, allocation, topology
@@ -56,3 +57,16 @@ def test_outside_hosts_follow_the_nodes_and_router_is_first_address():
     a = allocation.allocate(load("name: t\nmode: l3\nrouting: gateway\nnodes: 3\noutside: [ecs]"))
     assert str(a.outside[0].ip) == "192.168.56.14"
     assert str(a.router_ip) == "192.168.56.1"
+
+
+def test_two_pods_of_one_node_that_would_share_a_host_veth_name_are_refused(monkeypatch):
+    from lab import naming
+    from lab.errors import PodlabError
+    topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: b, node: n1, image: busybox}\n"
+                "  - {name: c, node: n2, image: busybox}\n")
+    monkeypatch.setattr(naming, "veth_name", lambda lab, pod: "veth00000000")
+    with pytest.raises(PodlabError, match="pods a and b on node n1 would both get the host veth veth00000000"):
+        allocation.allocate(topo)
+    # The same name on two different nodes is no clash: each node is its own namespace.
+    topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: c, node: n2, image: busybox}\n")
+    assert {p.veth for p in allocation.allocate(topo).pods} == {"veth00000000"}
