@@ -52,6 +52,8 @@ class Route:
     proto: int = 0
     onlink: bool = False
     src: str | None = None
+    metric: int | None = None
+    nexthops: list[dict] = field(default_factory=list)   # multipath: [{"gateway", "dev", "weight", "onlink"}]
 
 
 @dataclass
@@ -161,7 +163,9 @@ def _route(r: rtdump.RouteMsg, names: dict[int, str | None]) -> Route:
     return Route(dst=f"{r.dst}/{r.dst_len}" if r.dst else "default", table=RT_TABLES.get(r.table, str(r.table)),
                  type=ROUTE_TYPES.get(r.type, str(r.type)), gateway=r.gateway,
                  dev=names.get(r.oif) if r.oif else None, scope=scope, proto=r.proto,
-                 onlink=bool(r.flags & 4), src=r.prefsrc)
+                 onlink=bool(r.flags & 4), src=r.prefsrc, metric=r.priority,
+                 nexthops=[{"gateway": gw, "dev": names.get(oif) if oif else None, "weight": weight,
+                            "onlink": bool(flags & 4)} for gw, oif, weight, flags in r.nexthops])
 
 
 def _fdb(f: rtdump.NeighMsg, names: dict[int, str | None]) -> FdbEntry:

@@ -30,7 +30,8 @@ IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 18, 20, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 3, 4, 7, 15
 IFA_ADDRESS = 1
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 7, 9, 15
+_RTNEXTHOP = struct.Struct("=HBBi")   # rtnh_len, rtnh_flags, rtnh_hops (weight - 1), rtnh_ifindex
 NDA_DST, NDA_LLADDR, NDA_MASTER = 1, 2, 9
 NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE = 10, 1
 
@@ -212,6 +213,21 @@ class RouteMsg:
     oif: int | None
     gateway: str | None
     prefsrc: str | None
+    priority: int | None = None    # the metric `ip route` shows
+    nexthops: tuple[tuple[str | None, int, int, int], ...] = ()   # multipath: (gateway, oif, weight, flags)
+
+
+def _nexthops(raw: bytes | None) -> tuple[tuple[str | None, int, int, int], ...]:
+    out = []
+    view = memoryview(raw or b"")
+    while len(view) >= _RTNEXTHOP.size:
+        length, flags, hops, index = _RTNEXTHOP.unpack_from(view)
+        if length < _RTNEXTHOP.size:
+            break
+        nested = attrs(view[:length], _RTNEXTHOP.size)
+        out.append((ip(nested.get(RTA_GATEWAY)), index, hops + 1, flags))
+        view = view[(length + 3) & ~3:]
+    return tuple(out)
 
 
 def routes(sock: socket.socket, family: int = AF_INET) -> list[RouteMsg]:
@@ -223,7 +239,7 @@ def routes(sock: socket.socket, family: int = AF_INET) -> list[RouteMsg]:
         a = attrs(payload, _RTMSG.size)
         out.append(RouteMsg(u32(a.get(RTA_TABLE)) if RTA_TABLE in a else table, ip(a.get(RTA_DST)), dst_len,
                             rtype, scope, proto, flags, u32(a.get(RTA_OIF)), ip(a.get(RTA_GATEWAY)),
-                            ip(a.get(RTA_PREFSRC))))
+                            ip(a.get(RTA_PREFSRC)), u32(a.get(RTA_PRIORITY)), _nexthops(a.get(RTA_MULTIPATH))))
     return out
 
 
