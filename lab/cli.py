@@ -178,8 +178,8 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not rows and not unfinished:
         print("no lab is up: 'sudo podlab up' brings up the default lab", file=out)
     if rows:
-        print(render.table(["LAB", "MODE", "NODES", "PODS", "READY", "RESTARTS", "AGENT", "AGE"],
-                           [[r["name"], r["mode"], r["nodes"], r["pods"], r["ready"], r["restarts"],
+        print(render.table(["LAB", "DESIGN", "NODES", "PODS", "READY", "RESTARTS", "AGENT", "AGE"],
+                           [[r["name"], r["design"], r["nodes"], r["pods"], r["ready"], r["restarts"],
                              "running" if r["agent"] else "DEAD", render.age(r["age"])] for r in rows]), file=out)
     for r in rows:
         if not r["agent"]:

@@ -64,7 +64,10 @@ def _route(r: Any, names: dict[int, str]) -> Route:
     return Route(dst=f"{dst}/{r['dst_len']}" if dst else "default", table=inspect.RT_TABLES.get(table, str(table)),
                  type=inspect.ROUTE_TYPES.get(r["type"], str(r["type"])), gateway=r.get("RTA_GATEWAY"),
                  dev=names.get(oif) if oif else None, scope=scope, proto=r["proto"],
-                 onlink=bool(r["flags"] & 4), src=r.get("RTA_PREFSRC"))
+                 onlink=bool(r["flags"] & 4), src=r.get("RTA_PREFSRC"), metric=r.get("RTA_PRIORITY"),
+                 nexthops=[{"gateway": h.get("RTA_GATEWAY"), "dev": names.get(h["oif"]) if h["oif"] else None,
+                            "weight": h["hops"] + 1, "onlink": bool(h["flags"] & 4)}
+                           for h in (r.get("RTA_MULTIPATH") or [])])
 
 
 def _fdb(f: Any, names: dict[int, str]) -> FdbEntry:

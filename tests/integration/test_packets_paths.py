@@ -30,7 +30,7 @@ DESIGNS = in_every_mode(CLUSTER)
 @pytest.fixture(scope="module", params=list(DESIGNS))
 def lab(request, lab_from_yaml):
     lab = lab_from_yaml(DESIGNS[request.param], prefix="pk" + request.param.replace("-", ""))
-    lab.design = request.param
+    lab.variant = request.param
     settled(lab)
     return lab
 
@@ -48,14 +48,15 @@ def expected_cross(lab) -> list[tuple[str, str, str]]:
     a, n1, u, n2, c = ns(lab, "a"), ns(lab, "node1"), lab.addresses.underlay_netns, ns(lab, "node2"), ns(lab, "c")
     start = [(a, "eth0", "out"), (n1, veth(lab, "a"), "in")]
     end = [(n2, veth(lab, "c"), "out"), (c, "eth0", "in")]
-    if lab.design == "l2":       # switched all the way: uplink, underlay switch, uplink
+    if lab.variant == "l2":       # switched all the way: uplink, underlay switch, uplink
         return start + [(n1, "eth0", "out"), (u, "node1", "in"), (u, "node2", "out"), (n2, "eth0", "in")] + end
-    routed_in = [(n1, "cni0", "in")]
-    into_pod = [(n2, "cni0", "out")]
-    if lab.design == "vxlan":
+    bridged = lab.design.attachment.bridge   # ptp: the host veth is the node's own routed interface
+    routed_in = [(n1, "cni0", "in")] if bridged else []
+    into_pod = [(n2, "cni0", "out")] if bridged else []
+    if lab.variant == "vxlan":
         middle = [(n1, "flannel.1", "out"), (n1, "eth0", "out"), (u, "node1", "in"), (u, "node2", "out"),
                   (n2, "eth0", "in"), (n2, "flannel.1", "in")]
-    elif lab.design == "l3-host":
+    elif lab.variant in ("l3-host", "kindnet"):
         middle = [(n1, "eth0", "out"), (u, "node1", "in"), (u, "node2", "out"), (n2, "eth0", "in")]
     else:                        # the VPC router routes in the underlay namespace
         middle = [(n1, "eth0", "out"), (u, "node1", "in"), (u, "br0", "in"), (u, "br0", "out"), (u, "node2", "out"),
@@ -63,7 +64,7 @@ def expected_cross(lab) -> list[tuple[str, str, str]]:
     return start + routed_in + middle + into_pod + end
 
 
-TTL_AT_C = {"l2": 64, "l3-host": 62, "vxlan": 62, "l3-gateway": 61}
+TTL_AT_C = {"l2": 64, "l3-host": 62, "vxlan": 62, "l3-gateway": 61, "kindnet": 62, "gke-routes": 61}
 
 
 def path(hops) -> list[tuple[str, str, str]]:
@@ -74,12 +75,12 @@ def test_cross_node_trace_shows_every_hop_in_order(lab):
     started = time.monotonic()
     t = trace(lab, "a", "c")
     took = time.monotonic() - started
-    print(f"\n{lab.design}: 2-node trace in {took * 1000:.0f} ms (trace's own count: {t.elapsed * 1000:.0f} ms)\n"
+    print(f"\n{lab.variant}: 2-node trace in {took * 1000:.0f} ms (trace's own count: {t.elapsed * 1000:.0f} ms)\n"
           + t.text())
     assert t.verdict == "delivered" and t.replied and t.reason is None, t.text()
     assert path(t.hops) == expected_cross(lab)
     assert [h.time for h in t.hops] == sorted(h.time for h in t.hops)
-    assert t.hops[-1].ttl == TTL_AT_C[lab.design]
+    assert t.hops[-1].ttl == TTL_AT_C[lab.variant]
     assert all(h.summary.startswith("10.244.0.2 > 10.244.1.2 ICMP echo-request") for h in t.hops)
     # the reply's way back, from c to a
     assert path(t.reply_hops)[0] == (ns(lab, "c"), "eth0", "out")
@@ -87,17 +88,17 @@ def test_cross_node_trace_shows_every_hop_in_order(lab):
     assert all("echo-reply" in h.summary for h in t.reply_hops)
     # every namespace that routed the probe shows the route that decided it
     routed = {h.netns: h.decision for h in t.hops if h.decision and h.decision.startswith("route")}
-    if lab.design == "l2":
+    if lab.variant == "l2":
         assert set(routed) == {ns(lab, "a")}
     else:
         assert ns(lab, "node1") in routed and ns(lab, "node2") in routed
-    if lab.design == "vxlan":
+    if lab.variant == "vxlan":
         out = next(h for h in t.hops if h.iface == "flannel.1" and h.direction == "out")
         assert out.decision.startswith("route 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink (table main)")
         assert "PERMANENT" in out.decision and "dst 192.168.56.12" in out.decision
         wire = [h for h in t.hops if h.netns == lab.addresses.underlay_netns]
         assert wire and all(h.summary.endswith("| outer 192.168.56.11 > 192.168.56.12 UDP 8472 VNI 1") for h in wire)
-    if lab.design == "l3-gateway":
+    if lab.variant in ("l3-gateway", "gke-routes"):
         router = next(h for h in t.hops if h.iface == "br0" and h.direction == "out")
         assert router.target == "router" and router.decision.startswith("route 10.244.1.0/24 via 192.168.56.12")
 
@@ -106,7 +107,7 @@ def test_explain_walks_the_same_path_without_sending(lab):
     e = explain(lab, "a", "c")
     assert e.verdict == "delivered" and e.reason is None and not e.sent
     assert path(e.hops) == expected_cross(lab)
-    assert e.hops[-1].ttl == TTL_AT_C[lab.design]
+    assert e.hops[-1].ttl == TTL_AT_C[lab.variant]
     assert path(e.reply_hops)[-1] == (ns(lab, "a"), "eth0", "in")
 
 
@@ -116,9 +117,14 @@ def test_same_node_trace_is_bridged_with_no_routing_hop(lab):
     n1 = ns(lab, "node1")
     assert path(t.hops) == [(ns(lab, "a"), "eth0", "out"), (n1, veth(lab, "a"), "in"), (n1, veth(lab, "b"), "out"),
                             (ns(lab, "b"), "eth0", "in")]
-    assert all(h.ttl == 64 for h in t.hops)
     node_decisions = [h.decision for h in t.hops if h.netns == n1 and h.decision]
-    assert node_decisions and all(d.startswith("bridge cni0: fdb") for d in node_decisions)
+    if lab.design.attachment.bridge:
+        assert all(h.ttl == 64 for h in t.hops)
+        assert node_decisions and all(d.startswith("bridge cni0: fdb") for d in node_decisions)
+    else:   # ptp: the node routes it to the other pod's veth (ttl 63 at b)
+        assert t.hops[-1].ttl == 63
+        assert node_decisions and all(d.startswith(f"route {lab.addresses.pod('b').ip}/32 dev {veth(lab, 'b')}")
+                                      for d in node_decisions)
 
 
 def test_tcp_and_udp_probes_are_answered(lab):
@@ -134,7 +140,7 @@ def test_node_and_outside_host_sources(lab):
     t = trace(lab, "node1", "c")
     assert t.verdict == "delivered" and t.replied, t.text()
     ecs = trace(lab, "ecs", "c")
-    if lab.design == "l3-gateway":     # seed 000: a host in the VPC reaches pods by the VPC routes
+    if lab.design.backend.outside_reaches_pods:   # seed 000: a host in the VPC reaches pods by the VPC routes
         assert ecs.verdict == "delivered" and ecs.replied, ecs.text()
     else:                              # elsewhere the outside host has no route to the pod network
         assert ecs.verdict == "dropped" and ecs.where == "ecs" and ecs.reason == "no route to 10.244.1.2"

@@ -153,7 +153,7 @@ def build(tmp: Path, pods_per_node: list[int], pod_names=None) -> Lab:
     node_names = [f"n{k + 1}" for k in range(len(pods_per_node))]
     pod_names = pod_names or [[f"p{k + 1}-{j + 1}" for j in range(count)] for k, count in enumerate(pods_per_node)]
     specs = [(lab.ns(n), n, str(tmp / lab.ns(n))) for n in node_names + [p for ps in pod_names for p in ps]]
-    sysctls = {lab.ns(n): [("net.ipv4.ip_forward", "1")] for n in node_names}
+    sysctls = {lab.ns(n): [("net.ipv4.ip_forward", "1", False)] for n in node_names}
     lab.names = [name for name, _, _ in specs]
     multi = len(node_names) > 1
     try:
