@@ -27,6 +27,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # bird2's package starts its own BGP daemon in the root namespace; podlab runs BIRD only inside
+  # its labs, so the distribution's service is switched off when this script installed it.
+  if [[ " ${missing[*]} " == *" bird2 "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now bird.service >/dev/null 2>&1 || true
+  fi
 else
   echo "install: system packages already present"
 fi
