@@ -39,7 +39,7 @@ def allocate(topo: Topology) -> AddressPlan:
     # On one broadcast domain every pod is on-link with every pod, so all of them may ARP for
     # each other; on a node bridge, the pods of one node; routed pods only ARP for their gateway.
     arp_pairs = (on_link * (on_link - 1) if design.backend.shared_segment
-                 else design.attachment.arp_pairs(on_link, pairs))
+                 else pairs if design.attachment.bridge else 0)
     static = dynamic_neighbours(len(pods), len(nodes) + len(topo.outside), arp_pairs) > SHARED_ARP_BUDGET
     first_outside = NODE_IP_OFFSET + len(nodes)
     outside = tuple(HostAddr(h.name, naming.netns_name(topo.name, h.name), hosts[first_outside + i])

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import designs, probe
+from lab import probe
 from lab.api import Lab
 
 
@@ -21,7 +21,7 @@ def endpoints(lab: Lab) -> tuple[list[probe.Endpoint], list[probe.Endpoint], lis
 def outside_reaches_pods(lab: Lab) -> bool:
     # Only a backend that puts pod routes in the underlay (the VPC route model) lets a machine
     # outside the cluster reach pods.
-    return designs.of(lab.topology).backend.outside_reaches_pods
+    return lab.design.backend.outside_reaches_pods
 
 
 # Above this many pairs a lab is checked on a sample that still crosses every node pair.
@@ -110,7 +110,7 @@ def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: b
                  f"node and on 3 other nodes, covering every pair of nodes; each node reached its own pods and "
                  f"one pod on every other node)")
     if not outside_reaches_pods(lab) and outside:
-        tail += f"\n(outside hosts are not expected to reach pods in the {designs.of(lab.topology).name} design, so they were not probed)"
+        tail += f"\n(outside hosts are not expected to reach pods in the {lab.design.name} design, so they were not probed)"
     text = f"lab {lab.name}: the Kubernetes network model\n\n{probe.matrix(results, names)}\n\n{tail}"
     extra: dict[str, Any] = {}
     if services is not None:

@@ -139,7 +139,7 @@ def replay(plan: Any) -> dict[str, Snapshot]:
         elif isinstance(op, O.CreateBridge):
             add_link(op.ns, op.name, "bridge", op.mtu, op.mac)
         elif isinstance(op, O.CreateVeth):
-            a = add_link(op.ns, op.name, "veth", op.mtu, None, master=op.master, alias=op.alias)
+            a = add_link(op.ns, op.name, "veth", op.mtu, op.mac, master=op.master, alias=op.alias)
             b = add_link(op.peer_ns, op.peer, "veth", op.mtu, op.peer_mac)
             a.peer_index, a.peer_netnsid = b.index, nsid(op.ns, op.peer_ns)
             b.peer_index, b.peer_netnsid = a.index, nsid(op.peer_ns, op.ns)
@@ -161,15 +161,21 @@ def replay(plan: Any) -> dict[str, Snapshot]:
                                   src=str(op.address.ip)))
         elif isinstance(op, O.AddRoute):
             dst = "default" if op.dst.prefixlen == 0 else str(op.dst)
+            scope = op.scope or ("global" if op.via or op.blackhole else "link")
             snap(op.ns).routes.append(Route(dst, "main", "blackhole" if op.blackhole else "unicast",
                                             str(op.via) if op.via else None, op.dev or _dev_for(snap(op.ns), op.via),
-                                            "global", 3, op.onlink))
+                                            scope, 3, op.onlink, str(op.src) if op.src else None))
+        elif isinstance(op, O.DelRoute):
+            s = snap(op.ns)
+            s.routes = [r for r in s.routes if not (r.table == "main" and r.dst == str(op.dst) and r.dev == op.dev)]
         elif isinstance(op, O.AddNeighbour):
             snap(op.ns).neighbours.append(Neighbour(op.dev, str(op.address), op.mac, "PERMANENT"))
         elif isinstance(op, O.AddFdb):
             snap(op.ns).fdb.append(FdbEntry(op.dev, op.mac, str(op.dst), None, True, True))
         elif isinstance(op, O.SetSysctl):
             snap(op.ns).sysctls[op.key] = op.value
+        elif isinstance(op, O.SetSysctls):
+            snap(op.ns).sysctls.update(op.settings)
     return snaps
 
 

@@ -28,7 +28,7 @@ from lab.model import DesignChoice, Topology
 from lab.ops import Op
 
 __all__ = ["Attachment", "Backend", "Design", "ATTACHMENTS", "BACKENDS", "PRESETS", "DEFAULT_PRESET",
-           "preset", "combine", "from_mode", "of", "plan"]
+           "preset", "combine", "from_mode", "resolve", "of", "preset_of", "plan"]
 
 ATTACHMENTS: dict[str, Attachment] = {a.name: a for a in (BRIDGE, PTP)}
 BACKENDS: dict[str, Backend] = {b.name: b for b in (L2, HOST_GW, VPC, VXLAN)}
@@ -78,13 +78,18 @@ def from_mode(mode: str, routing: str | None) -> Design:
 
 
 @lru_cache(maxsize=None)
-def _of(choice: DesignChoice) -> Design:
+def resolve(choice: DesignChoice) -> Design:
+    """What a design named in a topology means (its two parts, and what they state)."""
     return combine(choice.attach, choice.backend, choice.preset)
 
 
 def of(topo: Topology) -> Design:
-    """What the topology's design means (its two parts, and what they state)."""
-    return _of(topo.design)
+    return resolve(topo.design)
+
+
+def preset_of(attach: str, backend: str) -> str | None:
+    """The real CNI's name for a combination, if it is a preset."""
+    return next((name for name, (a, b, _) in PRESETS.items() if (a, b) == (attach, backend)), None)
 
 
 def plan(topo: Topology, addrs: AddressPlan) -> list[Op]:
@@ -100,4 +105,4 @@ def plan(topo: Topology, addrs: AddressPlan) -> list[Op]:
     if addrs.static_neighbours:
         # The entries ARP would learn, written as permanent ones (see addressing.SHARED_ARP_BUDGET).
         ops += a.static_neighbours(topo, addrs) + b.static_neighbours(topo, addrs)
-    return ops + b.ops(topo, addrs, a)
+    return ops + b.ops(topo, addrs, a) + wiring.outside_hosts(topo, addrs, default_via_router=b.router)

@@ -25,8 +25,6 @@ class Attachment:
     summary: str
     bridge: bool                 # pods hang off a node bridge (topology's network.bridge, cni0)
     routed_same_node: bool       # pod -> pod on one node crosses the node's routing table (TTL - 1)
-    gateway_holder: str          # who answers for the pods' gateway: "the bridge", "every host veth"
-    pod_forwarding: bool = False  # a pod forwards packets (no design of today's does)
 
     def pod_prefixlen(self, topo: Topology, backend: Backend) -> int:
         """The prefix length of a pod's eth0 address."""
@@ -43,10 +41,6 @@ class Attachment:
         """The pod <-> node entries ARP would learn, for labs too large for the shared ARP table."""
         return []
 
-    def arp_pairs(self, addrs_pods: int, same_node_pairs: int) -> int:
-        """Ordered pod pairs that ARP for each other (on one broadcast domain) within a node."""
-        return same_node_pairs if self.bridge else 0
-
 
 @dataclass(frozen=True)
 class Backend:
@@ -59,9 +53,10 @@ class Backend:
     router: bool = False             # the underlay routes: a VPC router holding one route per node block
     outside_reaches_pods: bool = False   # machines outside the cluster have routes to the pod blocks
     node_port: bool = True           # a NodePort Service works (a node's address is not a bridge port)
-    tunnel: str | None = None        # the device pods' packets leave a node by, if not eth0
 
     def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
+        """Every node's forwarding, uplink address and routes to the other blocks; the underlay's
+        part. (Outside hosts are the shared wiring's: lab.designs.plan adds them.)"""
         raise NotImplementedError
 
     def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:

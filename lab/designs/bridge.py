@@ -57,4 +57,4 @@ class BridgeAttachment(Attachment):
 BRIDGE = BridgeAttachment(
     name="bridge", mirrors="the CNI bridge plugin (isGateway, hairpinMode) + host-local",
     summary="a node bridge (cni0) holding the gateway; every pod's veth is a port of it",
-    bridge=True, routed_same_node=False, gateway_holder="the node's bridge")
+    bridge=True, routed_same_node=False)

@@ -15,11 +15,10 @@ class HostGwBackend(Backend):
     def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
         ops: list[Op] = []
         for node in addrs.nodes:
-            ops.append(wiring.forwarding(node.netns))
-            ops += wiring.node_uplink_address(topo, addrs, node)
+            ops += wiring.routed_node(topo, addrs, node)
             ops += [AddRoute(node.netns, peer.block, via=peer.ip, dev="eth0")
                     for peer in addrs.nodes if peer is not node]
-        return ops + wiring.outside_hosts(topo, addrs, default_via_router=False)
+        return ops
 
     def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
         return wiring.node_pairs_neighbours(addrs)

@@ -21,7 +21,7 @@ class L2Backend(Backend):
             ops.append(SetMaster(node.netns, "eth0", topo.bridge))
             # The node's own underlay address moves to the bridge, as on a bridged host.
             ops += wiring.node_uplink_address(topo, addrs, node, dev=topo.bridge)
-        return ops + wiring.outside_hosts(topo, addrs, default_via_router=False)
+        return ops
 
 
 L2 = L2Backend(

@@ -53,4 +53,4 @@ class PtpAttachment(Attachment):
 PTP = PtpAttachment(
     name="ptp", mirrors="the CNI ptp plugin + host-local (kindnet, GKE's containerd template)",
     summary="a veth per pod and no bridge; every host veth holds the gateway /32, the node routes each pod",
-    bridge=False, routed_same_node=True, gateway_holder="every host veth")
+    bridge=False, routed_same_node=True)

@@ -17,14 +17,12 @@ class VpcBackend(Backend):
     def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
         ops: list[Op] = []
         for node in addrs.nodes:
-            ops.append(wiring.forwarding(node.netns))
-            ops += wiring.node_uplink_address(topo, addrs, node)
+            ops += wiring.routed_node(topo, addrs, node)
             ops.append(AddRoute(node.netns, wiring.DEFAULT, via=addrs.router_ip))
         router = addrs.underlay_netns
         ops += [wiring.forwarding(router),
                 AddAddress(router, wiring.UNDERLAY_BRIDGE, interface(addrs.router_ip, addrs.underlay_prefixlen))]
-        ops += [AddRoute(router, node.block, via=node.ip) for node in addrs.nodes]
-        return ops + wiring.outside_hosts(topo, addrs, default_via_router=True)
+        return ops + [AddRoute(router, node.block, via=node.ip) for node in addrs.nodes]
 
     def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
         lab = addrs.lab

@@ -22,8 +22,7 @@ class VxlanBackend(Backend):
     def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
         ops: list[Op] = []
         for node in addrs.nodes:
-            ops.append(wiring.forwarding(node.netns))
-            ops += wiring.node_uplink_address(topo, addrs, node)
+            ops += wiring.routed_node(topo, addrs, node)
             ops += [CreateVxlan(node.netns, DEVICE, VNI, node.ip, "eth0", PORT, addrs.pod_mtu, node.vtep_mac),
                     LinkUp(node.netns, DEVICE),
                     AddAddress(node.netns, DEVICE, interface(node.block.network_address, 32))]
@@ -34,7 +33,7 @@ class VxlanBackend(Backend):
                 ops += [AddNeighbour(node.netns, DEVICE, vtep, peer.vtep_mac),
                         AddFdb(node.netns, DEVICE, peer.vtep_mac, peer.ip),
                         AddRoute(node.netns, peer.block, via=vtep, dev=DEVICE, onlink=True)]
-        return ops + wiring.outside_hosts(topo, addrs, default_via_router=False)
+        return ops
 
     def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
         return wiring.node_pairs_neighbours(addrs)
@@ -43,4 +42,4 @@ class VxlanBackend(Backend):
 VXLAN = VxlanBackend(
     name="vxlan", mirrors="flannel's VXLAN backend (flannel.1, VNI 1, UDP 8472)",
     summary="an overlay: per remote node one neighbour, one FDB entry and one onlink route on flannel.1",
-    mtu_overhead=OVERHEAD, tunnel=DEVICE)
+    mtu_overhead=OVERHEAD)

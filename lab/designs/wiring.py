@@ -68,6 +68,11 @@ def forwarding(netns: str) -> SetSysctl:
     return SetSysctl(netns, "net.ipv4.ip_forward", "1")
 
 
+def routed_node(topo: Topology, addrs: AddressPlan, node: NodeAddr) -> list[Op]:
+    """A node that routes between its pods and its uplink, whose address is on eth0."""
+    return [forwarding(node.netns), *node_uplink_address(topo, addrs, node)]
+
+
 def outside_hosts(topo: Topology, addrs: AddressPlan, default_via_router: bool) -> list[Op]:
     ops: list[Op] = []
     for host in addrs.outside:

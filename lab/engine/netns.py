@@ -213,8 +213,6 @@ class SysctlWriter:
         for key, value, optional in canonical:
             if now.get(key) == value:
                 continue
-            if optional and now.get(key, "") is None:
-                continue
             try:
                 fd = os.open(_sysctl_path(key), os.O_WRONLY)
             except FileNotFoundError:

@@ -57,7 +57,7 @@ class _Draft:
 def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, Any],
           placed: list[tuple[Pod, YamlPath]], nodes: list[str],
           service_cidr: IPv4Network | None,
-          design: Design | None = None) -> tuple[tuple[Service, ...], list[tuple[Pod, YamlPath]]]:
+          design: Design | None) -> tuple[tuple[Service, ...], list[tuple[Pod, YamlPath]]]:
     """The file's Services (with kubernetes and kube-dns), and the pods with the DNS pod added."""
     _check_host_ports(checker, placed)
     if "services" not in document:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab import designs
 from lab.model import Node, OutsideHost, Topology
 from lab.topology.capacity import (check_bridge_ports, check_node_blocks, check_node_subnet, check_pod_count,
                                    check_pods_per_node)
 from lab.topology.checker import Checker
 from lab.topology.hosts import host_list, node_list
 from lab.topology.names import check_unique_names, lab_name
-from lab import designs
 from lab.topology.network import design_choice, network_settings
 from lab.topology.placement import place
 from lab.topology.pods import deployment_drafts, pod_drafts
@@ -33,7 +33,7 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str) -> Top
     top = checker.fields((), document, TOP_SCHEMA, "the topology") or {}
     lab = lab_name(checker, top, default_name)
     design = design_choice(checker, top)
-    parts = designs.combine(design.attach, design.backend) if design is not None else None
+    parts = designs.resolve(design) if design is not None else None
     net = network_settings(checker, top)
     nodes = node_list(checker, top, document)
     outside = host_list(checker, "outside", top.get("outside", []), OUTSIDE_SCHEMA, "outside host")

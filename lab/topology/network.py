@@ -62,13 +62,11 @@ def _design(checker: Checker, raw: Any) -> DesignChoice | None:
     if attach is None or backend is None:
         return None
     try:
-        design = designs.combine(attach, backend)
+        # A combination that is a preset is called by the real CNI's name.
+        return designs.combine(attach, backend, designs.preset_of(attach, backend)).choice
     except PodlabError as e:
         checker.add(path, str(e))
         return None
-    # A combination that is a preset is called by the real CNI's name.
-    named = next((n for n, (a, b, _) in designs.PRESETS.items() if (a, b) == (attach, backend)), None)
-    return designs.combine(attach, backend, named).choice if named else design.choice
 
 
 def mode_and_routing(checker: Checker, top: dict[str, Any]) -> tuple[str | None, str | None]:

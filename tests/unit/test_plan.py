@@ -125,7 +125,8 @@ def test_check_report_builds_its_json_view_only_when_asked(monkeypatch):
 
     from lab import check, probe
     plan = planner.build(topology.load(TOPOLOGIES / "default.yaml"))
-    lab = SimpleNamespace(name="t", topology=plan.topology, addresses=plan.addresses)
+    lab = SimpleNamespace(name="t", topology=plan.topology, addresses=plan.addresses,
+                          design=designs.of(plan.topology))
     pods, nodes, outside = probe.endpoints_from_plan(plan.topology, plan.addresses)
     pairs = probe.expected_pairs(pods, nodes, outside, False)
     results = [probe.PathResult(s.name, d.name, "icmp", True, True, str(s.ip), str(s.ip), 0.1, None, str(d.ip),

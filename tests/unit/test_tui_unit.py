@@ -30,6 +30,22 @@ def text(renderable, width: int = 100) -> str:
     return console.export_text()
 
 
+def test_preview_of_a_ptp_design_shows_the_routes_the_ptp_plugin_leaves():
+    src = preview("kindnet")
+    c = src.cluster()
+    node = c.nodes[1]
+    pod = c.pods[node.name][0]
+    main = {r.dst: r for r in src.snapshot(pod).routes_in("main")}
+    gw = "10.244.1.1"
+    # The connected route is gone; the block is reached via the gateway, which is on-link.
+    assert set(main) == {"default", "10.244.1.0/24", f"{gw}/32"}
+    assert main["10.244.1.0/24"].gateway == gw and main["10.244.1.0/24"].src == pod.ip
+    assert (main[f"{gw}/32"].scope, main[f"{gw}/32"].src) == ("link", pod.ip)
+    host = {r.dst: r for r in src.snapshot(node).routes_in("main")}
+    assert host[f"{pod.ip}/32"].scope == "host"
+    assert src.snapshot(pod).sysctls["net.ipv4.conf.all.forwarding"] == "0"
+
+
 def test_preview_replays_the_plan_into_kernel_like_records():
     src = preview("default")
     c = src.cluster()
