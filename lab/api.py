@@ -5,14 +5,11 @@ which is pure and deterministic), the journal of what it made, and the agent's s
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
@@ -163,56 +160,19 @@ def load_topology(spec: str | None, name: str | None = None) -> Topology:
     return topo
 
 
-class LabBusy(PodlabError):
-    """Another `up`, `down` or `clean` holds the lab's lock."""
-
-
-@contextmanager
-def _locked(lab: str) -> Iterator[None]:
-    """One `up`, `down` or `clean` of a lab at a time; a second one is told so at once.
-
-    The lock file goes when the lab does: it is unlinked while still held, and a process
-    that then gets the lock on the unlinked file sees that the path no longer leads to it
-    and takes the path's current file instead.
-    """
-    state.ensure_root()
-    path = state.lock_path(lab)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LabBusy(f"lab {lab} is busy: another 'podlab up', 'down' or 'clean' of it is running; "
-                          f"wait for it, then try again") from None
-        try:
-            st = os.stat(path)
-            current = (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)
-    try:
-        yield
-    finally:
-        if not state.lab_dir(lab).exists():
-            path.unlink(missing_ok=True)
-        os.close(fd)
-
-
 def up(topo: Topology, say: Say = _quiet) -> Lab:
+    from lab import clean
     from lab.engine import apply, features
     from lab.engine.journal import Journal
     lab = topo.name
     state.lab_dir(lab)  # validates the name
-    with _locked(lab), state.private_files():
+    with state.locked(lab), state.private_files():
         if state.lab_dir(lab).exists():
             if (state.lab_dir(lab) / "lab.json").exists():
                 raise PodlabError(f"lab {lab} is already up: 'sudo podlab down {lab}' first, "
                                   f"or start another copy with --name")
             say(f"lab {lab} was left half-built (a crash?): removing what it made first")
-            _teardown(lab, say)
+            clean.teardown(lab, say)
         plan = planner.build(topo)
         features.require(plan.ops)   # a missing kernel feature is named before anything is made
         services.preflight(plan)     # nft, dnsmasq and br_netfilter, when the lab has Services
@@ -240,7 +200,7 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
         except BaseException as e:
             workloads.discard_agent(agent)
             say(f"up failed: {e}\nremoving what was made ...")
-            _teardown(lab, say)
+            clean.teardown(lab, say)
             if isinstance(e, PodlabError):
                 raise
             raise PodlabError(f"up failed: {e}; everything it made was removed") from e
@@ -292,7 +252,7 @@ def _launch_agent(lab: str, spec: Path, agent: subprocess.Popen | None = None) -
 def restart_agent(lab: str, say: Say = _quiet) -> int:
     """Start a lab's workload agent again after it died; its pods' containers start again and
     RESTARTS counts it. What the dead agent's containers left in the pods is stopped first."""
-    with _locked(lab), state.private_files():
+    with state.locked(lab), state.private_files():
         Lab(lab)   # the lab must be up (lab.json)
         if (pid := workloads.agent_pid(lab)) is not None:
             raise PodlabError(f"the workload agent of lab {lab} is running (pid {pid}); nothing to restart")
@@ -310,31 +270,11 @@ def restart_agent(lab: str, say: Say = _quiet) -> int:
 
 def down(lab: str, say: Say = _quiet) -> list[str]:
     state.lab_dir(lab)  # validates the name
-    with _locked(lab):
+    with state.locked(lab):
         if not state.lab_dir(lab).exists():
             raise PodlabError(f"lab {lab} is not up (running: {', '.join(running()) or 'none'})")
-        return _teardown(lab, say)
-
-
-def _teardown(lab: str, say: Say) -> list[str]:
-    """Remove what the journal says the lab made: processes first (they keep namespaces
-    alive), then namespaces and their mounts, then the state directory. Works from the
-    journal alone, so a lab whose `up` was killed halfway goes too."""
-    from lab import clean
-    from lab.engine import apply
-    workloads.stop_agent(lab)
-    stopped = clean.kill_recorded(lab) + clean.kill_inside(lab)
-    removed = apply.destroy(lab)
-    d = state.lab_dir(lab)
-    leftovers = apply.leftovers(lab)
-    if leftovers:
-        raise PodlabError(f"could not remove namespaces {', '.join(leftovers[:5])}: the journal is kept in {d}")
-    shutil.rmtree(d, ignore_errors=True)
-    if d.exists():
-        raise PodlabError(f"could not remove {d} (a mount inside it?); see 'findmnt -R {d}'")
-    extra = f"; {len(stopped)} processes still running in it were stopped" if stopped else ""
-    say(f"lab {lab} is down: {len(removed)} namespaces removed{extra}")
-    return removed
+        from lab import clean
+        return clean.teardown(lab, say)
 
 
 def down_all(say: Say = _quiet) -> list[str]:
@@ -344,9 +284,9 @@ def down_all(say: Say = _quiet) -> list[str]:
     for lab in labs:
         try:
             down(lab, say)
-        except LabBusy:
+        except state.LabBusy:
             busy.append(lab)
     if busy:
-        raise LabBusy(f"{len(busy)} labs skipped because an 'up' or 'down' of them is running: {', '.join(busy)}; "
+        raise state.LabBusy(f"{len(busy)} labs skipped because an 'up' or 'down' of them is running: {', '.join(busy)}; "
                       "run 'sudo podlab down --all' again once it has finished")
     return labs

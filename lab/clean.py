@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -186,6 +187,26 @@ def kill_inside(lab: str, grace: float = STOP_GRACE) -> list[int]:
     return _stop(pidfds, grace)
 
 
+def teardown(lab: str, say: Say = _quiet) -> list[str]:
+    """Remove what the journal says the lab made: processes first (they keep namespaces
+    alive), then namespaces and their mounts, then the state directory. Works from the
+    journal alone, so a lab whose `up` was killed halfway goes too."""
+    from lab import workloads
+    workloads.stop_agent(lab)
+    stopped = kill_recorded(lab) + kill_inside(lab)
+    removed = apply.destroy(lab)
+    d = state.lab_dir(lab)
+    leftovers = apply.leftovers(lab)
+    if leftovers:
+        raise PodlabError(f"could not remove namespaces {', '.join(leftovers[:5])}: the journal is kept in {d}")
+    shutil.rmtree(d, ignore_errors=True)
+    if d.exists():
+        raise PodlabError(f"could not remove {d} (a mount inside it?); see 'findmnt -R {d}'")
+    extra = f"; {len(stopped)} processes still running in it were stopped" if stopped else ""
+    say(f"lab {lab} is down: {len(removed)} namespaces removed{extra}")
+    return removed
+
+
 def kill_container_leftovers(lab: str, grace: float = STOP_GRACE) -> list[int]:
     """After the agent died: stop what its command containers left running in the pods.
 
@@ -294,11 +315,10 @@ class Report:
 def clean(dry_run: bool = False, say: Say = _quiet) -> Report:
     """Remove every orphaned lab (its processes, namespaces, mounts and state) and stale lock
     files; leave alone labs that are up or being changed, and everything podlab did not make."""
-    from lab import api
     report = Report()
     for lab in state.labs():
         try:
-            with api._locked(lab):
+            with state.locked(lab):
                 reason = diagnose(lab)
                 if not reason:
                     report.healthy.append(lab)
@@ -308,8 +328,8 @@ def clean(dry_run: bool = False, say: Say = _quiet) -> Report:
                 left = f"; {len(orphan.namespaces)} namespaces left" if orphan.namespaces else ""
                 say(f"lab {lab}: {reason}{left}" + (" (dry run: nothing removed)" if dry_run else ""))
                 if not dry_run:
-                    api._teardown(lab, say)
-        except api.LabBusy:
+                    teardown(lab, say)
+        except state.LabBusy:
             report.busy.append(lab)
             say(f"lab {lab}: skipped, an 'up', 'down' or 'clean' of it is running")
         except PodlabError as e:   # one lab that cannot be removed does not stop the others
@@ -318,8 +338,8 @@ def clean(dry_run: bool = False, say: Say = _quiet) -> Report:
     report.locks = stale_locks()
     for lab in report.locks if not dry_run else ():
         try:
-            with api._locked(lab):   # removes the lock file on the way out, as the lab has no directory
+            with state.locked(lab):   # removes the lock file on the way out, as the lab has no directory
                 pass
-        except api.LabBusy:
+        except state.LabBusy:
             pass
     return report

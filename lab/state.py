@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Iterator
@@ -77,3 +78,41 @@ def labs() -> list[str]:
     if not ROOT.is_dir():
         return []
     return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and LAB_NAME.fullmatch(p.name))
+
+
+class LabBusy(PodlabError):
+    """Another `up`, `down` or `clean` holds the lab's lock."""
+
+
+@contextmanager
+def locked(lab: str) -> Iterator[None]:
+    """One `up`, `down` or `clean` of a lab at a time; a second one is told so at once.
+
+    The lock file goes when the lab does: it is unlinked while still held, and a process
+    that then gets the lock on the unlinked file sees that the path no longer leads to it
+    and takes the path's current file instead.
+    """
+    ensure_root()
+    path = lock_path(lab)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LabBusy(f"lab {lab} is busy: another 'podlab up', 'down' or 'clean' of it is running; "
+                          f"wait for it, then try again") from None
+        try:
+            st = os.stat(path)
+            current = (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        if not lab_dir(lab).exists():
+            path.unlink(missing_ok=True)
+        os.close(fd)

@@ -94,7 +94,7 @@ def test_clean_removes_orphans_and_only_orphans(root, topo_dir):
         # A lab whose `up` is running right now (we hold its lock, as `up` would).
         (root / building.name).mkdir(mode=0o700)
         (root / ".stale-lab.lock").write_text("")
-        with api._locked(building.name):
+        with state.locked(building.name):
             code, out, _ = podlab("clean", "--dry-run")
             assert code == 0 and f"lab {halfway.name}: left half-built" in out and f"lab {emptied.name}: all" in out
             assert any(netns.exists(n) for n in halfway.netns), "a dry run removes nothing"

@@ -79,14 +79,14 @@ def test_crash_points_do_nothing_unless_asked():
 
 
 def test_lock_is_exclusive_and_goes_with_the_lab(root):
-    with api._locked("lab1"):
-        with pytest.raises(api.LabBusy, match="is busy"):
-            with api._locked("lab1"):
+    with state.locked("lab1"):
+        with pytest.raises(state.LabBusy, match="is busy"):
+            with state.locked("lab1"):
                 pass
         assert clean.lock_held("lab1")
     assert not state.lock_path("lab1").exists(), "a lab without a directory keeps no lock file"
     state.ensure_lab_dir("lab2")
-    with api._locked("lab2"):
+    with state.locked("lab2"):
         pass
     assert state.lock_path("lab2").exists(), "a lab that exists keeps its lock file"
 
@@ -99,9 +99,9 @@ def test_a_lock_file_unlinked_by_its_last_holder_is_not_trusted(root):
     old = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     os.unlink(path)                    # A leaves; B still has `old` open
     fcntl.flock(old, fcntl.LOCK_EX)    # ... and can lock the orphaned file
-    with api._locked("lab1"):          # C takes the real one, undisturbed
-        with pytest.raises(api.LabBusy):
-            with api._locked("lab1"):
+    with state.locked("lab1"):          # C takes the real one, undisturbed
+        with pytest.raises(state.LabBusy):
+            with state.locked("lab1"):
                 pass
     os.close(old)
 
