@@ -6,13 +6,17 @@
 - On the underlay, .1 is the VPC router (or the gateway), nodes start at .11 as in the
   reference's 192.168.56.11, and outside hosts follow the nodes.
 
-Pure: the same topology always gives the same plan. (A lab keeps the plan it was built with.)
+Pure: the same topology always gives the same plan. A lab keeps the allocation it was built with
+as a record in its state (record/from_record): every later command reads it, not the file.
 """
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
 from lab import designs, naming
 from lab.addressing import (NODE_IP_OFFSET, SHARED_ARP_BUDGET, STATIC_PAIRS_LIMIT, AddressPlan, HostAddr, NodeAddr,
-                            PodAddr, capacity, dynamic_neighbours, same_node_pod_pairs, vtep_mac)
+                            PodAddr, Capacity, capacity, dynamic_neighbours, same_node_pod_pairs, vtep_mac)
 from lab.errors import PodlabError
 from lab.model import Pod, Topology
 
@@ -75,3 +79,29 @@ def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int
     next_host[node.name] += 1
     return PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ip, prefixlen,
                    naming.veth_name(topo.name, pod.name), False)
+
+
+def record(a: AddressPlan) -> dict[str, Any]:
+    """The allocation as the lab keeps it (JSON), read back by from_record."""
+    return {"lab": a.lab, "underlay_netns": a.underlay_netns, "router_ip": str(a.router_ip),
+            "underlay_prefixlen": a.underlay_prefixlen, "pod_mtu": a.pod_mtu,
+            "static_neighbours": a.static_neighbours, "static_pod_pairs": a.static_pod_pairs,
+            "capacity": [a.capacity.pod_addresses, a.capacity.block_addresses, a.capacity.max_nodes,
+                         a.capacity.max_pods_per_node],
+            "nodes": [[n.name, n.index, n.netns, str(n.ip), str(n.block), str(n.gateway), n.vtep_mac] for n in a.nodes],
+            "pods": [[p.name, p.node, p.netns, str(p.ip), p.prefixlen, p.veth, p.host_network] for p in a.pods],
+            "outside": [[h.name, h.netns, str(h.ip)] for h in a.outside]}
+
+
+def from_record(r: dict[str, Any]) -> AddressPlan:
+    """A recorded allocation; ValueError/KeyError/TypeError if the record is not one."""
+    return AddressPlan(
+        lab=r["lab"], underlay_netns=r["underlay_netns"], router_ip=IPv4Address(r["router_ip"]),
+        underlay_prefixlen=int(r["underlay_prefixlen"]),
+        nodes=tuple(NodeAddr(name, int(index), netns, IPv4Address(ip), IPv4Network(block), IPv4Address(gw), mac)
+                    for name, index, netns, ip, block, gw, mac in r["nodes"]),
+        pods=tuple(PodAddr(name, node, netns, IPv4Address(ip), int(prefixlen), veth, bool(host))
+                   for name, node, netns, ip, prefixlen, veth, host in r["pods"]),
+        outside=tuple(HostAddr(name, netns, IPv4Address(ip)) for name, netns, ip in r["outside"]),
+        capacity=Capacity(*(int(x) for x in r["capacity"])), pod_mtu=int(r["pod_mtu"]),
+        static_neighbours=bool(r["static_neighbours"]), static_pod_pairs=bool(r["static_pod_pairs"]))

@@ -1,13 +1,13 @@
 """The facade the CLI, the TUI and the graders share: up, down, status, targets, check.
 
-A running lab is its state directory: the topology it was built from (re-planned on demand,
-which is pure and deterministic), the journal of what it made, and the agent's status.
+A running lab is its state directory: its record (the topology document as `up` read it and
+the address allocation it was built with, re-planned on demand), the journal of what it made,
+and the agent's status.
 """
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab import designs, faults, planner, services, state, topology, workloads
+from lab import allocation, designs, faults, planner, state, topology, workloads
 from lab.addressing import AddressPlan
 from lab.designs import Design
 from lab.errors import PodlabError
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 DEFAULT_TOPOLOGY = "default"
+TOPOLOGY_RECORD = "topology.yaml"       # in the lab's state directory
+ALLOCATION_RECORD = "allocation.json"
 
 Say = Callable[[str], None]
 
@@ -63,12 +65,18 @@ class Lab:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
             self.topology, self.plan = plan.topology, plan
             return
-        source = self.meta.get("source") or "topology.yaml"
-        # Re-read exactly as `up` read it (generated pod names derive from the design's name).
-        topo = topology.loads((self.dir / "topology.yaml").read_text(), source=source,
+        source = self.meta.get("source") or TOPOLOGY_RECORD
+        # The lab's record: the document as `up` read it (generated pod names derive from the
+        # design's name, so it is read under the same name) and the allocation it was built with.
+        topo = topology.loads((self.dir / TOPOLOGY_RECORD).read_text(), source=source,
                               default_name=Path(source).stem)
         self.topology: Topology = replace(topo, name=name)
-        self.plan: Plan = planner.build(self.topology)
+        try:
+            addrs = allocation.from_record(json.loads((self.dir / ALLOCATION_RECORD).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise PodlabError(f"lab {name}: its allocation record {self.dir / ALLOCATION_RECORD} is "
+                              f"unreadable ({e}); 'sudo podlab down {name}' and up again") from None
+        self.plan: Plan = planner.build(self.topology, addrs)
 
     @property
     def design(self) -> Design:
@@ -161,6 +169,7 @@ def load_topology(spec: str | None, name: str | None = None) -> Topology:
 
 
 def up(topo: Topology, say: Say = _quiet) -> Lab:
+    """Build the lab and return once it is ready (every veth running, every daemon ready)."""
     from lab import clean
     from lab.engine import apply, features
     from lab.engine.journal import Journal
@@ -174,48 +183,36 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
             say(f"lab {lab} was left half-built (a crash?): removing what it made first")
             clean.teardown(lab, say)
         plan = planner.build(topo)
-        features.require(plan.ops)   # a missing kernel feature is named before anything is made
-        services.preflight(plan)     # nft, dnsmasq and br_netfilter, when the lab has Services
+        features.require(plan.ops)   # a missing kernel feature or program is named before anything is made
         d = state.ensure_lab_dir(lab)
         Journal(lab).record("lab", name=lab, pid=os.getpid(), source=topo.source)
+        _record(d, topo, plan)
         started = time.monotonic()
         a = plan.addresses
         say(f"lab {lab}: {designs.of(topo).describe()}, "
             f"{len(a.nodes)} nodes, {len(a.pods)} pods, {len(a.outside)} outside hosts")
-        agent = None
         try:
-            # The agent's interpreter starts now and waits: its start-up overlaps the build.
-            agent = workloads.spawn_agent(lab, d / "agent-spec.json", network_later=True)
-
-            def namespaces_made() -> None:
-                # The agent opens every pod's sockets in their namespaces (a thousand pods:
-                # ~0.4 s) on the other core while this thread sets up the links; it starts
-                # command containers once the network is set up (network_ready below).
-                services.prepare(lab, plan)   # the DNS server's records, each pod's resolv.conf
-                _start_workloads(lab, plan, say, agent)
-
-            apply.build(lab, plan.ops, progress=_progress(say, len(plan.ops)), on_namespaces=namespaces_made)
-            workloads.network_ready(lab, agent)
-            services.wait_ready(lab, plan)    # the cluster DNS answers
+            apply.build(lab, plan.ops, progress=_progress(say, len(plan.ops)))
         except BaseException as e:
-            workloads.discard_agent(agent)
             say(f"up failed: {e}\nremoving what was made ...")
             clean.teardown(lab, say)
             if isinstance(e, PodlabError):
                 raise
             raise PodlabError(f"up failed: {e}; everything it made was removed") from e
-        (d / "topology.yaml").write_text(_source_text(topo))
         meta = {"name": lab, "source": topo.source, "created": time.time(), "design": designs.of(topo).name}
         tmp = d / "lab.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         faults.point("lab.json written")
         tmp.rename(d / "lab.json")
-        say(f"lab {lab} is up in {time.monotonic() - started:.2f} s ({len(plan.ops)} kernel operations)")
+        say(f"lab {lab} is up and ready in {time.monotonic() - started:.2f} s ({len(plan.ops)} operations)")
         return Lab(lab, plan)
 
 
-def _source_text(topo: Topology) -> str:
-    return Path(topo.source).read_text() if topo.source and Path(topo.source).is_file() else ""
+def _record(d: Path, topo: Topology, plan: Plan) -> None:
+    """What every later command reads: the document as it was loaded (not the file as it is now)
+    and the allocation."""
+    (d / TOPOLOGY_RECORD).write_text(topo.text)
+    (d / ALLOCATION_RECORD).write_text(json.dumps(allocation.record(plan.addresses)) + "\n")
 
 
 def _progress(say: Say, total: int) -> apply.Progress:
@@ -225,30 +222,6 @@ def _progress(say: Say, total: int) -> apply.Progress:
     return report
 
 
-def _start_workloads(lab: str, plan: Plan, say: Say, agent: subprocess.Popen | None = None) -> None:
-    from lab.engine.journal import Journal
-    a = plan.addresses
-    pods = []
-    for pod, addr in zip(plan.topology.pods, a.pods):
-        pods.append({"pod": pod.name, "netns": addr.netns, "uts": state.uts_path(lab, addr.netns),
-                     "mounts": services.pod_mounts(lab, plan, pod),
-                     "containers": [{"name": c.name, "workload": c.workload, "ports": list(c.ports),
-                                     "command": services.container_command(lab, pod, c)}
-                                    for c in pod.containers]})
-    spec = workloads.write_spec(lab, pods)
-    Journal(lab).record("agent", spec=str(spec))
-    _launch_agent(lab, spec, agent)
-
-
-def _launch_agent(lab: str, spec: Path, agent: subprocess.Popen | None = None) -> int:
-    from lab.engine.journal import Journal
-
-    def record(pid: int) -> None:
-        # PID and start time: cleanup signals this process only if both still match.
-        Journal(lab).record("process", pid=pid, start=workloads.process_start(pid), what="workload agent")
-    return workloads.start_agent(lab, spec, on_started=record, proc=agent)
-
-
 def restart_agent(lab: str, say: Say = _quiet) -> int:
     """Start a lab's workload agent again after it died; its pods' containers start again and
     RESTARTS counts it. What the dead agent's containers left in the pods is stopped first."""
@@ -256,14 +229,12 @@ def restart_agent(lab: str, say: Say = _quiet) -> int:
         Lab(lab)   # the lab must be up (lab.json)
         if (pid := workloads.agent_pid(lab)) is not None:
             raise PodlabError(f"the workload agent of lab {lab} is running (pid {pid}); nothing to restart")
-        spec = state.lab_dir(lab) / "agent-spec.json"
-        if not spec.is_file():
-            raise PodlabError(f"lab {lab} has no agent-spec.json: 'sudo podlab down {lab}' and up again")
         from lab import clean
+        from lab.engine import daemons
         left = clean.kill_recorded(lab) + clean.kill_container_leftovers(lab)
         if left:
             say(f"stopped {len(left)} processes the dead agent's containers left behind")
-        pid = _launch_agent(lab, spec)
+        pid = daemons.restart_agent(lab)
         say(f"lab {lab}: workload agent restarted (pid {pid})")
         return pid
 

@@ -1,12 +1,14 @@
-"""Render a plan as the equivalent ip / bridge / sysctl commands: a teaching aid that shows
-exactly what podlab builds, and a golden file for the unit tests."""
+"""Render a plan as the equivalent ip / bridge / sysctl / nft commands, the files it writes and the
+daemons' command lines: a teaching aid that shows exactly what podlab builds, and a golden file
+for the unit tests. $LAB_DIR is the lab's state directory (lab.state)."""
 from __future__ import annotations
 
+import shlex
 from functools import singledispatch
 
 from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
                      CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl,
-                     SetSysctls)
+                     SetSysctls, StartDaemon, WriteFile)
 
 
 @singledispatch
@@ -111,6 +113,21 @@ def _(op: AddFdb) -> str:
 @command.register
 def _(op: ApplyNft) -> str:
     return f"ip netns exec {op.ns} nft -f - <<'EOF'\n{op.ruleset.rstrip()}\nEOF"
+
+
+@command.register
+def _(op: WriteFile) -> str:
+    if not op.show:
+        return f"# {op.path}: {op.what}"
+    return f"cat > {op.path} <<'EOF'    # {op.what}\n{op.content.rstrip()}\nEOF"
+
+
+@command.register
+def _(op: StartDaemon) -> str:
+    argv = " ".join(shlex.quote(a) if "$LAB_DIR" not in a else a for a in op.argv)
+    if op.kind == "container":
+        return f"ip netns exec {op.ns} {argv} &    # container {op.container}, started by the workload agent"
+    return f"{argv} &    # the workload agent: it serves every pod's containers"
 
 
 def render(ops: list[Op] | tuple[Op, ...]) -> list[str]:

@@ -118,6 +118,7 @@ class Topology:
     cluster_services: bool = False   # kube-proxy and cluster DNS (the file has a services: key)
     description: str = ""
     source: str | None = field(default=None, compare=False)
+    text: str = field(default="", compare=False, repr=False)   # the document as it was read, for the lab's record
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

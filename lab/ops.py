@@ -1,7 +1,8 @@
 """Plan operations: pure data describing one kernel change each.
 
-A Plan is an ordered list of these. Mode planners produce them, `lab.commands` prints
-them as ip/bridge/sysctl commands, and only `lab.engine` turns them into netlink.
+A Plan is an ordered list of these. Designs and add-ons produce them, `lab.commands` prints
+them as ip/bridge/sysctl/nft commands and the daemons' command lines, and only `lab.engine`
+turns them into netlink, files and processes.
 
 `ns` is always the name of a lab namespace (as `ip netns` lists it). The plan is valid
 when executed in PHASE order (stable), which lets the engine batch messages per namespace.
@@ -143,8 +144,55 @@ class ApplyNft:
     ruleset: str
 
 
+@dataclass(frozen=True)
+class WriteFile:
+    """A file the lab's processes read, written into the lab's state directory before they start:
+    a daemon's configuration, or (with `pod`) a file the kubelet gives a pod's containers at
+    `target`, as it gives them /etc/resolv.conf and /etc/hosts."""
+    path: str                # "$LAB_DIR/..." (LAB_DIR: the lab's state directory, lab.state.lab_dir)
+    content: str
+    what: str                # for plans and messages
+    show: bool = True        # False: a machine-readable file, which plans name but do not print
+    pod: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswersDns:
+    """Ready once a DNS server in `ns` answers `name` at `server` (a readiness probe)."""
+    ns: str
+    server: IPv4Address
+    name: str
+
+
+@dataclass(frozen=True)
+class AgentReady:
+    """Ready once the workload agent reports every pod's sockets listening (its agent.json)."""
+
+
+Readiness = AnswersDns | AgentReady
+
+
+@dataclass(frozen=True)
+class StartDaemon:
+    """A process the lab runs, and when it counts as ready. `up` returns once every one is.
+
+    kind "agent": the workload agent, the lab's container runtime (it runs in podlab's own
+    namespaces and enters each pod itself); "container": a pod's container that the agent
+    starts (the cluster DNS server). Daemons of their own (BIRD, next) will be a third kind."""
+    name: str
+    kind: str
+    ns: str | None
+    argv: tuple[str, ...]    # "$LAB_DIR" stands for the lab's state directory, as in WriteFile
+    config: tuple[str, ...]  # the WriteFile paths it reads
+    ready: Readiness | None
+    package: str             # the Debian package with argv[0], named when it is missing
+    container: str | None = None   # kind "container": "<pod>/<container>"
+
+
 Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin
-      | AddAddress | AddRoute | DelRoute | AddNeighbour | AddFdb | SetSysctls | SetSysctl | ApplyNft)
+      | AddAddress | AddRoute | DelRoute | AddNeighbour | AddFdb | SetSysctls | SetSysctl | ApplyNft
+      | WriteFile | StartDaemon)
 
 # Execution order. Within a phase, ops on different namespaces are independent.
 PHASE: dict[type, int] = {
@@ -163,6 +211,8 @@ PHASE: dict[type, int] = {
     AddNeighbour: 8,
     AddFdb: 8,
     ApplyNft: 9,             # after routes: `fib daddr type local` and DNAT need the addresses in place
+    WriteFile: 10,
+    StartDaemon: 11,         # once the network is set up; the engine starts the agent's interpreter early
 }
 
 

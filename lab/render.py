@@ -6,6 +6,7 @@ from typing import Any
 
 from lab import designs
 from lab.addressing import PodAddr
+from lab.ops import AgentReady, AnswersDns, StartDaemon, WriteFile
 from lab.planner import Plan
 
 
@@ -59,11 +60,25 @@ def plan_text(plan: Plan) -> str:
                       "some route to DNAT a ClusterIP; a real node's gateway leads out, a lab's leads nowhere "
                       "(docs/designs.md)"]
     counts: dict[str, int] = {}
-    for op in plan.ops:
+    kernel = [op for op in plan.ops if not isinstance(op, (WriteFile, StartDaemon))]
+    for op in kernel:
         counts[type(op).__name__] = counts.get(type(op).__name__, 0) + 1
-    lines += ["", f"{len(plan.ops)} kernel operations: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
-              "(podlab plan --as-commands prints them as ip/bridge/sysctl commands)"]
+    files = sum(isinstance(op, WriteFile) for op in plan.ops)
+    lines += ["", f"{len(kernel)} kernel operations: " + ", ".join(f"{v} {k}" for k, v in counts.items())]
+    for d in (op for op in plan.ops if isinstance(op, StartDaemon)):
+        where = f"as container {d.container}" if d.container else "in podlab's own namespaces"
+        lines.append(f"daemon {d.name} {where}, {_readiness(d)}")
+    lines += [f"{files} files written into the lab's state directory first",
+              "(podlab plan --as-commands prints it all as ip/bridge/sysctl/nft commands, files and command lines)"]
     return "\n".join(lines)
+
+
+def _readiness(d: StartDaemon) -> str:
+    if isinstance(d.ready, AnswersDns):
+        return f"ready once it answers {d.ready.name} at {d.ready.server}"
+    if isinstance(d.ready, AgentReady):
+        return "ready once every pod's sockets listen"
+    return "ready once started"
 
 
 def _restarts(pod_status: dict[str, Any] | None) -> int:

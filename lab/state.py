@@ -48,6 +48,21 @@ def uts_path(lab: str, netns: str) -> str:
     return str(lab_dir(lab) / "uts" / netns)
 
 
+# Plans name the lab's files by this prefix rather than by the state directory's real place, so a
+# plan (and its golden file) is the same wherever PODLAB_STATE_DIR points.
+LAB_DIR = "$LAB_DIR"
+
+
+def in_lab_dir(relative: str) -> str:
+    """A path in plan terms: "$LAB_DIR/<relative>"."""
+    return f"{LAB_DIR}/{relative}"
+
+
+def expand(text: str, lab: str) -> str:
+    """A plan's path or argument with "$LAB_DIR/" made the lab's real state directory."""
+    return text.replace(LAB_DIR + "/", f"{lab_dir(lab)}/")
+
+
 def ensure_root() -> Path:
     """The state root, root's only (0700) even if something made it with a wider mode."""
     ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)

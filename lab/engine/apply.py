@@ -8,6 +8,7 @@ dozen send(2) calls per phase.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial, singledispatch
@@ -16,11 +17,12 @@ from itertools import groupby
 from lab import commands, faults, state
 from lab.engine import netlink as nl
 from lab.engine import netns
+from lab.engine.daemons import Daemons, write_files
 from lab.engine.journal import Journal, ns_id
 from lab.errors import PodlabError
 from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
                      CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl,
-                     SetSysctls)
+                     SetSysctls, StartDaemon, WriteFile)
 
 Progress = Callable[[str, int, int], None]
 UNMOUNT_THREADS = 32
@@ -187,19 +189,18 @@ def _(op: AddFdb, links: Links, fds: dict[str, int]) -> nl.Request:
     return nl.Request(nl.RTM_NEWNEIGH, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, body, _what(op))
 
 
-def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = None,
-          on_namespaces: Callable[[], None] | None = None) -> None:
-    """Create every object of the plan. On failure raise PodlabError naming the object and
-    the operation; what was made stays journalled, for the caller to destroy.
-
-    `on_namespaces()` runs once every namespace exists, before the links: work that needs
-    only the namespaces can start there and overlap the rest of the build."""
+def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = None) -> None:
+    """Create every object of the plan, write its files, start its daemons, and return once the
+    lab is ready: every veth running and every daemon passing its readiness check. On failure
+    raise PodlabError naming the object and the operation; what was made stays journalled, for
+    the caller to destroy (lab.clean.teardown)."""
     journal = Journal(lab)
     creates = [op for op in ops if isinstance(op, CreateNamespace)]
     taken = [op.ns for op in creates if netns.exists(op.ns)]
     if taken:
         raise PodlabError(f"network namespace {taken[0]} already exists ({len(taken)} names taken): "
                           f"another lab or program uses it; pick another lab name with --name")
+    daemons = Daemons(lab, ops)
     sysctls: dict[str, list[netns.Sysctl]] = {}
     for op in ops:
         if isinstance(op, SetSysctls):
@@ -208,28 +209,62 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
         elif isinstance(op, SetSysctl):
             sysctls.setdefault(op.ns, []).append((op.key, op.value, False))
     specs = [(op.ns, op.hostname, state.uts_path(lab, op.ns)) for op in creates]
-    journal.record_many("netns", [{"name": ns, "uts": uts, "role": op.role}
-                                  for (ns, _, uts), op in zip(specs, creates)])
-    if progress:
-        progress("namespaces", 0, len(specs))
-
-    def made_one(name: str, net: netns.NsId, uts: netns.NsId) -> None:
-        journal.record("netns-made", name=name, net=list(net), uts=list(uts))
-
-    def mount_point(dev: int, ino: int) -> None:
-        journal.record("mountpoint", dev=dev, ino=ino)
-
-    made = netns.create(specs, sysctls, on_created=made_one, on_mount_point=mount_point)
-    if progress:
-        progress("namespaces", len(specs), len(specs))
     try:
-        if on_namespaces:
-            on_namespaces()
-        _links(ops, made, progress)
-        _nft([op for op in ops if isinstance(op, ApplyNft)], progress)
-    finally:
-        for handle in made.values():
-            handle.close()
+        daemons.spawn_early()
+        journal.record_many("netns", [{"name": ns, "uts": uts, "role": op.role}
+                                      for (ns, _, uts), op in zip(specs, creates)])
+        if progress:
+            progress("namespaces", 0, len(specs))
+
+        def made_one(name: str, net: netns.NsId, uts: netns.NsId) -> None:
+            journal.record("netns-made", name=name, net=list(net), uts=list(uts))
+
+        def mount_point(dev: int, ino: int) -> None:
+            journal.record("mountpoint", dev=dev, ino=ino)
+
+        made = netns.create(specs, sysctls, on_created=made_one, on_mount_point=mount_point)
+        if progress:
+            progress("namespaces", len(specs), len(specs))
+        try:
+            write_files(lab, ops)
+            daemons.hand_over()   # the agent opens the pods' sockets on the other core meanwhile
+            links = _links(ops, made, progress)
+            _nft([op for op in ops if isinstance(op, ApplyNft)], progress)
+            _wait_running(ops, made, links)
+        finally:
+            for handle in made.values():
+                handle.close()
+        daemons.network_ready()
+    except BaseException:
+        daemons.discard()
+        raise
+
+
+def _wait_running(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], links: Links,
+                  timeout: float = 10.0) -> None:
+    """Until both ends of every veth are running: the kernel turns a link's carrier on at once but
+    starts its queue a moment later (its link watcher), and a packet sent before is dropped."""
+    waiting: dict[str, list[int]] = {}
+    for op in ops:
+        if isinstance(op, CreateVeth):
+            waiting.setdefault(op.ns, []).append(links(op.ns, op.name))
+            waiting.setdefault(op.peer_ns, []).append(links(op.peer_ns, op.peer))
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while waiting:
+        for ns in list(waiting):
+            running = nl.links_running(made[ns].nl, waiting[ns])
+            waiting[ns] = [i for i in waiting[ns] if i not in running]
+            if not waiting[ns]:
+                del waiting[ns]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            ns = next(iter(waiting))
+            raise PodlabError(f"{sum(map(len, waiting.values()))} veth ends were not running after {timeout:g} s "
+                              f"(in {ns}, ifindex {waiting[ns][0]}, among others): is the machine overloaded?")
+        time.sleep(pause)
+        pause = min(0.02, pause * 2)
 
 
 # From this phase on (links up, bridge ports, addresses, routes, neighbours, FDB) every op
@@ -241,8 +276,9 @@ _LOCAL_PHASES = PHASE[LinkUp]
 _CREATED_UP = {CreateVeth: lambda op: op.name, CreateVxlan: lambda op: op.name}
 
 
-def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progress: Progress | None) -> None:
-    rest = [op for op in ops if not isinstance(op, (CreateNamespace, SetSysctls, SetSysctl, ApplyNft))]
+def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progress: Progress | None) -> Links:
+    rest = [op for op in ops if not isinstance(op, (CreateNamespace, SetSysctls, SetSysctl, ApplyNft, WriteFile,
+                                                    StartDaemon))]
     created = {(op.ns, _CREATED_UP[type(op)](op)) for op in rest if type(op) in _CREATED_UP}
     up = {(op.ns, op.name) for op in rest if isinstance(op, LinkUp)} & created
     rest = [op for op in rest if not (isinstance(op, LinkUp) and (op.ns, op.name) in up)]
@@ -284,6 +320,7 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
             for phase, done in groupby(sorted(PHASE[type(op)] for op in batch)):
                 count = len(list(done))
                 progress(_PHASE_NAMES[phase], count, count)
+    return links
 
 
 def _nft(ops: list[ApplyNft], progress: Progress | None) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
+import shutil
 import socket
 import struct
 from collections.abc import Callable, Iterable
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterable
 from lab.engine import netlink as nl
 from lab.engine import netns
 from lab.errors import PodlabError
-from lab.ops import CreateVxlan
+from lab.ops import ApplyNft, CreateVxlan, SetSysctl, StartDaemon
 
 CLONE_NEWNET = 0x40000000
 RTM_NEWQDISC = 36
@@ -109,6 +111,38 @@ def missing_message(missing: list[str]) -> str:
 
 def require(ops: Iterable[object]) -> None:
     """Raise PodlabError naming every kernel feature the plan needs and the kernel lacks."""
+    ops = list(ops)
     missing = [f for f in needed(ops) if not available(f)]
     if missing:
         raise PodlabError(missing_message(missing))
+    problems = host_problems(ops)
+    if problems:
+        raise PodlabError("this lab needs " + "; and ".join(problems) + ". Nothing was created.")
+
+
+BRIDGE_NF_ADVICE = ("the br_netfilter kernel module (pods reaching a Service on their own node need conntrack to "
+                    "see bridged replies): sudo modprobe br_netfilter. Know that it changes every bridge on this "
+                    "host: each one's frames then go through iptables/nftables (Docker's and libvirt's bridges "
+                    "too) unless net.bridge.bridge-nf-call-iptables=0 there; podlab's labs set it per namespace, "
+                    "1 only where kube-proxy needs it")
+
+
+def host_problems(ops: Iterable[object]) -> list[str]:
+    """What the plan's programs and kernel switches need that this host lacks: the nft command
+    for nftables tables, each daemon's program, br_netfilter for a bridge-nf-call switch set on."""
+    problems: list[str] = []
+    programs: dict[str, str] = {}
+    bridge_nf = False
+    for op in ops:
+        if isinstance(op, ApplyNft):
+            programs.setdefault("nft", "nftables")
+        elif isinstance(op, StartDaemon) and op.kind != "agent":   # the agent runs on podlab's interpreter
+            programs.setdefault(op.argv[0], op.package)
+        elif isinstance(op, SetSysctl) and op.key.startswith("net.bridge.") and op.value != "0":
+            bridge_nf = True
+    for program, package in programs.items():
+        if shutil.which(program) is None:
+            problems.append(f"the {program} command: apt-get install {package}")
+    if bridge_nf and not os.path.exists("/proc/sys/net/bridge"):
+        problems.append(BRIDGE_NF_ADVICE)
+    return problems

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 # message types and flags (linux/rtnetlink.h, linux/netlink.h)
-RTM_NEWLINK, RTM_SETLINK = 16, 19
+RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
 RTM_NEWADDR = 20
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTM_NEWNEIGH = 28
@@ -29,6 +29,7 @@ CREATE = NLM_F_CREATE | NLM_F_EXCL
 
 AF_UNSPEC, AF_INET, AF_BRIDGE = 0, 2, 7
 IFF_UP = 0x1
+IFF_RUNNING = 0x40
 
 # attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
@@ -189,3 +190,28 @@ class Channel:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def links_running(sock: socket.socket, indexes: list[int], batch: int = 256) -> set[int]:
+    """Which of these links the kernel reports running: operationally up, which for a veth means
+    the kernel's link watcher has also started its transmit queue (until then it drops packets)."""
+    running: set[int] = set()
+    for start in range(0, len(indexes), batch):
+        chunk = indexes[start:start + batch]
+        sock.send(b"".join(Request(RTM_GETLINK, 0, ifinfomsg(i), "").encode(n + 1, ack=False)
+                           for n, i in enumerate(chunk)))
+        pending = len(chunk)
+        while pending:
+            data = sock.recv(1 << 20)
+            offset = 0
+            while offset < len(data):
+                length, mtype = struct.unpack_from("=IH", data, offset)
+                if mtype == RTM_NEWLINK:
+                    index, flags = struct.unpack_from("=iI", data, offset + 20)
+                    if flags & IFF_RUNNING:
+                        running.add(index)
+                    pending -= 1
+                elif mtype == NLMSG_ERROR:
+                    pending -= 1      # a link that is gone is not running
+                offset += (length + 3) & ~3
+    return running

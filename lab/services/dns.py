@@ -11,23 +11,22 @@ The zone is answered here only (`local=/cluster.local/`), so an unknown name in 
 a bare name (no dot) is never forwarded (`domain-needed`), so `ping nginx-6bfd886fb5-fvngf`
 fails as in seed 001; there is no upstream: other names get REFUSED. TTL 5 s, as CoreDNS.
 dnsmasq listens on the pod's own address only; pods reach it through the DNS Service's
-ClusterIP, which kube-proxy's rules DNAT to that address like any other Service.
+ClusterIP, which kube-proxy's rules DNAT to that address like any other Service. It is a plan
+daemon (ops below): the workload agent runs it as the DNS pod's container, and `up` waits until
+it answers.
 """
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 from lab import state
 from lab.addressing import AddressPlan
-from lab.errors import PodlabError
 from lab.model import Topology
-from lab.services import dnsclient
+from lab.ops import AnswersDns, Op, StartDaemon, WriteFile
+from lab.services import schema
 from lab.services.endpoints import CLUSTER_DOMAIN, ServicePlan
 
 TTL = 5
-READY_TIMEOUT = 15.0
 
 
 def dashed(ip: object) -> str:
@@ -75,52 +74,26 @@ def config(topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+CONFIG = schema.DNS_CONFIG
+
+
 def config_path(lab: str) -> Path:
-    return state.lab_dir(lab) / "dns" / "dnsmasq.conf"
+    return state.lab_dir(lab) / CONFIG
 
 
-def write(lab: str, topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> Path:
-    path = config_path(lab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config(topo, addrs, splan))
-    return path
-
-
-def container_command(lab: str) -> list[str]:
-    """The DNS container's command line: dnsmasq reads the lab's config (before it drops to nobody)."""
-    return ["dnsmasq", "--keep-in-foreground", f"--conf-file={config_path(lab)}"]
+def ops(topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> list[Op]:
+    """The DNS server's configuration, and dnsmasq as the DNS pod's container, ready once it answers."""
+    if splan.dns_pod is None:
+        return []
+    pod = next(p for p in topo.pods if p.name == splan.dns_pod)
+    container = next(c for c in pod.containers if c.name == schema.DNS_CONTAINER)
+    addr = next(p for p in addrs.pods if p.name == pod.name)
+    conf = state.in_lab_dir(CONFIG)
+    return [WriteFile(conf, config(topo, addrs, splan), "the cluster DNS server's configuration"),
+            StartDaemon("dnsmasq", "container", addr.netns, container.command, (conf,),
+                        AnswersDns(addr.netns, addr.ip, f"kubernetes.default.svc.{CLUSTER_DOMAIN}"),
+                        "dnsmasq-base", container=f"{pod.name}/{container.name}")]
 
 
 def log_path(lab: str, pod: str) -> Path:
     return state.lab_dir(lab) / "logs" / f"{pod}_dnsmasq.log"
-
-
-def wait_ready(lab: str, addrs: AddressPlan, splan: ServicePlan, timeout: float = READY_TIMEOUT) -> None:
-    """Until the DNS server answers from inside its pod (a readiness probe): PodlabError if it never does."""
-    from lab.engine import netns
-    if splan.dns_pod is None:
-        return
-    pod = next(p for p in addrs.pods if p.name == splan.dns_pod)
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            sock = netns.socket_in(pod.netns, socket.AF_INET, socket.SOCK_DGRAM)
-        except OSError as e:
-            raise PodlabError(f"cannot reach the DNS pod {pod.name}: {e}") from None
-        try:
-            answer = dnsclient.ask(sock, str(pod.ip), f"kubernetes.default.svc.{CLUSTER_DOMAIN}", timeout=0.5)
-            if answer.ok:
-                return
-            last = f"answer {answer.rcode}"
-        except (TimeoutError, OSError) as e:
-            last = str(e)
-        finally:
-            sock.close()
-        time.sleep(0.1)
-    try:
-        tail = "\n".join(log_path(lab, pod.name).read_text(errors="replace").splitlines()[-10:])
-    except OSError:
-        tail = "(no log)"
-    raise PodlabError(f"the cluster DNS (dnsmasq in pod {pod.name}) did not answer within {timeout:g} s "
-                      f"({last}); its log:\n{tail}")

@@ -1,9 +1,10 @@
-"""The kernel operations Services and hostPorts add to a mode's plan. Pure.
+"""What Services and hostPorts add to a design's plan. Pure.
 
 Per node, when the topology has a `services:` key: kube-proxy's nftables table, the bridge
 netfilter switch it relies on, and a default route if the design gave the node none (a process
 on the node connecting to a ClusterIP needs some route before nat-output can DNAT it; real
-nodes have their subnet's gateway). Per node with hostPorts: the portmap table.
+nodes have their subnet's gateway). Per node with hostPorts: the portmap table. And the cluster
+DNS: dnsmasq's configuration, dnsmasq as a daemon, every pod's resolv.conf and hosts.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from lab import designs
 from lab.addressing import AddressPlan
 from lab.model import Topology
 from lab.ops import AddRoute, ApplyNft, Op, SetSysctl
-from lab.services import endpoints, nft
+from lab.services import dns, endpoints, nft, resolv
 
 DEFAULT = IPv4Network("0.0.0.0/0")
 # Pods on one node reach a ClusterIP through the node (routed) but the endpoint's answer comes
@@ -27,7 +28,8 @@ def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
     has_host_ports = any(p.host_port is not None for pod in topo.pods for c in pod.containers for p in c.port_specs)
     if not topo.cluster_services and not has_host_ports:
         return []
-    ruleset = nft.kube_proxy(endpoints.plan(topo, addrs), topo.pod_cidr) if topo.cluster_services else ""
+    splan = endpoints.plan(topo, addrs) if topo.cluster_services else None
+    ruleset = nft.kube_proxy(splan, topo.pod_cidr) if splan else ""
     ip_of = {p.name: p.ip for p in addrs.pods}
     by_node: dict[str, list] = {}
     if has_host_ports:
@@ -52,4 +54,6 @@ def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
             out.append(ApplyNft(node.netns, f"ip {nft.TABLE}", ruleset))
         if host_ports:
             out.append(ApplyNft(node.netns, f"ip {nft.HOSTPORT_TABLE}", host_ports))
+    if splan:
+        out += dns.ops(topo, addrs, splan) + resolv.files(topo, addrs, splan)
     return out

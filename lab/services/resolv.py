@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lab import state
 from lab.addressing import AddressPlan
+from lab.ops import WriteFile
 from lab.model import Topology
 from lab.services.endpoints import CLUSTER_DOMAIN, ServicePlan
 
@@ -51,17 +52,20 @@ def pod_dir(lab: str, pod: str) -> Path:
     return state.lab_dir(lab) / "pods" / pod
 
 
-def write(lab: str, topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> None:
-    """Write every pod's resolv.conf and hosts (not hostNetwork pods': they use the node's)."""
+def files(topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> list[WriteFile]:
+    """Every pod's resolv.conf and hosts (not hostNetwork pods': they use the node's)."""
     if splan.dns_ip is None:
-        return
+        return []
+    out: list[WriteFile] = []
     for pod, addr in zip(topo.pods, addrs.pods):
         if pod.host_network:
             continue
-        d = pod_dir(lab, pod.name)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "resolv.conf").write_text(resolv_conf(pod.namespace, str(splan.dns_ip)))
-        (d / "hosts").write_text(hosts_file(pod.name, str(addr.ip)))
+        pod_dir(topo.name, pod.name)   # validates the name
+        for name, content in (("resolv.conf", resolv_conf(pod.namespace, str(splan.dns_ip))),
+                              ("hosts", hosts_file(pod.name, str(addr.ip)))):
+            out.append(WriteFile(state.in_lab_dir(f"pods/{pod.name}/{name}"), content,
+                                 f"the kubelet's /etc/{name} of pod {pod.name}", pod=pod.name, target=f"/etc/{name}"))
+    return out
 
 
 def mounts_for(lab: str, pod: str) -> list[tuple[str, str]]:

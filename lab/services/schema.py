@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
-from lab import naming
+from lab import naming, state
 from lab.designs import Design
 from lab.model import SERVICE_TYPES, Container, ContainerPort, Pod, Service, ServicePort
 from lab.topology.checker import Checker, YamlPath, choice
@@ -30,6 +30,7 @@ API_SERVER_PORT = 6443
 DNS_POD_LABELS = {"k8s-app": "kube-dns"}
 DNS_DEPLOYMENT = "kube-dns"
 DNS_CONTAINER = "dnsmasq"
+DNS_CONFIG = "dns/dnsmasq.conf"      # in the lab's state directory, written by the plan (lab.services.dns)
 NODE_PORT_RANGE = range(30000, 32768)      # kube-apiserver's default --service-node-port-range
 SERVICE_PROTOCOLS = ("TCP", "UDP")
 DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -304,13 +305,12 @@ def _node_ports(checker: Checker, drafts: list[_Draft]) -> dict[int, ServicePort
 def _dns_pod(lab: str, node: str) -> Pod:
     """kube-system's DNS pod, as kubeadm and GKE run it (labels k8s-app=kube-dns) on the first node.
 
-    Its container runs dnsmasq; the command is completed with the lab's config file when the
-    workloads start (lab.services.dns.container_command), since a lab's name is only final then.
+    Its container runs dnsmasq on the configuration the plan writes (lab.services.dns).
     """
     name = naming.deployment_pod_names(lab, DNS_DEPLOYMENT, 1)[0]
     labels = {**DNS_POD_LABELS, "pod-template-hash": naming.pod_template_hash(lab, DNS_DEPLOYMENT)}
     ports = (ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp"))
-    container = Container(DNS_CONTAINER, "dnsmasq", (53,), ("dnsmasq", "--keep-in-foreground"), ports)
+    container = Container(DNS_CONTAINER, "dnsmasq", (53,), ("dnsmasq", "--keep-in-foreground", f"--conf-file={state.in_lab_dir(DNS_CONFIG)}"), ports)
     return Pod(name, node, (container,), "kube-system", False, tuple(sorted(labels.items())), DNS_DEPLOYMENT)
 
 

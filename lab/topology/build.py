@@ -21,13 +21,13 @@ def loads(text: str, source: str = "<string>", default_name: str | None = None) 
     """Validate topology YAML text; raise TopologyError listing every problem found."""
     checker = Checker(source)
     document = Reader(checker).read(text)
-    topology = _build(checker, document, default_name or "lab") if document is not None else None
+    topology = _build(checker, document, default_name or "lab", text) if document is not None else None
     if checker.problems or topology is None:
         raise checker.error()
     return topology
 
 
-def _build(checker: Checker, document: dict[str, Any], default_name: str) -> Topology | None:
+def _build(checker: Checker, document: dict[str, Any], default_name: str, text: str) -> Topology | None:
     """Every section checked in turn, then the pods placed and the whole checked for fit;
     None when any problem was found (they are all in the checker)."""
     top = checker.fields((), document, TOP_SCHEMA, "the topology") or {}
@@ -63,5 +63,5 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str) -> Top
         nodes=tuple(Node(n) for n in node_names), pods=tuple(pod for pod, _ in placed),
         outside=tuple(OutsideHost(o.name) for o in outside), services=services,
         cluster_services="services" in document, description=top.get("description", ""),
-        source=checker.source,
+        source=checker.source, text=text,
     )

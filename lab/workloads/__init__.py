@@ -33,6 +33,7 @@ from lab.errors import PodlabError
 
 WORKLOADS = ("http", "echo", "idle", "command")
 AGENT_MODULE = "lab.workloads.agent"
+SPEC_FILE = "agent-spec.json"     # in the lab's state directory
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 HANDSHAKE = b"recorded\n"
 NETWORK_READY = b"network ready\n"   # after HANDSHAKE, to an agent started with --network-later
@@ -77,6 +78,9 @@ def parse_spec(data: object) -> Spec:
     assert isinstance(data, dict)
     lab = data.get("lab")
     need(isinstance(lab, str) and bool(state.LAB_NAME.match(lab)), "lab", f"invalid lab name {lab!r}")
+
+    def real(v: object) -> object:   # a plan names the lab's files as $LAB_DIR/... (lab.state.expand)
+        return state.expand(v, lab) if isinstance(v, str) else v
     pods_in = data.get("pods", [])
     need(isinstance(pods_in, list), "pods", "must be a list")
     pods: list[PodSpec] = []
@@ -84,7 +88,7 @@ def parse_spec(data: object) -> Spec:
     for i, p in enumerate(pods_in):
         at = f"pods[{i}]"
         need(isinstance(p, dict), at, "must be an object")
-        name, netns, uts = p.get("pod"), p.get("netns"), p.get("uts")
+        name, netns, uts = p.get("pod"), p.get("netns"), real(p.get("uts"))
         need(isinstance(name, str) and bool(_NAME.match(name)), f"{at}.pod", f"invalid pod name {name!r}")
         need(name not in seen_pods, f"{at}.pod", f"duplicate pod {name!r}")
         seen_pods.add(name)
@@ -101,6 +105,7 @@ def parse_spec(data: object) -> Spec:
             need(cname not in seen, f"{cat}.name", f"duplicate container {cname!r}")
             seen.add(cname)
             command = c.get("command") or []
+            command = [real(x) for x in command] if isinstance(command, list) else command
             workload = c.get("workload") or ("command" if command else "idle")
             need(workload in WORKLOADS, f"{cat}.workload", f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
             ports = c.get("ports") or []
@@ -111,6 +116,7 @@ def parse_spec(data: object) -> Spec:
             need(workload != "command" or bool(command), f"{cat}.command", "a command container needs a command")
             containers.append(ContainerSpec(cname, workload, tuple(ports), tuple(command)))
         mounts = p.get("mounts") or []
+        mounts = [[real(x) for x in m] if isinstance(m, list) else m for m in mounts] if isinstance(mounts, list) else mounts
         need(isinstance(mounts, list) and all(isinstance(m, list) and len(m) == 2 and all(
             isinstance(x, str) and x.startswith("/") for x in m) for m in mounts),
              f"{at}.mounts", "must be a list of [file, path] pairs of absolute paths")
@@ -140,7 +146,7 @@ def write_spec(lab: str, pods: list[dict]) -> Path:
         parse_spec(data)
     except ValueError as e:
         raise PodlabError(f"workload spec for lab {lab!r}: {e}") from None
-    path = state.ensure_lab_dir(lab) / "agent-spec.json"
+    path = state.ensure_lab_dir(lab) / SPEC_FILE
     write_json_atomic(path, data)
     return path
 

@@ -70,3 +70,14 @@ def test_two_pods_of_one_node_that_would_share_a_host_veth_name_are_refused(monk
     # The same name on two different nodes is no clash: each node is its own namespace.
     topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: c, node: n2, image: busybox}\n")
     assert {p.veth for p in allocation.allocate(topo).pods} == {"veth00000000"}
+
+
+def test_a_recorded_allocation_reads_back_as_it_was():
+    import json
+
+    from lab import allocation, planner, topology
+    from lab.api import TOPOLOGIES
+    for name in ("default", "kindnet", "l3-vpc-router", "services"):
+        a = planner.build(topology.load(TOPOLOGIES / f"{name}.yaml")).addresses
+        back = allocation.from_record(json.loads(json.dumps(allocation.record(a))))
+        assert back == a, name
