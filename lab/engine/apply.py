@@ -68,6 +68,23 @@ def _what(op: Op) -> Callable[[], str]:
     return partial(commands.command, op)   # made only if the request fails
 
 
+# What the kernel's EEXIST means is decided per operation (Request.exists_ok). Plans are built
+# into new namespaces, so EEXIST means the plan itself, or something that ran there meanwhile,
+# made the object already. It is success only where the kernel says it for this very object:
+# an address (the same local address and prefix on the same device). A link of that name may
+# be anything, and later requests name the link by the ifindex chosen here; a route to the same
+# destination and metric may go elsewhere; a neighbour entry may hold another MAC: errors.
+
+def _link_what(op: CreateBridge | CreateVeth | CreateVxlan) -> Callable[[], str]:
+    """A link request's failure names the link first (EEXIST: that name is taken)."""
+    return partial(_naming_link, op)
+
+
+def _naming_link(op: CreateBridge | CreateVeth | CreateVxlan) -> str:
+    peer = f" (or its peer {op.peer} in {op.peer_ns})" if isinstance(op, CreateVeth) else ""
+    return f"link {op.name} in {op.ns}{peer}: {commands.command(op)}"
+
+
 @encode.register
 def _(op: CreateBridge, links: Links, fds: dict[str, int]) -> Request:
     # Created down and without multicast snooping; _bridge_on turns both on at the end (see _links).
@@ -75,7 +92,7 @@ def _(op: CreateBridge, links: Links, fds: dict[str, int]) -> Request:
             + nl.string(nl.IFLA_IFNAME, op.name)
             + nl.u32(nl.IFLA_MTU, op.mtu) + (nl.mac(nl.IFLA_ADDRESS, op.mac) if op.mac else b"")
             + _bridge_info(snooping=False))
-    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _link_what(op), exists_ok=False)
 
 
 def _bridge_info(snooping: bool) -> bytes:
@@ -102,7 +119,7 @@ def _(op: CreateVeth, links: Links, fds: dict[str, int]) -> Request:
         body += nl.string(nl.IFLA_IFALIAS, op.alias)
     body += nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "veth"),
                       nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER, peer)))
-    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _link_what(op), exists_ok=False)
 
 
 @encode.register
@@ -115,7 +132,7 @@ def _(op: CreateVxlan, links: Links, fds: dict[str, int]) -> Request:
             + nl.u32(nl.IFLA_MTU, op.mtu) + nl.mac(nl.IFLA_ADDRESS, op.mac)
             + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "vxlan"),
                         nl.nested(nl.IFLA_INFO_DATA, data)))
-    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _link_what(op), exists_ok=False)
 
 
 @encode.register
@@ -142,7 +159,7 @@ def _(op: AddAddress, links: Links, fds: dict[str, int]) -> Request:
     a = op.address
     body = (nl.ifaddrmsg(a.network.prefixlen, links(op.ns, op.dev))
             + nl.ip4(nl.IFA_LOCAL, a.ip) + nl.ip4(nl.IFA_ADDRESS, a.ip))
-    return Request(nl.RTM_NEWADDR, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWADDR, nl.CREATE, body, _what(op), exists_ok=True)
 
 
 @encode.register
@@ -160,7 +177,7 @@ def _(op: AddRoute, links: Links, fds: dict[str, int]) -> Request:
         body += nl.u32(nl.RTA_OIF, links(op.ns, op.dev))
     if op.src:
         body += nl.ip4(nl.RTA_PREFSRC, op.src)
-    return Request(nl.RTM_NEWROUTE, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWROUTE, nl.CREATE, body, _what(op), exists_ok=False)
 
 
 _SCOPES = {"link": nl.RT_SCOPE_LINK, "host": nl.RT_SCOPE_HOST}
@@ -178,13 +195,14 @@ def _(op: DelRoute, links: Links, fds: dict[str, int]) -> Request:
 def _(op: AddNeighbour, links: Links, fds: dict[str, int]) -> Request:
     body = (nl.ndmsg(nl.AF_INET, links(op.ns, op.dev), nl.NUD_PERMANENT)
             + nl.ip4(nl.NDA_DST, op.address) + nl.mac(nl.NDA_LLADDR, op.mac))
-    return Request(nl.RTM_NEWNEIGH, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWNEIGH, nl.CREATE, body, _what(op), exists_ok=False)
 
 
 @encode.register
 def _(op: AddFdb, links: Links, fds: dict[str, int]) -> Request:
     body = (nl.ndmsg(nl.AF_BRIDGE, links(op.ns, op.dev), nl.NUD_PERMANENT, nl.NTF_SELF)
             + nl.mac(nl.NDA_LLADDR, op.mac) + nl.ip4(nl.NDA_DST, op.dst))
+    # NLM_F_REPLACE: an entry already there is replaced, so the kernel never answers EEXIST.
     return Request(nl.RTM_NEWNEIGH, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, body, _what(op))
 
 

@@ -1,7 +1,7 @@
 """podlab's netlink, with struct and plain sockets, in one place.
 
 - wire.py    constants, struct layouts, attributes packed and read, message framing
-- writer.py  batched requests that build a lab (lab.engine)
+- writer.py  batched requests that build a lab (lab.engine), with what EEXIST means per request
 - dump.py    dumps read back for lab.inspect: links, addresses, routes, neighbours, FDB, nft tables
 - query.py   `route get` and RTM_GETNSID on one socket per namespace (lab.packets' walks)
 

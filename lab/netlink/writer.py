@@ -26,11 +26,18 @@ ONE_QUEUE = wire.u32(wire.IFLA_NUM_TX_QUEUES, 1) + wire.u32(wire.IFLA_NUM_RX_QUE
 @dataclass
 class Request:
     """One netlink request and what to call it if it fails (a string, or a function making
-    one: naming thousands of requests that succeed would cost more than sending them)."""
+    one: naming thousands of requests that succeed would cost more than sending them).
+
+    `exists_ok`: whether the kernel's EEXIST means this request is done. Only where the
+    kernel answers EEXIST for this very object and nothing else (an address: the same local
+    address and prefix on the same device); elsewhere what is in the way may differ from what
+    was asked (a route to the same destination via another gateway, a link of that name), so
+    EEXIST fails like any error."""
     type: int
     flags: int
     body: bytes
     what: str | Callable[[], str]
+    exists_ok: bool = False
 
     def encode(self, seq: int, ack: bool = True) -> bytes:
         flags = self.flags | wire.NLM_F_REQUEST | (wire.NLM_F_ACK if ack else 0)
@@ -42,10 +49,6 @@ class NetlinkError(OSError):
         what = what() if callable(what) else what
         super().__init__(code, f"{what}: {os.strerror(code)}")
         self.what = what
-
-
-# Adding what exists already is success: steps are idempotent.
-_BENIGN = {errno.EEXIST}
 
 
 class Channel:
@@ -94,7 +97,7 @@ class Channel:
                 if mtype == wire.NLMSG_ERROR and seq in sent:
                     code = wire.error_code(payload)
                     req = sent.pop(seq)
-                    if code and code not in _BENIGN and failure is None:
+                    if code and failure is None and not (code == errno.EEXIST and req.exists_ok):
                         failure = NetlinkError(code, req.what)
                     done = done or seq == final
         if failure:
