@@ -33,8 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import addressing  # noqa: E402  (which neighbour entries a lab of this size gets)
-from lab.engine import netlink as nl  # noqa: E402  (the packing helpers only)
 from lab.engine.netns import MountPoints, in_helper_thread  # noqa: E402  (the same tricks as podlab)
+from lab.netlink import wire as nl  # noqa: E402  (the packing helpers)
+from lab.netlink.writer import ONE_QUEUE, Channel, Request  # noqa: E402  (podlab's batching)
 
 NETNS_DIR = "/run/netns"
 FLOOR_DIR = Path("/run/podlab-floor")   # the UTS mount points' directory (removed when empty)
@@ -57,11 +58,6 @@ def _mac(tag: str) -> bytes:
 def _bind(source: bytes, target: str, mount_points: MountPoints) -> None:
     mount_points.make(target)   # a hard link of one unnamed inode, as podlab makes them
     _check(_libc.mount(source, target.encode(), b"none", MS_BIND, None), f"bind-mount {target}")
-
-
-# One queue per veth from the start: otherwise the kernel cuts a new veth's per-CPU queues
-# down to one while registered and waits for an RCU grace period each time.
-ONE_QUEUE = nl.u32(31, 1) + nl.u32(32, 1)   # IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES
 
 
 def _bridge_info(snooping: bool) -> bytes:
@@ -136,26 +132,26 @@ class Floor:
         self.cpu["namespaces"] = time.thread_time() - c0
 
         t1, c1 = time.monotonic(), time.thread_time()
-        under, node = nl.Channel(u_sock), nl.Channel(n_sock)
+        under, node = Channel(u_sock), Channel(n_sock)
         # ifindexes chosen here: lo is 1 in a new namespace, new links count up from 2.
-        under.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(2, "br0", up=False, extra=(
+        under.queue(Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(2, "br0", up=False, extra=(
             nl.attr(nl.IFLA_ADDRESS, _mac(f"{p}/br0")) + _bridge_info(snooping=False))), "br0"))
-        under.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(3, "node1", extra=(
+        under.queue(Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(3, "node1", extra=(
             ONE_QUEUE + nl.u32(nl.IFLA_MASTER, 2) + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "veth"),
                                                   nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER,
                                                             _newlink(2, "eth0", up=False, extra=ONE_QUEUE + nl.u32(nl.IFLA_NET_NS_FD, n_fd)))))
         )), "uplink"))
         under.flush()
-        node.queue(nl.Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(1, flags=nl.IFF_UP, change=nl.IFF_UP), "lo"))
+        node.queue(Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(1, flags=nl.IFF_UP, change=nl.IFF_UP), "lo"))
         static, pairs = self.neighbour_policy()
         mac = {i: _mac(f"{p}/pod{i}") for i in range(self.n)} if static else {}
         gw_mac = _mac(f"{p}/cni0")
-        node.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(3, "cni0", up=False, extra=(
+        node.queue(Request(nl.RTM_NEWLINK, nl.CREATE, _newlink(3, "cni0", up=False, extra=(
             nl.attr(nl.IFLA_ADDRESS, gw_mac) + _bridge_info(snooping=False))), "cni0"))
-        node.queue(nl.Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(2, flags=nl.IFF_UP, change=nl.IFF_UP)
+        node.queue(Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(2, flags=nl.IFF_UP, change=nl.IFF_UP)
                               + nl.u32(nl.IFLA_MASTER, 3), "eth0 up, master cni0"))
         for ip, plen in ((self.gateway, self.prefixlen), (IPv4Address("192.168.56.11"), 24)):
-            node.queue(nl.Request(nl.RTM_NEWADDR, nl.CREATE, nl.ifaddrmsg(plen, 3)
+            node.queue(Request(nl.RTM_NEWADDR, nl.CREATE, nl.ifaddrmsg(plen, 3)
                                   + nl.ip4(nl.IFA_LOCAL, ip) + nl.ip4(nl.IFA_ADDRESS, ip), "addr"))
         node.flush()
         # The pods' veths from the node's side: created up, enslaved, peer straight into the pod.
@@ -166,7 +162,7 @@ class Floor:
                 ONE_QUEUE + nl.u32(nl.IFLA_MASTER, 3) + nl.string(nl.IFLA_IFALIAS, f"floor {p} pod{i}")
                 + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "veth"),
                             nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER, peer)))))
-            node.queue(nl.Request(nl.RTM_NEWLINK, nl.CREATE, body, f"veth of pod{i}"))
+            node.queue(Request(nl.RTM_NEWLINK, nl.CREATE, body, f"veth of pod{i}"))
         node.flush()
         self.phases["veths"] = time.monotonic() - t1
         self.cpu["veths"] = time.thread_time() - c1
@@ -175,37 +171,37 @@ class Floor:
         dst = [nl.ip4(nl.NDA_DST, ip) for ip in self.pod_ip]
         lladdr = {i: nl.attr(nl.NDA_LLADDR, m) for i, m in mac.items()}
         for i in range(self.n):  # hairpin, and the node's permanent entry for each pod
-            node.queue(nl.Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(4 + i, family=nl.AF_BRIDGE)
+            node.queue(Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(4 + i, family=nl.AF_BRIDGE)
                                   + nl.nested(nl.IFLA_PROTINFO, nl.u8(nl.IFLA_BRPORT_MODE, 1)), "hairpin"))
             if static:
-                node.queue(nl.Request(nl.RTM_NEWNEIGH, nl.CREATE, nl.ndmsg(nl.AF_INET, 3, nl.NUD_PERMANENT)
+                node.queue(Request(nl.RTM_NEWNEIGH, nl.CREATE, nl.ndmsg(nl.AF_INET, 3, nl.NUD_PERMANENT)
                                       + dst[i] + lladdr[i], "neigh"))
         node.flush()
         # Inside each pod: everything in one send(2).
         gw = nl.ip4(nl.RTA_GATEWAY, self.gateway)
         neigh = nl.ndmsg(nl.AF_INET, 2, nl.NUD_PERMANENT)
         for i, (fd, sock) in enumerate(pods):
-            ch = nl.Channel(sock)
+            ch = Channel(sock)
             ip = self.pod_ip[i]
             for index in (1, 2):   # lo, eth0 (a veth's peer cannot be created up)
-                ch.queue(nl.Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(index, flags=nl.IFF_UP, change=nl.IFF_UP), "up"))
-            ch.queue(nl.Request(nl.RTM_NEWADDR, nl.CREATE, nl.ifaddrmsg(self.prefixlen, 2)
+                ch.queue(Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(index, flags=nl.IFF_UP, change=nl.IFF_UP), "up"))
+            ch.queue(Request(nl.RTM_NEWADDR, nl.CREATE, nl.ifaddrmsg(self.prefixlen, 2)
                                 + nl.ip4(nl.IFA_LOCAL, ip) + nl.ip4(nl.IFA_ADDRESS, ip), "addr"))
-            ch.queue(nl.Request(nl.RTM_NEWROUTE, nl.CREATE, nl.rtmsg(0, nl.RT_SCOPE_UNIVERSE, nl.RTN_UNICAST) + gw,
+            ch.queue(Request(nl.RTM_NEWROUTE, nl.CREATE, nl.rtmsg(0, nl.RT_SCOPE_UNIVERSE, nl.RTN_UNICAST) + gw,
                                 "route"))
             if static:
-                ch.queue(nl.Request(nl.RTM_NEWNEIGH, nl.CREATE, neigh + nl.ip4(nl.NDA_DST, self.gateway)
+                ch.queue(Request(nl.RTM_NEWNEIGH, nl.CREATE, neigh + nl.ip4(nl.NDA_DST, self.gateway)
                                     + nl.attr(nl.NDA_LLADDR, gw_mac), "neigh"))
             for j in range(self.n) if pairs else ():
                 if j != i:
-                    ch.queue(nl.Request(nl.RTM_NEWNEIGH, nl.CREATE, neigh + dst[j] + lladdr[j], "neigh"))
+                    ch.queue(Request(nl.RTM_NEWNEIGH, nl.CREATE, neigh + dst[j] + lladdr[j], "neigh"))
             ch.flush()
             ch.close()
             os.close(fd)
         # The bridges go up once every pod is, then snoop multicast (podlab's order: apply._links).
         for ch, index in ((node, 3), (under, 2)):
-            ch.queue(nl.Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(index, flags=nl.IFF_UP, change=nl.IFF_UP), "up"))
-            ch.queue(nl.Request(nl.RTM_NEWLINK, 0, nl.ifinfomsg(index) + _bridge_info(snooping=True), "snooping"))
+            ch.queue(Request(nl.RTM_SETLINK, 0, nl.ifinfomsg(index, flags=nl.IFF_UP, change=nl.IFF_UP), "up"))
+            ch.queue(Request(nl.RTM_NEWLINK, 0, nl.ifinfomsg(index) + _bridge_info(snooping=True), "snooping"))
             ch.flush()
         self.phases["pods"] = time.monotonic() - t2
         self.cpu["pods"] = time.thread_time() - c2

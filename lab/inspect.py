@@ -1,7 +1,7 @@
 """Read a namespace's network state back from the kernel: the source of truth after `up`.
 
 A trainee who fixes a route by hand sees the fix here, and a grader judges what is really
-there, never the plan. lab.rtdump reads the dumps (struct, the attributes used here; it gives
+there, never the plan. lab.netlink.dump reads the dumps (struct, the attributes used here; it gives
 what pyroute2 gave, without its 0.1-0.3 s import); it runs in a helper thread that has joined
 the namespace, so no process is forked per namespace.
 """
@@ -11,8 +11,8 @@ import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lab import rtdump
 from lab.engine import netns
+from lab.netlink import dump, wire
 
 RT_TABLES = {254: "main", 255: "local", 253: "default"}
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
@@ -105,18 +105,18 @@ def read_here(name: str, sock: socket.socket | None = None) -> Snapshot:
     """The state of the namespace the calling thread is in (or that `sock`, a NETLINK_ROUTE
     socket, was made in; the sysctls are always the calling thread's namespace's)."""
     own = sock is None
-    nl = rtdump.open_socket() if sock is None else sock
+    nl = wire.open_socket() if sock is None else sock
     snap = Snapshot(name)
     try:
-        raw_links = rtdump.links(nl)
+        raw_links = dump.links(nl)
         names = {l.index: l.name for l in raw_links}
         snap.links = [_link(l, names) for l in raw_links]
         snap.addresses = [Address(names.get(a.index, str(a.index)), f"{a.address}/{a.prefixlen}")
-                          for a in rtdump.addresses(nl)]
-        snap.routes = [_route(r, names) for r in rtdump.routes(nl)]
+                          for a in dump.addresses(nl)]
+        snap.routes = [_route(r, names) for r in dump.routes(nl)]
         snap.neighbours = [Neighbour(names.get(n.index, "?"), n.dst, n.lladdr, _nud(n.state))
-                           for n in rtdump.neighbours(nl) if n.dst]
-        snap.fdb = [_fdb(f, names) for f in rtdump.neighbours(nl, rtdump.AF_BRIDGE)]
+                           for n in dump.neighbours(nl) if n.dst]
+        snap.fdb = [_fdb(f, names) for f in dump.neighbours(nl, wire.AF_BRIDGE)]
     finally:
         if own:
             nl.close()
@@ -140,11 +140,11 @@ def _nud(state: int) -> str:
     return "|".join(v for k, v in NUD.items() if state & k) or "NONE"
 
 
-def _link(l: rtdump.LinkMsg, names: dict[int, str | None]) -> Link:
+def _link(l: dump.LinkMsg, names: dict[int, str | None]) -> Link:
     kind = l.kind or ("loopback" if l.index == 1 else "")
     up = "UP" if l.flags & 1 else "DOWN"
     carrier = "LOWER_UP" if l.flags & 0x10000 else "NO-CARRIER"
-    # Absent attributes stay None, as pyroute2 gave them (lab.rtdump's promise).
+    # Absent attributes stay None, as pyroute2 gave them (lab.netlink.dump's promise).
     link = Link(index=l.index, name=l.name, kind=kind, state=f"{up},{carrier}", mtu=l.mtu,  # type: ignore[arg-type]
                 mac=l.address, alias=l.alias)  # type: ignore[arg-type]
     link.master = names.get(l.master, str(l.master)) if l.master else None
@@ -158,7 +158,7 @@ def _link(l: rtdump.LinkMsg, names: dict[int, str | None]) -> Link:
     return link
 
 
-def _route(r: rtdump.RouteMsg, names: dict[int, str | None]) -> Route:
+def _route(r: dump.RouteMsg, names: dict[int, str | None]) -> Route:
     scope = {0: "global", 253: "link", 254: "host"}.get(r.scope, str(r.scope))
     return Route(dst=f"{r.dst}/{r.dst_len}" if r.dst else "default", table=RT_TABLES.get(r.table, str(r.table)),
                  type=ROUTE_TYPES.get(r.type, str(r.type)), gateway=r.gateway,
@@ -168,7 +168,7 @@ def _route(r: rtdump.RouteMsg, names: dict[int, str | None]) -> Route:
                             "onlink": bool(flags & 4)} for gw, oif, weight, flags in r.nexthops])
 
 
-def _fdb(f: rtdump.NeighMsg, names: dict[int, str | None]) -> FdbEntry:
+def _fdb(f: dump.NeighMsg, names: dict[int, str | None]) -> FdbEntry:
     return FdbEntry(dev=names.get(f.index, str(f.index)), mac=f.lladdr, dst=f.dst,  # type: ignore[arg-type]
                     master=names.get(f.master) if f.master else None, permanent=bool(f.state & 0x80),
                     self=bool(f.flags & 0x02))

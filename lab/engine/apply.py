@@ -15,11 +15,12 @@ from functools import partial, singledispatch
 from itertools import groupby
 
 from lab import commands, faults, state
-from lab.engine import netlink as nl
 from lab.engine import netns
 from lab.engine.daemons import Daemons, write_files
 from lab.engine.journal import Journal, ns_id
 from lab.errors import PodlabError
+from lab.netlink import wire as nl
+from lab.netlink.writer import ONE_QUEUE, Channel, NetlinkError, Request, links_running
 from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
                      CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl,
                      SetSysctls, StartDaemon, WriteFile)
@@ -61,7 +62,7 @@ class Links:
 
 
 @singledispatch
-def encode(op: Op, links: Links, fds: dict[str, int]) -> nl.Request:
+def encode(op: Op, links: Links, fds: dict[str, int]) -> Request:
     raise TypeError(f"the engine cannot apply {type(op).__name__}")
 
 
@@ -69,14 +70,31 @@ def _what(op: Op) -> Callable[[], str]:
     return partial(commands.command, op)   # made only if the request fails
 
 
+# What the kernel's EEXIST means is decided per operation (Request.exists_ok). Plans are built
+# into new namespaces, so EEXIST means the plan itself, or something that ran there meanwhile,
+# made the object already. It is success only where the kernel says it for this very object:
+# an address (the same local address and prefix on the same device). A link of that name may
+# be anything, and later requests name the link by the ifindex chosen here; a route to the same
+# destination and metric may go elsewhere; a neighbour entry may hold another MAC: errors.
+
+def _link_what(op: CreateBridge | CreateVeth | CreateVxlan) -> Callable[[], str]:
+    """A link request's failure names the link first (EEXIST: that name is taken)."""
+    return partial(_naming_link, op)
+
+
+def _naming_link(op: CreateBridge | CreateVeth | CreateVxlan) -> str:
+    peer = f" (or its peer {op.peer} in {op.peer_ns})" if isinstance(op, CreateVeth) else ""
+    return f"link {op.name} in {op.ns}{peer}: {commands.command(op)}"
+
+
 @encode.register
-def _(op: CreateBridge, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: CreateBridge, links: Links, fds: dict[str, int]) -> Request:
     # Created down and without multicast snooping; _bridge_on turns both on at the end (see _links).
     body = (nl.ifinfomsg(links.new(op.ns, op.name), **links.flags(op.ns, op.name))
             + nl.string(nl.IFLA_IFNAME, op.name)
             + nl.u32(nl.IFLA_MTU, op.mtu) + (nl.mac(nl.IFLA_ADDRESS, op.mac) if op.mac else b"")
             + _bridge_info(snooping=False))
-    return nl.Request(nl.RTM_NEWLINK, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _link_what(op), exists_ok=False)
 
 
 def _bridge_info(snooping: bool) -> bytes:
@@ -84,30 +102,30 @@ def _bridge_info(snooping: bool) -> bytes:
                      nl.nested(nl.IFLA_INFO_DATA, nl.u8(nl.IFLA_BR_MCAST_SNOOPING, int(snooping))))
 
 
-def _snooping_on(ns: str, bridge: str, links: Links) -> nl.Request:
-    return nl.Request(nl.RTM_NEWLINK, 0, nl.ifinfomsg(links(ns, bridge)) + _bridge_info(snooping=True),
-                      f"multicast snooping on {bridge} in {ns}")
+def _snooping_on(ns: str, bridge: str, links: Links) -> Request:
+    return Request(nl.RTM_NEWLINK, 0, nl.ifinfomsg(links(ns, bridge)) + _bridge_info(snooping=True),
+                   f"multicast snooping on {bridge} in {ns}")
 
 
 @encode.register
-def _(op: CreateVeth, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: CreateVeth, links: Links, fds: dict[str, int]) -> Request:
     index = links.new(op.ns, op.name)
     peer = (nl.ifinfomsg(links.new(op.peer_ns, op.peer)) + nl.string(nl.IFLA_IFNAME, op.peer)
-            + nl.u32(nl.IFLA_MTU, op.mtu) + nl.ONE_QUEUE + nl.u32(nl.IFLA_NET_NS_FD, fds[op.peer_ns])
+            + nl.u32(nl.IFLA_MTU, op.mtu) + ONE_QUEUE + nl.u32(nl.IFLA_NET_NS_FD, fds[op.peer_ns])
             + (nl.mac(nl.IFLA_ADDRESS, op.peer_mac) if op.peer_mac else b""))
     body = (nl.ifinfomsg(index, **links.flags(op.ns, op.name)) + nl.string(nl.IFLA_IFNAME, op.name)
-            + nl.u32(nl.IFLA_MTU, op.mtu) + nl.ONE_QUEUE + (nl.mac(nl.IFLA_ADDRESS, op.mac) if op.mac else b""))
+            + nl.u32(nl.IFLA_MTU, op.mtu) + ONE_QUEUE + (nl.mac(nl.IFLA_ADDRESS, op.mac) if op.mac else b""))
     if op.master:
         body += nl.u32(nl.IFLA_MASTER, links(op.ns, op.master))
     if op.alias:
         body += nl.string(nl.IFLA_IFALIAS, op.alias)
     body += nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "veth"),
                       nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER, peer)))
-    return nl.Request(nl.RTM_NEWLINK, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _link_what(op), exists_ok=False)
 
 
 @encode.register
-def _(op: CreateVxlan, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: CreateVxlan, links: Links, fds: dict[str, int]) -> Request:
     data = (nl.u32(nl.IFLA_VXLAN_ID, op.vni) + nl.u32(nl.IFLA_VXLAN_LINK, links(op.ns, op.dev))
             + nl.ip4(nl.IFLA_VXLAN_LOCAL, op.local) + nl.u8(nl.IFLA_VXLAN_LEARNING, int(op.learning))
             + nl.be16(nl.IFLA_VXLAN_PORT, op.port))
@@ -116,38 +134,38 @@ def _(op: CreateVxlan, links: Links, fds: dict[str, int]) -> nl.Request:
             + nl.u32(nl.IFLA_MTU, op.mtu) + nl.mac(nl.IFLA_ADDRESS, op.mac)
             + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "vxlan"),
                         nl.nested(nl.IFLA_INFO_DATA, data)))
-    return nl.Request(nl.RTM_NEWLINK, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWLINK, nl.CREATE, body, _link_what(op), exists_ok=False)
 
 
 @encode.register
-def _(op: SetMaster, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: SetMaster, links: Links, fds: dict[str, int]) -> Request:
     body = nl.ifinfomsg(links(op.ns, op.name)) + nl.u32(nl.IFLA_MASTER, links(op.ns, op.master))
-    return nl.Request(nl.RTM_SETLINK, 0, body, _what(op))
+    return Request(nl.RTM_SETLINK, 0, body, _what(op))
 
 
 @encode.register
-def _(op: LinkUp, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: LinkUp, links: Links, fds: dict[str, int]) -> Request:
     body = nl.ifinfomsg(links(op.ns, op.name), flags=nl.IFF_UP, change=nl.IFF_UP)
-    return nl.Request(nl.RTM_SETLINK, 0, body, _what(op))
+    return Request(nl.RTM_SETLINK, 0, body, _what(op))
 
 
 @encode.register
-def _(op: SetHairpin, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: SetHairpin, links: Links, fds: dict[str, int]) -> Request:
     body = (nl.ifinfomsg(links(op.ns, op.name), family=nl.AF_BRIDGE)
             + nl.nested(nl.IFLA_PROTINFO, nl.u8(nl.IFLA_BRPORT_MODE, 1)))
-    return nl.Request(nl.RTM_SETLINK, 0, body, _what(op))
+    return Request(nl.RTM_SETLINK, 0, body, _what(op))
 
 
 @encode.register
-def _(op: AddAddress, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: AddAddress, links: Links, fds: dict[str, int]) -> Request:
     a = op.address
     body = (nl.ifaddrmsg(a.network.prefixlen, links(op.ns, op.dev))
             + nl.ip4(nl.IFA_LOCAL, a.ip) + nl.ip4(nl.IFA_ADDRESS, a.ip))
-    return nl.Request(nl.RTM_NEWADDR, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWADDR, nl.CREATE, body, _what(op), exists_ok=True)
 
 
 @encode.register
-def _(op: AddRoute, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: AddRoute, links: Links, fds: dict[str, int]) -> Request:
     if op.blackhole:
         body = nl.rtmsg(op.dst.prefixlen, nl.RT_SCOPE_UNIVERSE, nl.RTN_BLACKHOLE)
     else:
@@ -161,32 +179,33 @@ def _(op: AddRoute, links: Links, fds: dict[str, int]) -> nl.Request:
         body += nl.u32(nl.RTA_OIF, links(op.ns, op.dev))
     if op.src:
         body += nl.ip4(nl.RTA_PREFSRC, op.src)
-    return nl.Request(nl.RTM_NEWROUTE, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWROUTE, nl.CREATE, body, _what(op), exists_ok=False)
 
 
 _SCOPES = {"link": nl.RT_SCOPE_LINK, "host": nl.RT_SCOPE_HOST}
 
 
 @encode.register
-def _(op: DelRoute, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: DelRoute, links: Links, fds: dict[str, int]) -> Request:
     # As the ptp plugin deletes it: by destination and device, any protocol and scope (NOWHERE).
     body = (nl.rtmsg(op.dst.prefixlen, nl.RT_SCOPE_NOWHERE, 0, protocol=0) + nl.ip4(nl.RTA_DST, op.dst.network_address)
             + nl.u32(nl.RTA_OIF, links(op.ns, op.dev)))
-    return nl.Request(nl.RTM_DELROUTE, 0, body, _what(op))
+    return Request(nl.RTM_DELROUTE, 0, body, _what(op))
 
 
 @encode.register
-def _(op: AddNeighbour, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: AddNeighbour, links: Links, fds: dict[str, int]) -> Request:
     body = (nl.ndmsg(nl.AF_INET, links(op.ns, op.dev), nl.NUD_PERMANENT)
             + nl.ip4(nl.NDA_DST, op.address) + nl.mac(nl.NDA_LLADDR, op.mac))
-    return nl.Request(nl.RTM_NEWNEIGH, nl.CREATE, body, _what(op))
+    return Request(nl.RTM_NEWNEIGH, nl.CREATE, body, _what(op), exists_ok=False)
 
 
 @encode.register
-def _(op: AddFdb, links: Links, fds: dict[str, int]) -> nl.Request:
+def _(op: AddFdb, links: Links, fds: dict[str, int]) -> Request:
     body = (nl.ndmsg(nl.AF_BRIDGE, links(op.ns, op.dev), nl.NUD_PERMANENT, nl.NTF_SELF)
             + nl.mac(nl.NDA_LLADDR, op.mac) + nl.ip4(nl.NDA_DST, op.dst))
-    return nl.Request(nl.RTM_NEWNEIGH, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, body, _what(op))
+    # NLM_F_REPLACE: an entry already there is replaced, so the kernel never answers EEXIST.
+    return Request(nl.RTM_NEWNEIGH, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, body, _what(op))
 
 
 def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = None) -> None:
@@ -253,7 +272,7 @@ def _wait_running(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created]
     pause = 0.001
     while waiting:
         for ns in list(waiting):
-            running = nl.links_running(made[ns].nl, waiting[ns])
+            running = links_running(made[ns].nl, waiting[ns])
             waiting[ns] = [i for i in waiting[ns] if i not in running]
             if not waiting[ns]:
                 del waiting[ns]
@@ -286,7 +305,7 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
     for name, handle in made.items():
         links.add_namespace(name, handle.max_index)
     fds = {name: h.fd for name, h in made.items()}
-    channels = {name: nl.Channel(h.nl) for name, h in made.items()}
+    channels = {name: Channel(h.nl) for name, h in made.items()}
     # Bridges go up last, once every pod's end is up, and only then start snooping multicast.
     # The end state is the plan's; the order spares the kernel two costs that grow with the
     # square of a bridge's ports: each port that turns up makes the bridge re-walk all its ports
@@ -313,7 +332,7 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
                     channel.queue(_snooping_on(ns, bridge, links))
             try:
                 channel.flush()
-            except nl.NetlinkError as e:
+            except NetlinkError as e:
                 raise PodlabError(f"failed: {e}") from None
             faults.point("netlink batch")
         if progress:

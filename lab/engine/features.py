@@ -16,15 +16,13 @@ import socket
 import struct
 from collections.abc import Callable, Iterable
 
-from lab.engine import netlink as nl
 from lab.engine import netns
 from lab.errors import PodlabError
+from lab.netlink import wire as nl
+from lab.netlink.writer import Channel, NetlinkError, Request
 from lab.ops import ApplyNft, CreateVxlan, SetSysctl, StartDaemon
 
 CLONE_NEWNET = 0x40000000
-RTM_NEWQDISC = 36
-TCA_KIND, TCA_OPTIONS = 1, 2
-TC_H_ROOT = 0xFFFFFFFF
 _libc = ctypes.CDLL(None, use_errno=True)
 # errnos that mean "this kernel has no such link kind / qdisc"
 _MISSING = {errno.EOPNOTSUPP, errno.ENOENT, errno.EINVAL, errno.EAFNOSUPPORT}
@@ -50,12 +48,12 @@ def _in_scratch_netns(fn: Callable[[socket.socket], bool]) -> bool:
     return netns.in_helper_thread(work, "podlab-feature-probe")
 
 
-def _ask(sock: socket.socket, request: nl.Request) -> bool:
-    channel = nl.Channel(sock)
+def _ask(sock: socket.socket, request: Request) -> bool:
+    channel = Channel(sock)
     channel.queue(request)
     try:
         channel.flush()
-    except nl.NetlinkError as e:
+    except NetlinkError as e:
         if e.errno in _MISSING:
             return False
         raise
@@ -66,14 +64,14 @@ def _vxlan(sock: socket.socket) -> bool:
     data = nl.u32(nl.IFLA_VXLAN_ID, 42) + nl.be16(nl.IFLA_VXLAN_PORT, 4789)
     body = (nl.ifinfomsg() + nl.string(nl.IFLA_IFNAME, "probe0")
             + nl.nested(nl.IFLA_LINKINFO, nl.string(nl.IFLA_INFO_KIND, "vxlan"), nl.nested(nl.IFLA_INFO_DATA, data)))
-    return _ask(sock, nl.Request(nl.RTM_NEWLINK, nl.CREATE, body, "ip link add probe0 type vxlan id 42"))
+    return _ask(sock, Request(nl.RTM_NEWLINK, nl.CREATE, body, "ip link add probe0 type vxlan id 42"))
 
 
 def _netem(sock: socket.socket) -> bool:
-    tcmsg = struct.pack("=BxxxiIII", socket.AF_UNSPEC, 1, 0, TC_H_ROOT, 0)   # on lo, ifindex 1
+    tcmsg = struct.pack("=BxxxiIII", socket.AF_UNSPEC, 1, 0, nl.TC_H_ROOT, 0)   # on lo, ifindex 1
     qopt = struct.pack("=6I", 1000, 1000, 0, 0, 0, 0)   # latency, limit, loss, gap, duplicate, jitter
-    body = tcmsg + nl.string(TCA_KIND, "netem") + nl.attr(TCA_OPTIONS, qopt)
-    return _ask(sock, nl.Request(RTM_NEWQDISC, nl.CREATE, body, "tc qdisc add dev lo root netem"))
+    body = tcmsg + nl.string(nl.TCA_KIND, "netem") + nl.attr(nl.TCA_OPTIONS, qopt)
+    return _ask(sock, Request(nl.RTM_NEWQDISC, nl.CREATE, body, "tc qdisc add dev lo root netem"))
 
 
 PROBES: dict[str, Callable[[socket.socket], bool]] = {"vxlan": _vxlan, "netem": _netem}

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from lab import faults
+from lab.netlink import wire
 
 NETNS_DIR = "/run/netns"
 
@@ -31,7 +32,6 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
-NETLINK_ROUTE = 0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
@@ -285,7 +285,7 @@ def create(specs: list[tuple[str, str, str]], sysctls: dict[str, list[Sysctl]],
                 os.close(net_fd)
                 os.close(uts_fd)
             writer.apply(sysctls.get(name, []))
-            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, wire.NETLINK_ROUTE)
             max_index = max(i for i, _ in socket.if_nameindex())
             made[name] = Created(name, os.open(path, os.O_RDONLY), nl, max_index)
 

@@ -5,8 +5,8 @@
                frames a lab carries; dissect.py: scapy's dissection for everything else
 - capture.py   AF_PACKET sockets made inside lab namespaces, BPF filters; `stream()` for the CLI and TUI
 - pcap.py      a pcap file writer that `tcpdump -r` and Wireshark read
-- rtnl.py      `route get` and RTM_GETNSID on one netlink socket per namespace
-- view.py      what a walk asks the kernel (LiveView), or snapshots (SnapshotView, for tests)
+- view.py      what a walk asks the kernel (LiveView: lab.inspect, and lab.netlink.query's `route get`
+               and RTM_GETNSID), or snapshots (SnapshotView, for tests)
 - walk.py      the path walk: hops, decisions, where and why a packet stops; l2.py: who is beyond a link
 - nft.py       would an nft rule drop this packet
 - explain.py   the walk without sending anything

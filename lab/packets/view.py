@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import TYPE_CHECKING, Protocol
 
-from lab import inspect, rtdump
+from lab import inspect
 from lab.engine import netns as nsmod
 from lab.inspect import RT_TABLES, Link, Route, Snapshot
+from lab.netlink import dump, wire
+from lab.netlink.query import Rtnl
 from lab.packets import nft
-from lab.packets.rtnl import Rtnl
 
 if TYPE_CHECKING:
     from lab.api import Lab
 
-RTNH_F_ONLINK = 4
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole",
                7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
 
@@ -88,7 +88,7 @@ def route_answer(rtnl: Rtnl, dst: str, src: str | None, iif: int | None, names: 
     return RouteAnswer(type=ROUTE_TYPES.get(got.type, str(got.type)),
                        dev=names.get(got.oif) if got.oif else None, gateway=got.gateway, prefsrc=got.prefsrc,
                        table=RT_TABLES.get(got.table, str(got.table)), prefix=prefix or f"{dst}/32",
-                       onlink=bool(fib.flags & RTNH_F_ONLINK) if not fib.error else False)
+                       onlink=bool(fib.flags & wire.RTNH_F_ONLINK) if not fib.error else False)
 
 
 def _read_sysctl(key: str) -> str | None:
@@ -103,11 +103,11 @@ def _nft_tables_here() -> bool:
     """Whether nf_tables holds a table in the calling thread's namespace (none at all: nothing
     can drop here, and `nft` need not run)."""
     try:
-        sock = rtdump.open_socket(rtdump.NETLINK_NETFILTER)
+        sock = wire.open_socket(wire.NETLINK_NETFILTER)
     except OSError:
         return False
     try:
-        return rtdump.nft_has_tables(sock)
+        return dump.nft_has_tables(sock)
     finally:
         sock.close()
 
@@ -115,7 +115,7 @@ def _nft_tables_here() -> bool:
 def _visit_here(ns: str) -> tuple[Rtnl, Snapshot, bool]:
     """What a walk reads of the namespace the calling thread is in: a route socket kept for
     `route get`, the state read on it, and whether nf_tables has tables."""
-    rtnl = Rtnl(sock=rtdump.open_socket())
+    rtnl = Rtnl(sock=wire.open_socket())
     try:
         return rtnl, inspect.read_here(ns, rtnl.sock), _nft_tables_here()
     except BaseException:

@@ -1,6 +1,6 @@
 """The reference reader for lab.inspect: a namespace's state as pyroute2 decodes it.
 
-lab.inspect reads the kernel with lab.rtdump (struct, only the attributes it uses); this is
+lab.inspect reads the kernel with lab.netlink.dump (struct, only the attributes it uses); this is
 how it read it before, with pyroute2 decoding everything. The tests compare the two on real
 namespaces, so the fast reader is held to pyroute2's answers.
 """

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from lab import api, state
-from lab.engine import netlink, netns
+from lab.engine import netns
+from lab.netlink import writer
 from lab.errors import PodlabError
 
 from labcheck import assert_no_residue, root_netns_state
@@ -26,7 +27,7 @@ def test_failure_midway_removes_everything_and_names_the_operation(tmp_path, mon
     before = root_netns_state()
     name = f"fail-{secrets.token_hex(3)}"
     t = topo(tmp_path, name)
-    real_flush = netlink.Channel.flush
+    real_flush = writer.Channel.flush
     calls = {"n": 0}
 
     def failing_flush(self):
@@ -34,9 +35,9 @@ def test_failure_midway_removes_everything_and_names_the_operation(tmp_path, mon
         if calls["n"] == 12:     # well into the links
             self._buffer = self._buffer[:1]
             self._pending = self._pending[:1]
-            raise netlink.NetlinkError(19, self._pending[0][1].what)
+            raise writer.NetlinkError(19, self._pending[0][1].what)
         return real_flush(self)
-    monkeypatch.setattr(netlink.Channel, "flush", failing_flush)
+    monkeypatch.setattr(writer.Channel, "flush", failing_flush)
     with pytest.raises(PodlabError) as e:
         api.up(t)
     assert "No such device" in str(e.value) and "ip -n " in str(e.value)

@@ -1,4 +1,4 @@
-"""lab.inspect reads namespaces with lab.rtdump (struct); pyroute2 decoded them before. Both must
+"""lab.inspect reads namespaces with lab.netlink.dump (struct); pyroute2 decoded them before. Both must
 give the same Snapshot for every namespace of every mode, and for the odd state a trainee can
 make by hand: blackhole/unreachable/prohibit routes, another table, multipath, a link down, an
 alias, neighbours in other states, a veth with both ends in one namespace, an nft table."""
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from pyroute2_snapshot import snapshot as pyroute2_snapshot
 
-from lab import inspect, rtdump
+from lab import inspect
 from lab.engine import netns as nsmod
+from lab.netlink import dump, wire
 from lab.packets.view import LiveView
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -87,9 +88,9 @@ def test_nf_tables_are_seen_where_they_are(lab_from_yaml):
     ns = lab.target("node2").netns
 
     def tables_here() -> bool:
-        sock = rtdump.open_socket(rtdump.NETLINK_NETFILTER)
+        sock = wire.open_socket(wire.NETLINK_NETFILTER)
         try:
-            return rtdump.nft_has_tables(sock)
+            return dump.nft_has_tables(sock)
         finally:
             sock.close()
     assert nsmod.run_in(ns, tables_here) is False

@@ -328,12 +328,12 @@ def test_arguments_module_is_pure():
 # ---------------------------------------------------------------- rtnetlink answers
 
 def test_netlink_attributes_round_trip():
-    """What the engine packs (netlink.attr), rtdump reads back (attrs): the pair rtnl speaks with."""
-    from lab.packets import rtnl
-    data = rtnl.attr(rtnl.RTA_DST, bytes([10, 244, 1, 0])) + rtnl.attr(rtnl.RTA_OIF, struct.pack("=I", 6)) \
-        + rtnl.attr(rtnl.RTA_TABLE, struct.pack("=I", 254))
-    got = rtnl.attrs(data)
-    assert got[rtnl.RTA_DST] == bytes([10, 244, 1, 0]) and struct.unpack("=I", got[rtnl.RTA_OIF])[0] == 6
+    """What the engine packs (wire.attr), the readers read back (wire.attrs): the pair query speaks with."""
+    from lab.netlink import wire
+    data = wire.attr(wire.RTA_DST, bytes([10, 244, 1, 0])) + wire.u32(wire.RTA_OIF, 6) \
+        + wire.attr(wire.RTA_TABLE, struct.pack("=I", 254))
+    got = wire.attrs(data)
+    assert got[wire.RTA_DST] == bytes([10, 244, 1, 0]) and wire.as_u32(got[wire.RTA_OIF]) == 6
 
 
 class FakeRtnl:
@@ -347,7 +347,7 @@ class FakeRtnl:
 
 
 def test_route_answers_read_like_ip_route():
-    from lab.packets.rtnl import RouteReply
+    from lab.netlink.query import RouteReply
     from lab.packets.view import route_answer
     names = {2: "cni0", 6: "flannel.1"}
     got = RouteReply(0, 1, 254, "10.244.1.2", 32, 6, "10.244.1.0", None, 0)
