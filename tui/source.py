@@ -3,8 +3,9 @@
 `LabSource` reads a running lab: the cluster's shape from the lab's plan, everything about a
 namespace (links, addresses, routes, neighbours, FDB, nftables, listening sockets, processes)
 from the kernel at the moment it is asked, so a change made by hand in another terminal shows
-on the next refresh. `tui.preview.PlanSource` derives the same records from a topology's plan
-without root (a preview, and stable data for snapshot tests). The app only sees the protocol.
+on the next refresh. `tui.preview.PlanSource` shows the same records, replayed from a topology's
+plan by lab.preview without root (a preview, and stable data for snapshot tests). The app only
+sees the protocol.
 
 Every method may block (netlink, /proc, a forked `nft`): the app calls them from thread workers.
 """

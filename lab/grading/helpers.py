@@ -11,14 +11,20 @@
 Every answer comes from the kernel (lab.inspect) or from packets sent inside the lab's
 namespaces (lab.probe, sockets made in a namespace); nothing here reads a file the student
 can edit. A failure's message says what was tried, what happened, and the first thing in the
-way that a walk over the lab's kernel state finds (lab.grading.diagnose).
+way that lab.packets' walk over the lab's kernel state finds, in the course's words
+(lab.grading.diagnose).
+
+Only errors that mean "the lab is in a state the question cannot be asked of" (PodlabError,
+OSError: a namespace gone, a socket refused) become part of an answer; anything else is a bug
+in podlab and is raised, so a grader reports it instead of failing the student.
 """
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_interface, ip_network
 
@@ -26,6 +32,10 @@ from lab import api, inspect, probe
 from lab.engine import netns
 from lab.errors import PodlabError
 from lab.grading import diagnose as dg
+from lab.packets import endpoints
+from lab.packets.explain import explain, source_address
+from lab.packets.trace import trace
+from lab.packets.view import LiveView, longest_match
 
 DEFAULT_TIMEOUT = 1.0
 RETRY_PAUSE = 0.5
@@ -74,6 +84,7 @@ class Grader:
     timeout: float = DEFAULT_TIMEOUT
     _snaps: dict[str, inspect.Snapshot] = field(default_factory=dict, repr=False)
     _world: dg.World | None = field(default=None, repr=False)
+    _view: LiveView | None = field(default=None, repr=False)      # one reading shared by a batch of diagnoses
     _whys: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ who is who
@@ -102,7 +113,6 @@ class Grader:
     def refresh(self) -> None:
         """Forget what was read: the next question reads the kernel again."""
         self._snaps.clear()
-        self._world = None
         self._whys.clear()
 
     def snapshot(self, name: str) -> inspect.Snapshot:
@@ -135,7 +145,7 @@ class Grader:
 
     def route_to(self, name: str, ip: str) -> inspect.Route | None:
         """The route the kernel of `name` would pick for `ip` (longest prefix in main)."""
-        return dg.lookup(self.snapshot(name), IPv4Address(ip))
+        return longest_match(self.snapshot(name), str(IPv4Address(ip)))
 
     def neighbours(self, name: str, dev: str | None = None) -> list[inspect.Neighbour]:
         return [n for n in self.snapshot(name).neighbours if dev is None or n.dev == dev]
@@ -332,15 +342,10 @@ class Grader:
 
     # ------------------------------------------------------------------ diagnosis
     def world(self) -> dg.World:
-        """Every namespace of the lab, read from the kernel, with the design's names and cables."""
+        """The lab's design as the diagnosis words it: names, pod blocks, veth cables."""
         if self._world is None:
-            self._world = build_world(self.lab, self.snapshot_ns)
+            self._world = build_world(self.lab)
         return self._world
-
-    def snapshot_ns(self, ns: str) -> inspect.Snapshot:
-        if ns not in self._snaps:
-            self._snaps[ns] = inspect.snapshot(ns)
-        return self._snaps[ns]
 
     def diagnose(self, src: str, dst: str) -> str | None:
         """The first thing in the way from src to dst (or back), from the kernel state; None if none found."""
@@ -348,39 +353,45 @@ class Grader:
         _, _, ip = self._dst(dst)
         if s.ip is None:
             return None
+        view = self._view or LiveView(self.lab)
         try:
-            return dg.diagnose(self.world(), s.netns, s.ip, IPv4Address(ip))
-        except Exception as e:  # a diagnosis must never hide the failure it explains
+            src_ip = source_address(view, endpoints.End(s.name, str(s.ip), s.netns, s), ip)
+            return dg.diagnose(view, self.world(), s.netns, src_ip, ip)
+        except (PodlabError, OSError) as e:   # the lab's state defeats the walk: say so, keep the failure
             return f"(could not work out why: {e})"
+        finally:
+            if view is not self._view:
+                view.close()
+
+    @contextmanager
+    def _one_reading(self) -> Iterator[None]:
+        """Diagnoses inside share one reading of the kernel (and its netlink sockets, closed after)."""
+        self._view = LiveView(self.lab)
+        try:
+            yield
+        finally:
+            self._view.close()
+            self._view = None
 
     def explain(self, src: str, dst: str, proto: str = "icmp", port: int | None = None,
                 size: int | None = None) -> str | None:
         """Where lab.packets' walk (`podlab explain`) says a packet is dropped, in words; None when it
-        is delivered, or when that tool is not installed (graders never depend on it)."""
+        is delivered, or when the lab's state cannot be walked (a hint must not hide the failure)."""
         try:
-            from lab.packets.explain import explain   # another area's tool: optional here
-        except Exception:
+            walked = explain(self.lab, src, self._dst(dst)[2], proto=proto, port=port, size=size)
+        except (PodlabError, OSError):
             return None
-        try:
-            trace = explain(self.lab, src, self._dst(dst)[2], proto=proto, port=port, size=size)
-        except Exception:
+        if not walked.reason:
             return None
-        reason = getattr(trace, "reason", None)
-        if not reason:
-            return None
-        where = getattr(trace, "where", None)
-        delivered = getattr(trace, "verdict", "") == "delivered"
-        if delivered:
-            return f"the reply is dropped at {where}: {reason}" if where else f"the reply is dropped: {reason}"
-        return f"dropped at {where}: {reason}" if where else str(reason)
+        where = walked.where
+        if walked.verdict == "delivered":
+            return f"the reply is dropped at {where}: {walked.reason}" if where else \
+                f"the reply is dropped: {walked.reason}"
+        return f"dropped at {where}: {walked.reason}" if where else walked.reason
 
     def trace(self, src: str, dst: str, proto: str = "icmp", port: int | None = None, size: int | None = None):
         """The trace of one real, marked packet (lab.packets' `podlab trace`): a Trace with .verdict,
-        .where, .reason and .hops; None when that tool is not installed (graders never depend on it)."""
-        try:
-            from lab.packets.trace import trace
-        except Exception:
-            return None
+        .where, .reason and .hops."""
         return trace(self.lab, src, self._dst(dst)[2], proto=proto, port=port, size=size)
 
     def _explained(self, r: Reach, refresh: bool = True) -> Reach:
@@ -390,7 +401,7 @@ class Grader:
                 self.refresh()
             key = (r.src, r.dst_ip)
             if key not in self._whys:
-                self._whys[key] = self.diagnose(r.src, r.dst_ip) or self.explain(r.src, r.dst_ip)
+                self._whys[key] = self.diagnose(r.src, r.dst_ip)
             r.why = self._whys[key]
         return r
 
@@ -410,7 +421,7 @@ class Grader:
         gateway = str(self._dst(via)[2]) if via else None
         chosen = None
         for ip in probes:
-            route = dg.lookup(self.snapshot(name), ip)
+            route = longest_match(self.snapshot(name), str(ip))
             if route is None or route.type != "unicast":
                 kind = f"a {route.type} route" if route is not None else "no route"
                 raise AssertionError(f"{who} has {kind} to {label}")
@@ -474,9 +485,11 @@ class Grader:
             retried = {(p.src, p.dst, p.proto): p for p in again}
             results = [retried.get((p.src, p.dst, p.proto), p) for p in results]
         failed = [self._from_path(p) for p in results if not p.passed or p.nat]
-        if failed:
-            self.refresh()      # once: every failure is explained from the same reading of the kernel
-        return [self._explained(r, refresh=False) for r in failed], len(results)
+        if not failed:
+            return [], len(results)
+        self.refresh()      # once: every failure is explained from the same reading of the kernel
+        with self._one_reading():
+            return [self._explained(r, refresh=False) for r in failed], len(results)
 
     def expect_paths(self, pairs: Iterable[tuple[str, str]], protos: Sequence[str] = ("icmp", "http"),
                      what: str = "paths") -> None:
@@ -518,8 +531,8 @@ def summarize(failed: Sequence[Reach], total: int, what: str = "paths") -> str:
     return "\n".join(lines)
 
 
-def build_world(lab: api.Lab, snapshot=inspect.snapshot) -> dg.World:
-    """The diagnosis' view of a lab: every namespace's kernel state, named after the design."""
+def build_world(lab: api.Lab) -> dg.World:
+    """The diagnosis' words for a lab: every namespace named after the design, its veth cables."""
     a, topo = lab.addresses, lab.topology
     names: dict[str, str] = {a.underlay_netns: lab.design.backend.underlay_role}
     wires: dict[dg.Dev, dg.Dev] = {}
@@ -551,13 +564,7 @@ def build_world(lab: api.Lab, snapshot=inspect.snapshot) -> dg.World:
         cable_of[inside] = f"pod {p.name}'s eth0"
         cable_of[host] = f"pod {p.name}'s host end"
         bridge_of[host] = topo.bridge
-    snaps = {}
-    for ns in names:
-        try:
-            snaps[ns] = snapshot(ns)
-        except (OSError, PodlabError):
-            continue   # a namespace that is gone: the walk says it cannot read it
-    return dg.World(snaps=snaps, names=names, wires=wires, cable_of=cable_of, bridge_of=bridge_of,
+    return dg.World(names=names, wires=wires, cable_of=cable_of, bridge_of=bridge_of,
                     blocks={n.name: n.block for n in a.nodes})
 
 

@@ -12,5 +12,5 @@
 - explain.py   the walk without sending anything
 - trace.py     one marked probe, watched on every interface, ordered by capture time; verdict.py judges it
 - mtu.py       the largest DF packet that crosses, and the link that limits it
-- endpoints.py SRC/DST and probe arguments; result.py the Hop and Trace data; cli.py the four commands
+- endpoints.py SRC/DST and probe arguments; result.py the Decoded, Hop and Trace data; cli.py the four commands
 """

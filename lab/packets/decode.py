@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
 
+from lab.packets import dissect
 from lab.packets.frames import VXLAN_PORTS
+from lab.packets.result import Decoded
 
 ETH_P_IP, ETH_P_ARP, ETH_P_8021Q = 0x0800, 0x0806, 0x8100
 IP_MF, IP_DF = 0x2000, 0x4000
@@ -51,22 +52,10 @@ _TCP = struct.Struct("!HHIIBB")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 
 
-@dataclass(frozen=True)
-class Decoded:
-    text: str
-    src: str | None = None        # the (inner) IP addresses
-    dst: str | None = None
-    proto: str | None = None      # ICMP | TCP | UDP | ARP | IPv6 | ...
-    ttl: int | None = None        # the (inner) TTL
-    length: int | None = None     # the (inner) IP total length
-    outer: str | None = None      # "outer 192.168.56.11 > 192.168.56.12 UDP 8472 VNI 1"
-
-
 def decode(frame: bytes, vxlan_ports: frozenset[int] = VXLAN_PORTS) -> Decoded:
     found = _ethernet(frame, vxlan_ports)
     if found is not None:
         return found
-    from lab.packets import dissect
     return dissect.decode(frame, vxlan_ports)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from lab.packets.decode import Decoded
 from lab.packets.frames import VXLAN_PORTS
+from lab.packets.result import Decoded
 
 
 @functools.cache

@@ -1,10 +1,22 @@
-"""The answer of trace and explain, as data: hops in order, and a verdict.
+"""The answers of the packet tools, as data: a decoded frame's line, and trace's and explain's
+hops in order with a verdict.
 
 The CLI prints `text()`, `-o json` prints `to_dict()`, the TUI and the graders read the fields.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    src: str | None = None        # the (inner) IP addresses
+    dst: str | None = None
+    proto: str | None = None      # ICMP | TCP | UDP | ARP | IPv6 | ...
+    ttl: int | None = None        # the (inner) TTL
+    length: int | None = None     # the (inner) IP total length
+    outer: str | None = None      # "outer 192.168.56.11 > 192.168.56.12 UDP 8472 VNI 1"
 
 
 @dataclass

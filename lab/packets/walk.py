@@ -6,7 +6,8 @@ holds that address on the link), the bridge FDB to pick a port, the VXLAN FDB to
 remote VTEP and the encapsulation that follows, then the veth into the next namespace. The
 first thing that would stop the packet ends the walk, with the namespace and the reason:
 no route, no neighbour/FDB entry, an interface down, forwarding off, a packet larger than
-the MTU, an nft rule. Each hop carries the decision that sent the packet on.
+the MTU, an nft rule. Each hop carries the decision that sent the packet on. The stops a
+caller words its own way (the graders' diagnosis) also carry their facts, as a Cause.
 """
 from __future__ import annotations
 
@@ -81,6 +82,23 @@ class Packet:
                       "reply", self.df)
 
 
+@dataclass(frozen=True)
+class Cause:
+    """What stopped the packet, as facts; the reason says it in the walk's words.
+
+    kind: no-route, refused (a blackhole/unreachable/prohibit route), forwarding-off, down (an
+    interface), unreached (a frame nobody beyond `dev` takes: no ARP answer, no bridge port
+    leads there, or no interface here has that MAC), no-neighbour and no-fdb (a VXLAN device's
+    entries), vtep-route (the remote VTEP has no route), wrong-vtep-mac, loop.
+    """
+    kind: str
+    dev: str | None = None             # the interface concerned
+    ns: str | None = None              # its namespace, where that is not where the walk stopped
+    ip: str | None = None              # the destination, the next hop, or the sending VTEP
+    mac: str | None = None
+    route: RouteAnswer | None = None   # the lookup that failed
+
+
 @dataclass
 class Outcome:
     hops: list[Hop]
@@ -89,13 +107,18 @@ class Outcome:
     reason: str | None
     iface: str | None = None   # for a packet larger than the MTU: the interface,
     mtu: int | None = None     # and the largest packet it lets through
+    cause: Cause | None = None
 
 
 class Stop(Exception):
     def __init__(self, delivered: bool, ns: str, reason: str | None = None, iface: str | None = None,
-                 mtu: int | None = None):
+                 mtu: int | None = None, cause: Cause | None = None):
         super().__init__(reason or "delivered")
         self.delivered, self.ns, self.reason, self.iface, self.mtu = delivered, ns, reason, iface, mtu
+        self.cause = cause
+
+    def outcome(self, hops: list[Hop]) -> Outcome:
+        return Outcome(hops, self.delivered, self.ns, self.reason, self.iface, self.mtu, self.cause)
 
 
 def route_error(answer: RouteAnswer, dst: str) -> str:
@@ -108,6 +131,14 @@ def route_error(answer: RouteAnswer, dst: str) -> str:
     if answer.error == errno.ENODEV:
         return "the input interface is gone"
     return f"the route lookup for {dst} fails: {os.strerror(answer.error).lower()}"
+
+
+def route_cause(answer: RouteAnswer, dst: str) -> Cause | None:
+    if answer.type in ("blackhole", "unreachable", "prohibit"):
+        return Cause("refused", ip=dst, route=answer)
+    if answer.error == errno.ENETUNREACH:
+        return Cause("no-route", ip=dst, route=answer)
+    return None
 
 
 class Walker:
@@ -123,7 +154,7 @@ class Walker:
         try:
             self._originate(ns, pkt)
         except Stop as s:
-            return Outcome(self.hops, s.delivered, s.ns, s.reason, s.iface, s.mtu)
+            return s.outcome(self.hops)
         return Outcome(self.hops, False, ns, "the walk ended without an answer")   # not reached
 
     def resume(self, ns: str, iif: str | None, pkt: Packet) -> Outcome:
@@ -136,7 +167,7 @@ class Walker:
             else:
                 self._originate(ns, pkt)
         except Stop as s:
-            return Outcome(self.hops, s.delivered, s.ns, s.reason, s.iface, s.mtu)
+            return s.outcome(self.hops)
         return Outcome(self.hops, False, ns, "the walk ended without an answer")   # not reached
 
     # ------------------------------------------------------------ helpers
@@ -147,12 +178,15 @@ class Walker:
     def _hop(self, ns: str, iface: str, direction: str, pkt: Packet, decision: str | None = None) -> None:
         self.steps += 1
         if self.steps > MAX_STEPS:
-            raise Stop(False, ns, f"a forwarding loop: more than {MAX_STEPS} hops")
+            raise Stop(False, ns, f"a forwarding loop: more than {MAX_STEPS} hops", cause=Cause("loop"))
         ttl = pkt.ttl
         self.hops.append(Hop(ns, self.view.owner(ns), iface, direction, pkt.summary(), ttl, decision, 0.0))
 
-    def _drop(self, ns: str, reason: str) -> Stop:
-        return Stop(False, ns, reason)
+    def _drop(self, ns: str, reason: str, cause: Cause | None = None) -> Stop:
+        return Stop(False, ns, reason, cause=cause)
+
+    def _route_drop(self, ns: str, answer: RouteAnswer, dst: str) -> Stop:
+        return self._drop(ns, route_error(answer, dst), route_cause(answer, dst))
 
     def _nft(self, ns: str, hooks: list[str], pkt: Packet, iif: str | None, oif: str | None) -> None:
         chains = self.view.nft_rules(ns)
@@ -169,12 +203,12 @@ class Walker:
         src, dst = (pkt.encap.src, pkt.encap.dst) if pkt.encap else (pkt.src, pkt.dst)
         answer = self.view.route(ns, dst, src)
         if answer.error or answer.type == "error":
-            raise self._drop(ns, route_error(answer, dst))
+            raise self._route_drop(ns, answer, dst)
         if answer.type == "local":
             self._hop(ns, "lo", "out", pkt)
             raise Stop(True, ns)
         if answer.type != "unicast" or not answer.dev:
-            raise self._drop(ns, route_error(answer, dst))
+            raise self._route_drop(ns, answer, dst)
         if not pkt.encap:
             self._nft(ns, ["output", "postrouting"], pkt, None, answer.dev)
         self._transmit(ns, answer.dev, answer.gateway or dst, pkt, answer.text())
@@ -194,10 +228,10 @@ class Walker:
             if answer.error == errno.EHOSTUNREACH and answer.type == "error":
                 off = self._forwarding_off(ns, iif)
                 if off:
-                    raise self._drop(ns, off)
-            raise self._drop(ns, route_error(answer, dst))
+                    raise off
+            raise self._route_drop(ns, answer, dst)
         if answer.type != "unicast" or not answer.dev:
-            raise self._drop(ns, route_error(answer, dst))
+            raise self._route_drop(ns, answer, dst)
         self._nft(ns, ["prerouting", "forward", "postrouting"], pkt, iif, answer.dev)
         ttl = pkt.encap.ttl if pkt.encap else pkt.ttl
         if ttl <= 1:
@@ -205,12 +239,14 @@ class Walker:
         forwarded = replace(pkt, encap=replace(pkt.encap, ttl=ttl - 1)) if pkt.encap else replace(pkt, ttl=ttl - 1)
         self._transmit(ns, answer.dev, answer.gateway or dst, forwarded, answer.text())
 
-    def _forwarding_off(self, ns: str, iif: str) -> str | None:
-        """Why the namespace would not forward what arrives on iif, if forwarding is off."""
+    def _forwarding_off(self, ns: str, iif: str) -> Stop | None:
+        """The stop for what arrives on iif, if forwarding is off."""
         if self.view.sysctl(ns, "net.ipv4.ip_forward") == "0":
-            return "forwarding is off (net.ipv4.ip_forward = 0): it does not route packets"
+            return self._drop(ns, "forwarding is off (net.ipv4.ip_forward = 0): it does not route packets",
+                              Cause("forwarding-off"))
         if self.view.sysctl(ns, f"net.ipv4.conf.{iif}.forwarding") == "0":
-            return f"forwarding is off on {iif} (net.ipv4.conf.{iif}.forwarding = 0)"
+            return self._drop(ns, f"forwarding is off on {iif} (net.ipv4.conf.{iif}.forwarding = 0)",
+                              Cause("forwarding-off", dev=iif))
         return None
 
     def _decapsulate(self, ns: str, pkt: Packet) -> None:
@@ -223,12 +259,13 @@ class Walker:
             raise self._drop(ns, f"VXLAN (UDP {e.dport}, VNI {e.vni}) arrives, but no VXLAN device here "
                                  f"has that port and VNI")
         if not up(dev):
-            raise self._drop(ns, f"interface {dev.name} is down")
+            raise self._drop(ns, f"interface {dev.name} is down", Cause("down", dev=dev.name))
         inner = replace(pkt, encap=None)
         self._hop(ns, dev.name, "in", inner)
         if e.inner_mac.lower() != (dev.mac or "").lower():
             raise self._drop(ns, f"the inner frame is for {e.inner_mac} but {dev.name} is {dev.mac}: the "
-                                 f"sending node's neighbour entry for this node's VTEP is wrong")
+                                 f"sending node's neighbour entry for this node's VTEP is wrong",
+                             Cause("wrong-vtep-mac", dev=dev.name, ip=e.src, mac=e.inner_mac))
         self._l3_input(ns, dev.name, inner)
 
     # ------------------------------------------------------------ sending on a link
@@ -239,7 +276,7 @@ class Walker:
         if link is None:
             raise self._drop(ns, f"the route names {dev}, which does not exist")
         if not up(link):
-            raise self._drop(ns, f"interface {dev} is down")
+            raise self._drop(ns, f"interface {dev} is down", Cause("down", dev=dev))
         if pkt.wire_length > link.mtu and pkt.df:
             raise Stop(False, ns, f"packet larger than the MTU: {pkt.wire_length} bytes, {dev} has MTU {link.mtu} "
                                   f"(DF set)", dev, link.mtu - (VXLAN_OVERHEAD if pkt.encap else 0))
@@ -248,7 +285,8 @@ class Walker:
         if not carrier(link) and link.kind != "bridge":    # a bridge's ports are checked one by one below
             peer = self.view.peer(ns, dev) if link.kind == "veth" else None
             far = f"its other end ({peer[1]} in {self.view.owner(peer[0])}) is down" if peer else "its link is down"
-            raise self._drop(ns, f"{dev} has no carrier: {far}")
+            raise self._drop(ns, f"{dev} has no carrier: {far}",
+                             Cause("down", dev=peer[1], ns=peer[0]) if peer else None)
         mac, neigh = self._resolve(ns, link, nexthop)
         if link.kind == "bridge":
             port, how = self._bridge_port(ns, link, mac, ingress=None, hint=self.view.holder(nexthop))
@@ -268,7 +306,8 @@ class Walker:
         if link.kind == "vxlan":
             what = f"a {entry.state} neighbour entry" if entry else "no neighbour entry"
             raise self._drop(ns, f"{what} for {nexthop} on {link.name}: a VXLAN device without learning "
-                                 f"cannot ARP across the overlay, the entry must be there")
+                                 f"cannot ARP across the overlay, the entry must be there",
+                             Cause("no-neighbour", dev=link.name, ip=nexthop))
         found = l2.search(self.view, ns, link.name, ip=nexthop, hint=self.view.holder(nexthop))
         if found is None:
             behind = l2.search(self.view, ns, link.name, ip=nexthop, hint=self.view.holder(nexthop),
@@ -276,10 +315,11 @@ class Walker:
             if behind is not None and behind[3] is not None:
                 bns, bdev = behind[3]
                 raise self._drop(bns, f"{self._what_is(bns, bdev)} {bdev} is down, so ARP for {nexthop} cannot "
-                                      f"reach {self.view.owner(behind[0])}")
+                                      f"reach {self.view.owner(behind[0])}", Cause("down", dev=bdev))
             what = f"the neighbour entry for {nexthop} on {link.name} is {entry.state}" if entry \
                 else f"no neighbour entry for {nexthop} on {link.name}"
-            raise self._drop(ns, f"{what}, and nothing on that link answers ARP for it")
+            raise self._drop(ns, f"{what}, and nothing on that link answers ARP for it",
+                             Cause("unreached", dev=link.name, ip=nexthop))
         fns, fdev, mac, _ = found
         return mac, f"neigh {nexthop}: no entry yet, ARP resolves it to {mac} ({self.view.owner(fns)} {fdev})"
 
@@ -294,13 +334,14 @@ class Walker:
             how = "fdb default (00:00:00:00:00:00)"
         if fdb is None:
             raise self._drop(ns, f"no FDB entry for {mac} on {link.name}: the VXLAN device does not know which "
-                                 f"node (VTEP) has that MAC")
+                                 f"node (VTEP) has that MAC", Cause("no-fdb", dev=link.name, ip=nexthop, mac=mac))
         vx = link.vxlan or {}
         remote = str(fdb.dst)
         self._hop(ns, link.name, "out", pkt, f"{decision}; {neigh}; {how} {mac} dst {remote}")
         answer = self.view.route(ns, remote, vx.get("local") or None)
         if answer.error or answer.type != "unicast" or not answer.dev:
-            raise self._drop(ns, f"{link.name} cannot reach the remote VTEP: {route_error(answer, remote)}")
+            raise self._drop(ns, f"{link.name} cannot reach the remote VTEP: {route_error(answer, remote)}",
+                             Cause("vtep-route", dev=link.name, ip=remote, route=answer))
         local = str(vx.get("local") or answer.prefsrc or "")     # no `local`: the route's source address
         outer = replace(pkt, encap=Encap(local, remote, int(vx.get("port") or 8472), int(vx.get("id") or 0),
                                          DEFAULT_TTL, mac))
@@ -326,7 +367,7 @@ class Walker:
         if plink is None:
             raise self._drop(pns, f"the other end of {link.name} ({pdev}) is gone")
         if not up(plink):
-            raise self._drop(pns, f"interface {pdev} is down")
+            raise self._drop(pns, f"interface {pdev} is down", Cause("down", dev=pdev))
         if pkt.wire_length > plink.mtu + VLAN_SLACK:
             raise Stop(False, pns, f"packet larger than the MTU: {pkt.wire_length} bytes arrive on {pdev} "
                                    f"(MTU {plink.mtu}), which drops them silently", pdev,
@@ -339,7 +380,7 @@ class Walker:
         if link.master:
             bridge = snap.link(link.master)
             if bridge is None or not up(bridge):
-                raise self._drop(ns, f"bridge {link.master} is down")
+                raise self._drop(ns, f"bridge {link.master} is down", Cause("down", dev=link.master))
             if mac.lower() == (bridge.mac or "").lower() or self._bridge_local(snap, bridge, mac):
                 self._hop(ns, bridge.name, "in", pkt)
                 return self._l3_input(ns, bridge.name, pkt)
@@ -350,7 +391,7 @@ class Walker:
         if mac.lower() in ((link.mac or "").lower(), BROADCAST):
             return self._l3_input(ns, link.name, pkt)
         raise self._drop(ns, f"the frame is for {mac} but {link.name} is {link.mac}: a stale or wrong "
-                             f"neighbour entry upstream")
+                             f"neighbour entry upstream", Cause("unreached", dev=link.name, mac=mac))
 
     def _what_is(self, ns: str, dev: str) -> str:
         link = self._state(ns).link(dev)
@@ -386,12 +427,12 @@ class Walker:
                     behind = l2.search(self.view, ns, p.name, mac=mac, hint=hint, through_down=True)
                     if behind is not None and behind[3] is not None:
                         bns, bdev = behind[3]
-                        raise self._drop(bns, f"{self._what_is(bns, bdev)} {bdev} is down")
+                        raise self._drop(bns, f"{self._what_is(bns, bdev)} {bdev} is down", Cause("down", dev=bdev))
                 raise self._drop(ns, f"bridge {bridge.name} has no FDB entry for {mac}, and none of its ports "
-                                     f"leads to it")
+                                     f"leads to it", Cause("unreached", dev=bridge.name, mac=mac))
             how = f"bridge {bridge.name}: no fdb entry for {mac}, flooded; {port.name} leads to it"
         if port.name == ingress:
             raise self._drop(ns, f"bridge {bridge.name} would send the frame back out of {port.name}")
         if not up(port):
-            raise self._drop(ns, f"bridge port {port.name} is down")
+            raise self._drop(ns, f"bridge port {port.name} is down", Cause("down", dev=port.name))
         return port, how

@@ -2,22 +2,35 @@
 
 The worlds below are what `podlab up` builds for two nodes (one pod each) in the host-gw,
 VPC-router and VXLAN designs, written out as inspect.Snapshot objects; each test breaks one
-thing and reads the sentence the walk produces.
+thing and reads the sentence the diagnosis makes of lab.packets' walk over them. The Grader's
+own diagnosis runs over a design's replayed plan (lab.preview) standing in for its kernel.
 """
 from __future__ import annotations
 
 import copy
-from ipaddress import IPv4Address, IPv4Network
+import itertools
+import json
+from dataclasses import dataclass
+from ipaddress import IPv4Network, ip_interface
 
 import pytest
 
+from lab import api, planner, state
 from lab.grading import diagnose as dg
+from lab.grading import helpers
 from lab.inspect import Address, FdbEntry, Link, Neighbour, Route, Snapshot
+from lab.packets import nft
+from lab.packets.explain import request_packet, walk_both
+from lab.packets.view import SnapshotView
+from lab.preview import replay
 
 M1, M2 = "0a:00:00:00:00:01", "0a:00:00:00:00:02"
+_serial = itertools.count(1)
 
 
-def link(name, kind="veth", master=None, up=True, mac="02:00:00:00:00:00", vxlan=None, mtu=1500) -> Link:
+def link(name, kind="veth", master=None, up=True, mac=None, vxlan=None, mtu=1500) -> Link:
+    n = next(_serial)      # every interface its own MAC, as the kernel gives them
+    mac = mac or f"02:00:00:00:{n >> 8:02x}:{n & 0xff:02x}"
     return Link(index=0, name=name, kind=kind, state="UP,LOWER_UP" if up else "DOWN,NO-CARRIER", mtu=mtu,
                 mac=mac, master=master, vxlan=vxlan)
 
@@ -26,7 +39,18 @@ def route(dst, dev=None, via=None, kind="unicast") -> Route:
     return Route(dst=dst, table="main", type=kind, gateway=via, dev=dev)
 
 
-def world(mode: str = "host") -> dg.World:
+@dataclass
+class Lab:
+    """Kernel state (the tests break it) and the design's words for it."""
+    snaps: dict[str, Snapshot]
+    world: dg.World
+
+    def view(self) -> SnapshotView:
+        holders = {str(ip_interface(a.address).ip): ns for ns, s in self.snaps.items() for a in s.addresses}
+        return SnapshotView(self.snaps, dict(self.world.wires), holders=holders)
+
+
+def world(mode: str = "host") -> Lab:
     """node1 (10.244.0.0/24, pod a) and node2 (10.244.1.0/24, pod b) on one underlay switch."""
     under = Snapshot("u", links=[link("br0", "bridge"), link("node1", master="br0"), link("node2", master="br0")],
                      sysctls={"net.ipv4.ip_forward": "0"})
@@ -63,7 +87,7 @@ def world(mode: str = "host") -> dg.World:
     snaps = {"u": under, **nodes, **pods}
     names = {"u": "the VPC router" if mode == "gateway" else "the underlay switch", "node1": "node1",
              "node2": "node2", "a": "pod a", "b": "pod b"}
-    w = dg.World(snaps=snaps, names=names,
+    w = dg.World(names=names,
                  blocks={"node1": IPv4Network("10.244.0.0/24"), "node2": IPv4Network("10.244.1.0/24")})
     for pod, node, veth in (("a", "node1", "vetha"), ("b", "node2", "vethb")):
         w.wires[(pod, "eth0")], w.wires[(node, veth)] = (node, veth), (pod, "eth0")
@@ -72,14 +96,14 @@ def world(mode: str = "host") -> dg.World:
     for node in ("node1", "node2"):
         w.wires[(node, "eth0")], w.wires[("u", node)] = ("u", node), (node, "eth0")
         w.bridge_of[("u", node)] = "br0"
-    return w
+    return Lab(snaps, w)
 
 
-A, B = IPv4Address("10.244.0.2"), IPv4Address("10.244.1.2")
+A, B = "10.244.0.2", "10.244.1.2"
 
 
-def why(w: dg.World, src: str = "a", src_ip=A, dst=B) -> str | None:
-    return dg.diagnose(w, src, src_ip, dst)
+def why(w: Lab, src: str = "a", src_ip=A, dst=B) -> str | None:
+    return dg.diagnose(w.view(), w.world, src, src_ip, dst)
 
 
 @pytest.mark.parametrize("mode", ["host", "gateway", "vxlan"])
@@ -87,8 +111,9 @@ def test_a_healthy_lab_has_nothing_in_the_way(mode):
     w = world(mode)
     assert why(w) is None
     assert why(w, "b", B, A) is None
-    walk = dg.walk(w, "a", B)
-    assert walk.ok and walk.hops[0] == "pod a" and walk.hops[-1] == "pod b"
+    out, back = walk_both(w.view(), "a", request_packet(A, B, "icmp", None, 84))
+    assert out.delivered and out.hops[0].netns == "a" and out.ns == "b"
+    assert back is not None and back.delivered and back.ns == "a"
 
 
 def test_missing_host_route_names_the_node_and_the_block():
@@ -108,7 +133,13 @@ def test_forwarding_off():
 def test_a_node_sends_its_own_packets_without_forwarding():
     w = world("host")
     w.snaps["node1"].sysctls["net.ipv4.ip_forward"] = "0"
-    assert dg.walk(w, "node1", IPv4Address("192.168.56.12")).ok
+    assert why(w, "node1", "192.168.56.11", "192.168.56.12") is None
+
+
+def test_forwarding_off_on_one_interface():
+    w = world("host")
+    w.snaps["node1"].sysctls["net.ipv4.conf.cni0.forwarding"] = "0"
+    assert why(w) == "node1 does not forward packets that arrive on cni0 (net.ipv4.conf.cni0.forwarding = 0)"
 
 
 def test_detached_veth():
@@ -159,22 +190,12 @@ def test_vxlan_wrong_vtep_mac():
 def test_vxlan_remote_device_down():
     w = world("vxlan")
     next(l for l in w.snaps["node2"].links if l.name == "flannel.1").state = "DOWN,NO-CARRIER"
-    assert why(w).startswith("node1's flannel.1 is down") or "node2's flannel.1 is down" in why(w)
-
-
-def test_lookup_prefers_the_longest_prefix_and_skips_other_types():
-    s = Snapshot("x", routes=[route("default", "eth0", "1.1.1.1"), route("10.0.0.0/8", "eth0", "2.2.2.2"),
-                              route("10.1.0.0/16", "eth0", "3.3.3.3"),
-                              Route(dst="10.1.2.3/32", table="local", type="local", dev="lo")])
-    assert dg.lookup(s, IPv4Address("10.1.2.3")).gateway == "3.3.3.3"
-    assert dg.lookup(s, IPv4Address("10.9.0.1")).gateway == "2.2.2.2"
-    assert dg.lookup(s, IPv4Address("8.8.8.8")).gateway == "1.1.1.1"
-    assert dg.lookup(Snapshot("y"), IPv4Address("8.8.8.8")) is None
+    assert why(w) == "node2's flannel.1 is down"
 
 
 def test_an_address_nobody_holds():
     w = world("host")
-    assert why(w, dst=IPv4Address("10.244.1.77")) == ("node2 sends to 10.244.1.77 on cni0, but no machine in the "
+    assert why(w, dst="10.244.1.77") == ("node2 sends to 10.244.1.77 on cni0, but no machine in the "
                                                       "lab has that address")
 
 
@@ -184,3 +205,79 @@ def test_a_routing_loop_is_reported():
     w.snaps["node2"].routes.append(route("10.244.1.0/24", "eth0", "192.168.56.11"))
     w.snaps["node2"].addresses = [a for a in w.snaps["node2"].addresses if a.dev != "cni0"]
     assert "loops" in why(w)
+
+
+def test_a_neighbour_entry_that_outlived_the_cable_still_names_it():
+    # pod b still knows its gateway's MAC, so the frame leaves; vethb, off the bridge, takes it nowhere
+    w = world("host")
+    cni0 = w.snaps["node2"].link("cni0")
+    w.snaps["b"].neighbours.append(Neighbour("eth0", "10.244.1.1", cni0.mac, "STALE"))
+    next(l for l in w.snaps["node2"].links if l.name == "vethb").master = None
+    assert why(w, "b", B, A) == ("on node2, vethb (pod b's host end) is not attached to any bridge: "
+                                 "it must be a port of bridge cni0")
+
+
+def test_what_the_course_has_no_words_for_keeps_the_walks_reason():
+    # the walk also knows nft rules (and the MTU, rp_filter, TTL) that the course does not word itself
+    w = world("host")
+    view = w.view()
+    view.rules = {"node2": nft.parse(json.dumps({"nftables": [
+        {"chain": {"family": "inet", "table": "f", "name": "fwd", "hook": "forward", "prio": 0, "type": "filter"}},
+        {"rule": {"family": "inet", "table": "f", "chain": "fwd", "handle": 2, "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": B}},
+            {"drop": None}]}}]}))}
+    assert dg.diagnose(view, w.world, "a", A, B) == (
+        "dropped at node2: an nft rule 'ip daddr 10.244.1.2 drop' in table inet f chain fwd drops it")
+
+
+# ---------------------------------------------------------------- the Grader's diagnosis, without root
+
+class ReplayView(SnapshotView):
+    """A design's plan replayed (lab.preview) as the kernel the walk reads."""
+
+    def __init__(self, plan):
+        from lab.ops import CreateVeth
+        snaps = replay(plan)
+        peers = {(op.ns, op.name): (op.peer_ns, op.peer) for op in plan.ops if isinstance(op, CreateVeth)}
+        holders = {str(ip_interface(a.address).ip): ns for ns, s in snaps.items() for a in s.addresses}
+        super().__init__(snaps, peers, holders=holders)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """A Grader of the default design, its lab's kernel stood in for by the plan's replay."""
+    monkeypatch.setattr(state, "ROOT", tmp_path)
+    plan = planner.build(api.load_topology("default"))
+    state.lab_dir(plan.topology.name).mkdir()
+    (state.lab_dir(plan.topology.name) / "lab.json").write_text("{}")
+    view = ReplayView(plan)
+    monkeypatch.setattr(helpers, "LiveView", lambda lab: view)
+    return helpers.Grader(api.Lab(plan.topology.name, plan)), view
+
+
+def test_the_grader_words_the_walk_over_its_lab(offline):
+    g, view = offline
+    a, b = g.pods("node1")[0], g.pods("node2")[0]
+    assert g.diagnose(a, b) is None
+    node1 = g.target("node1").netns
+    view.states[node1].routes = [r for r in view.states[node1].routes if r.dev != "flannel.1"]
+    assert g.diagnose(a, b) == f"node1 has no route to {g.block_of('node2')}, node2's pod block"
+
+
+def test_a_lab_in_a_state_the_walk_cannot_read_is_said_not_raised(offline, monkeypatch):
+    g, view = offline
+
+    def gone(ns):
+        raise FileNotFoundError(2, "No such file or directory", f"/run/netns/{ns}")
+    monkeypatch.setattr(view, "state", gone)
+    assert g.diagnose(g.pods("node1")[0], g.pods("node2")[0]).startswith("(could not work out why: ")
+
+
+def test_a_bug_in_podlab_is_raised_not_turned_into_a_diagnosis(offline, monkeypatch):
+    g, view = offline
+    monkeypatch.setattr(view, "route", lambda *args, **kw: None)     # a broken lookup: a programming error
+    with pytest.raises(AttributeError):
+        g.diagnose(g.pods("node1")[0], g.pods("node2")[0])

@@ -178,3 +178,11 @@ def test_decoding_lab_frames_does_not_import_scapy():
             "assert not [m for m in sys.modules if m.startswith('scapy')], 'scapy was imported'\n")
     sample = [LAB_FRAMES[n].hex() for n in ("icmp probe, in vxlan", "syn-ack with options", "arp request")]
     subprocess.run([sys.executable, "-c", code, *sample], check=True)
+
+
+def test_the_scapy_dissection_does_not_need_the_struct_decoder():
+    # decode.py falls back to dissect.py; dissect.py's result type lives in result.py, so the two
+    # modules do not import each other.
+    code = ("import sys\nfrom lab.packets import dissect\n"
+            "assert 'lab.packets.decode' not in sys.modules, 'dissect imported decode'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

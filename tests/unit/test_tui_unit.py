@@ -1,4 +1,4 @@
-"""The TUI's pure parts, without root: plan preview records, the picture, trace and packet lines,
+"""The TUI's pure parts, without root: the plan preview's entities and peers, the picture, trace and packet lines,
 the tree's laziness on a 1000-pod design, and `podlab tui` on the command line."""
 from __future__ import annotations
 
@@ -28,38 +28,6 @@ def text(renderable, width: int = 100) -> str:
     console = Console(width=width, record=True, file=io.StringIO())
     console.print(renderable)
     return console.export_text()
-
-
-def test_preview_of_a_ptp_design_shows_the_routes_the_ptp_plugin_leaves():
-    src = preview("kindnet")
-    c = src.cluster()
-    node = c.nodes[1]
-    pod = c.pods[node.name][0]
-    main = {r.dst: r for r in src.snapshot(pod).routes_in("main")}
-    gw = "10.244.1.1"
-    # The connected route is gone; the block is reached via the gateway, which is on-link.
-    assert set(main) == {"default", "10.244.1.0/24", f"{gw}/32"}
-    assert main["10.244.1.0/24"].gateway == gw and main["10.244.1.0/24"].src == pod.ip
-    assert (main[f"{gw}/32"].scope, main[f"{gw}/32"].src) == ("link", pod.ip)
-    host = {r.dst: r for r in src.snapshot(node).routes_in("main")}
-    assert host[f"{pod.ip}/32"].scope == "host"
-    assert src.snapshot(pod).sysctls["net.ipv4.conf.all.forwarding"] == "0"
-
-
-def test_preview_replays_the_plan_into_kernel_like_records():
-    src = preview("default")
-    c = src.cluster()
-    pod = c.pods["node1"][0]
-    snap = src.snapshot(pod)
-    assert [l.name for l in snap.links] == ["lo", "eth0"]
-    assert [a.address for a in snap.addresses if a.dev == "eth0"] == [f"{pod.ip}/24"]
-    main = {r.dst: r for r in snap.routes_in("main")}
-    assert main["default"].gateway == "10.244.0.1" and main["default"].dev == "eth0"
-    assert "10.244.0.0/24" in main
-    node = src.snapshot(c.nodes[0])
-    vxlan = node.link("flannel.1")
-    assert vxlan is not None and vxlan.vxlan["id"] == 1 and vxlan.vxlan["learning"] is False
-    assert [f.dst for f in node.fdb if f.dev == "flannel.1"] == [c.nodes[1].ip]
 
 
 def test_veth_peers_come_from_the_plan_both_ways():
