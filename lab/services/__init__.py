@@ -9,7 +9,6 @@
   dnsclient  a small DNS client (queries from inside a pod, the resolver's search list)
   probe      `podlab check`'s Service rows: by address, by name, hairpin, source preserved
   cli        `podlab get services|endpoints`, `podlab nslookup`, `podlab plan`'s Services
-  mounts     bind-mounting a pod's files for a process in it (stdlib only: the agent uses it)
 
 The functions here are the hooks the rest of podlab calls (planner, api); they import lazily.
 """
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:   # imports stay inside the functions: the workload agent imports lab.services.mounts
+if TYPE_CHECKING:   # imports stay inside the functions
     from lab.addressing import AddressPlan
     from lab.model import Container, Pod, Topology
     from lab.ops import Op
