@@ -221,19 +221,15 @@ def _run_in(target: api.Target, argv: list[str], out: TextIO, err: TextIO,
             mounts: list[tuple[str, str]] | None = None) -> int:
     """Run argv inside the target's namespaces; its exit status is ours. A tty passes straight through.
     `mounts`: files bind-mounted in the child's own mount namespace (a pod's resolv.conf and hosts)."""
-    from lab.engine import netns
-    from lab.services.mounts import mount_over
-
-    def enter() -> None:
-        netns.enter(target.netns, target.uts)
-        mount_over(mounts or [])
+    from lab.engine import nsexec
 
     inherit = out is sys.stdout and err is sys.stderr
     try:
+        full = nsexec.command(argv, target.netns, target.uts, mounts=mounts or ())
         if inherit:
             out.flush()
-            return subprocess.call(argv, preexec_fn=enter)
-        r = subprocess.run(argv, preexec_fn=enter, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            return subprocess.call(full)
+        r = subprocess.run(full, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         out.write(r.stdout)
         err.write(r.stderr)
         return r.returncode

@@ -118,13 +118,10 @@ class Source(Protocol):
 
 
 def nsenter(entity: Entity, argv: list[str]) -> list[str]:
-    """argv run inside the entity's network (and UTS) namespace. nsenter(1) joins them before exec, so no
-    Python runs in the forked child of this threaded app."""
-    from lab.engine import netns
-    prefix = ["nsenter", f"--net={netns.netns_path(entity.netns)}"]
-    if entity.uts and os.path.exists(entity.uts):
-        prefix.append(f"--uts={entity.uts}")
-    return prefix + ["--"] + argv
+    """argv run inside the entity's network (and UTS) namespace (lab.engine.nsexec: no Python runs in
+    the forked child of this threaded app)."""
+    from lab.engine import nsexec
+    return nsexec.in_namespace(entity.netns, entity.uts) + argv
 
 
 def split_destination(text: str) -> tuple[str, str, str]:

@@ -204,16 +204,13 @@ def render(step: Step, ctx: Context) -> str:
 def run_in(lab_name: str, run: Run, ctx: Context, timeout: float = STEP_TIMEOUT) -> subprocess.CompletedProcess:
     """Run a (placeholder-expanded) command inside its lab object; PodlabError if it fails."""
     from lab import api
-    from lab.engine import netns
+    from lab.engine import nsexec
 
     r = expand_run(run, ctx)
     target = api.Lab(lab_name).target(r.target)
-
-    def enter() -> None:
-        netns.enter(target.netns, target.uts)
     shown = f"{r.target}: {shlex.join(r.argv)}"
     try:
-        done = subprocess.run(list(r.argv), preexec_fn=enter, capture_output=True, text=True,
+        done = subprocess.run(nsexec.command(r.argv, target.netns, target.uts), capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=timeout)
     except FileNotFoundError:
         raise PodlabError(f"step '{shown}': {r.argv[0]} is not installed") from None

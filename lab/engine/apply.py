@@ -15,7 +15,7 @@ from functools import partial, singledispatch
 from itertools import groupby
 
 from lab import commands, faults, state
-from lab.engine import netns
+from lab.engine import netns, nsexec
 from lab.engine.daemons import Daemons, write_files
 from lab.engine.journal import Journal, ns_id
 from lab.errors import PodlabError
@@ -354,13 +354,13 @@ def _nft(ops: list[ApplyNft], progress: Progress | None) -> None:
     def load(ns: str) -> str | None:
         text = "".join(op.ruleset for op in per_ns[ns])
         try:
-            r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True,
-                               preexec_fn=partial(netns.enter, ns), timeout=60)
+            r = subprocess.run(nsexec.command(["nft", "-f", "-"], ns), input=text, capture_output=True, text=True,
+                               timeout=60)
         except FileNotFoundError:
             return "nft is not installed (apt-get install nftables)"
-        except subprocess.SubprocessError as e:  # the child could not enter the namespace: nft never ran
-            return f"nft could not run in {ns}: {e}"
-        if r.returncode != 0:
+        except subprocess.TimeoutExpired:
+            return f"nft -f in {ns} did not finish in 60 s"
+        if r.returncode != 0:   # nsenter's own failures (the namespace is gone) are told here too
             tables = ", ".join(op.table for op in per_ns[ns])
             return f"nft -f in {ns} could not load {tables}: {r.stderr.strip()[:2000]}"
         return None

@@ -413,10 +413,3 @@ def run_in_each(jobs: list[tuple[str, Callable[[], T]]]) -> list[T | OSError]:
 def socket_in(name: str, family: int, kind: int, proto: int = 0) -> socket.socket:
     """A socket that lives in namespace `name` (sockets keep the namespace they were made in)."""
     return run_in(name, lambda: socket.socket(family, kind, proto))
-
-
-def enter(netns: str, uts_path: str | None = None) -> None:
-    """Move the *calling process* into a namespace: only for a child about to exec."""
-    _join(netns if netns.startswith("/") else netns_path(netns), CLONE_NEWNET)
-    if uts_path and os.path.exists(uts_path):
-        _join(uts_path, CLONE_NEWUTS)

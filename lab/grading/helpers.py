@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_interface, ip_network
 
 from lab import api, inspect, probe
-from lab.engine import netns
+from lab.engine import netns, nsexec
 from lab.errors import PodlabError
 from lab.grading import diagnose as dg
 from lab.packets import endpoints
@@ -312,11 +312,8 @@ class Grader:
     def run(self, name: str, argv: Sequence[str], timeout: float = 10.0) -> subprocess.CompletedProcess:
         """Run a program inside a lab object's namespaces (as `podlab exec` does); never a shell string."""
         t = self.target(name)
-
-        def enter() -> None:
-            netns.enter(t.netns, t.uts)
         try:
-            return subprocess.run(list(argv), preexec_fn=enter, capture_output=True, text=True,
+            return subprocess.run(nsexec.command(argv, t.netns, t.uts), capture_output=True, text=True,
                                   stdin=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             return subprocess.CompletedProcess(list(argv), 124, _text(e.stdout), _text(e.stderr) + "\ntimeout")

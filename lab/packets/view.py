@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from lab import inspect
 from lab.engine import netns as nsmod
+from lab.engine import nsexec
 from lab.inspect import RT_TABLES, Link, Route, Snapshot
 from lab.netlink import dump, wire
 from lab.netlink.query import Rtnl
@@ -250,8 +251,8 @@ class LiveView:
                 self._visit(ns)
             if self._has_tables[ns]:
                 try:
-                    r = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True,
-                                       timeout=10, preexec_fn=lambda: nsmod.enter(ns))
+                    r = subprocess.run(nsexec.command(["nft", "-j", "list", "ruleset"], ns),
+                                       capture_output=True, text=True, timeout=10)
                     if r.returncode == 0:
                         self._nft[ns] = nft.parse(r.stdout)
                 except (OSError, subprocess.TimeoutExpired):

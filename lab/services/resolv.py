@@ -7,10 +7,10 @@ hostNetwork pods get the node's resolver instead (as ClusterFirst falls back to 
 them), so podlab writes nothing for them.
 
 The files live in the lab's state directory (pods/<pod>/). `podlab exec` makes them the pod's
-own: its child process enters a mount namespace of its own (unshare(CLONE_NEWNS), / made
-private) and bind-mounts them over /etc/resolv.conf and /etc/hosts before exec, as a container
-runtime does (lab.services.mounts; the agent does the same for command containers); the host's
-mount namespace never changes.
+own: its child process enters a mount namespace of its own (unshare(1), / made private) and
+bind-mounts them over /etc/resolv.conf and /etc/hosts before exec, as a container runtime does
+(lab.engine.nsexec; the agent does the same for command containers); the host's mount
+namespace never changes.
 """
 from __future__ import annotations
 

@@ -22,10 +22,8 @@ import signal
 import subprocess
 import sys
 import time
-import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from lab import state
@@ -37,8 +35,6 @@ SPEC_FILE = "agent-spec.json"     # in the lab's state directory
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 HANDSHAKE = b"recorded\n"
 NETWORK_READY = b"network ready\n"   # after HANDSHAKE, to an agent started with --network-later
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)  # loaded now: a forked child should not dlopen
 
 # Popen objects of agents this process started: kept so stop_agent can reap them
 # (otherwise a stopped agent stays a zombie child of a long-lived caller such as the TUI).
@@ -205,14 +201,6 @@ def process_start(pid: int) -> int | None:
         return None
 
 
-def _die_with_parent(parent: int) -> None:
-    """In the agent, before exec: die if `up` dies before it has journalled the agent's PID
-    (the agent clears this itself once told the record is written; see agent.main)."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl: nobody would ever record us
-        os._exit(1)
-
-
 def spawn_agent(lab: str, spec_path: Path, network_later: bool = False) -> subprocess.Popen:
     """Start the agent's process, parked: it loads Python and its modules, then waits for
     start_agent's handshake before it reads `spec_path` (which need not exist yet). `up`
@@ -233,13 +221,16 @@ def spawn_agent(lab: str, spec_path: Path, network_later: bool = False) -> subpr
     env["PODLAB_STATE_DIR"] = str(state.ROOT)
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    from lab.engine.nsexec import DIE_WITH_PARENT
     fd = os.open(d / "agent.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with open(fd, "ab") as log:
+        # It dies if `up` dies before journalling its PID (the agent clears the signal once told
+        # the record is written, and exits at once if `up` was gone before the signal was set).
         proc = subprocess.Popen(
-            [sys.executable, "-m", AGENT_MODULE, "--lab", lab, "--spec", str(spec_path), "--handshake",
-             *(["--network-later"] if network_later else [])],
+            [*DIE_WITH_PARENT, sys.executable, "-m", AGENT_MODULE, "--lab", lab, "--spec", str(spec_path),
+             "--handshake", "--parent", str(os.getpid()), *(["--network-later"] if network_later else [])],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env, cwd="/", preexec_fn=partial(_die_with_parent, os.getpid()))
+            start_new_session=True, env=env, cwd="/")
     proc.network_later = network_later   # type: ignore[attr-defined]
     _started[proc.pid] = proc
     return proc

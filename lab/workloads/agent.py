@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from lab import state
-from lab.engine import netns
-from lab.services.mounts import mount_over
+from lab.engine import netns, nsexec
 from lab.workloads import (HANDSHAKE, NETWORK_READY, ContainerSpec, PodSpec, Spec, agent_pid, load_spec, read_status, servers,
                            write_json_atomic)
 from lab.workloads.http_server import HttpListener
@@ -42,7 +41,7 @@ BACKOFF_CAP = 30
 BACKOFF_RESET = 600.0   # kubelet forgets a crash loop once the container has run for 10 minutes
 BACKLOG = 1024          # many clients at once (probes, benchmarks) must not see refused connections
 PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)  # loaded now: the forked child should not dlopen
+_libc = ctypes.CDLL(None, use_errno=True)
 
 Claim = tuple[str, int]  # (protocol, port)
 
@@ -112,14 +111,6 @@ def bind_pod(pod: PodSpec) -> dict[str, list[tuple[Claim, socket.socket]] | str]
             claimed.update((w, c.name) for w in wanted)
             out[c.name] = socks
     return out
-
-
-def _enter_pod(ns: str, uts: str | None, mounts: tuple[tuple[str, str], ...] = ()) -> None:
-    """In the forked child, before exec: join the pod (its resolv.conf and hosts too), and die
-    with the agent even if it is SIGKILLed."""
-    netns.enter(ns, uts)
-    mount_over(mounts)
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -254,11 +245,13 @@ class Agent:
     def spawn(self, pod: Pod, c: Container) -> subprocess.Popen:
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOSTNAME": pod.spec.pod,
                "HOME": "/root"}
+        # In the pod (its resolv.conf and hosts too), and dying with the agent even if it is SIGKILLed.
+        argv = nsexec.command(c.spec.command, pod.spec.netns, pod.spec.uts, mounts=pod.spec.mounts,
+                              die_with_parent=True, path=env["PATH"])
         with open(self.dir / "logs" / f"{pod.spec.pod}_{c.spec.name}.log", "ab") as out:
             return subprocess.Popen(
-                list(c.spec.command), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd="/", env=env, start_new_session=True,  # own process group: stop reaches its children too
-                preexec_fn=partial(_enter_pod, pod.spec.netns, pod.spec.uts, pod.spec.mounts))
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd="/", env=env, start_new_session=True)  # own process group: stop reaches its children too
 
     async def wait_exit(self, c: Container) -> int:
         """Wait (without a thread or polling) until the container's process exits; then reap it."""
@@ -422,10 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True)
     parser.add_argument("--handshake", action="store_true",
                         help="wait for the starter to journal our PID (a line on stdin) before living on our own")
+    parser.add_argument("--parent", type=int,
+                        help="the starter's PID: exit at once if it is no longer our parent (it died "
+                             "before our parent-death signal was set, so nobody would ever record us)")
     parser.add_argument("--network-later", action="store_true",
                         help="serve at once, but start command containers only when a second line on stdin "
                              "says the pods' network is set up")
     args = parser.parse_args(argv)
+    if args.parent is not None and os.getppid() != args.parent:
+        return 1
     os.umask(0o077)  # state files are root's only
     if args.handshake:
         # Started with PR_SET_PDEATHSIG: we die with the starter until it has recorded us.

@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -307,6 +308,37 @@ def test_command_container_joins_the_pod_namespaces(agent_lab: dict) -> None:
     hostname = agent_lab["out"] / "hostname"
     wait_for(lambda: hostname.exists() and hostname.read_text(), what="the shell's hostname")
     assert hostname.read_text() == WEB + "\n"
+
+
+
+@pytest.mark.skipif(not os.path.exists("/etc/resolv.conf"), reason="no /etc/resolv.conf to mount over")
+def test_a_command_container_sees_its_pods_files_and_dies_with_a_killed_agent(
+        state_dir: Path, tmp_path: Path) -> None:
+    """As a container runtime does: the pod's resolv.conf bind-mounted over /etc/resolv.conf in the
+    container's own mount namespace (the host keeps its own), and the container SIGKILLed with the
+    agent (PR_SET_PDEATHSIG) even when the agent itself is SIGKILLed and cannot stop it."""
+    name = f"wlt-{secrets.token_hex(3)}"
+    ns, resolv, seen = f"{name}-files", tmp_path / "resolv.conf", tmp_path / "seen"
+    resolv.write_text("nameserver 10.96.0.10\n")
+    host = Path("/etc/resolv.conf").read_text()
+    with namespaces(name, {ns: "files-0"}) as uts:
+        spec = wl.write_spec(name, [{"pod": "files-0", "netns": ns, "uts": uts[ns],
+                                     "mounts": [[str(resolv), "/etc/resolv.conf"]], "containers": [
+            {"name": "cmd", "workload": "command",
+             "command": ["sh", "-c", f"hostname > {seen}; cat /etc/resolv.conf >> {seen}; exec sleep 1000"]}]}])
+        pid, cmd = wl.start_agent(name, spec), None
+        try:
+            cmd = wait_for(lambda: container(name, "files-0", "cmd").get("pid"), what="the container's pid")
+            wait_for(lambda: seen.exists() and "nameserver" in seen.read_text(), what="what the container saw")
+            assert seen.read_text() == "files-0\nnameserver 10.96.0.10\n"
+            assert Path("/etc/resolv.conf").read_text() == host
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)   # our own child (start_agent spawned it)
+            wait_for(lambda: not alive(cmd), timeout=5, what="the container to die with its agent")
+        finally:
+            wl.stop_agent(name)
+            if cmd and alive(cmd):   # it outlived its agent (the test failed): leave no orphan behind
+                os.kill(cmd, signal.SIGKILL)
 
 
 def test_exiting_command_is_restarted_with_backoff(agent_lab: dict) -> None:

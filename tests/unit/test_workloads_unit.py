@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -217,3 +219,18 @@ def test_port_clash_fails_the_later_container() -> None:
                                     ContainerSpec("other", "command", (81,), ("sleep", "1"))))
     out = agent.bind_pod(pod)
     assert out == {"web": [], "web2": "port 80 already in use by container web", "other": []}
+
+
+# --- start-up -------------------------------------------------------------------------------
+
+def test_an_agent_whose_starter_is_gone_exits_at_once(tmp_path) -> None:
+    """--parent: a starter that died before setpriv set the parent-death signal would never record
+    the agent; the agent then ends before it reads anything. Under its real parent it goes on."""
+    def run(parent: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", wl.AGENT_MODULE, "--lab", "demo", "--spec",
+                               str(tmp_path / "absent.json"), "--parent", str(parent)],
+                              capture_output=True, text=True, timeout=30)
+    gone = run(os.getpid() + 1 if os.getppid() != os.getpid() + 1 else os.getpid() + 2)
+    assert gone.returncode == 1 and gone.stderr == ""
+    ours = run(os.getpid())
+    assert ours.returncode == 2 and "absent.json" in ours.stderr   # past the check: the spec is missing
