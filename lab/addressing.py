@@ -35,6 +35,11 @@ class NodeAddr:
     block: IPv4Network
     gateway: IPv4Address
     vtep_mac: str
+    extra_blocks: tuple[IPv4Network, ...] = ()   # Calico IPAM: the blocks a node took once `block` was full
+
+    @property
+    def blocks(self) -> tuple[IPv4Network, ...]:
+        return (self.block, *self.extra_blocks)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ as a record in its state (record/from_record): every later command reads it, not
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from lab import designs, naming
+from lab import calico_ipam, designs, naming
 from lab.addressing import (NODE_IP_OFFSET, SHARED_ARP_BUDGET, STATIC_PAIRS_LIMIT, AddressPlan, HostAddr, NodeAddr,
                             PodAddr, Capacity, capacity, dynamic_neighbours, same_node_pod_pairs, vtep_mac)
 from lab.errors import PodlabError
@@ -23,19 +24,27 @@ from lab.model import Pod, Topology
 
 def allocate(topo: Topology) -> AddressPlan:
     design = designs.of(topo)
-    blocks = topo.pod_cidr.subnets(new_prefix=topo.node_mask)
     hosts = topo.node_subnet
+    pool = calico_ipam.Pool(topo.pod_cidr, topo.node_mask) if design.attachment.ipam == "calico" else None
+    blocks = (pool.take_block(n.name) for n in topo.nodes) if pool else topo.pod_cidr.subnets(new_prefix=topo.node_mask)
     nodes = []
     for i, (node, block) in enumerate(zip(topo.nodes, blocks)):
         nodes.append(NodeAddr(
             name=node.name, index=i, netns=naming.netns_name(topo.name, node.name),
-            ip=hosts[NODE_IP_OFFSET + i], block=block, gateway=block[1],
+            ip=hosts[NODE_IP_OFFSET + i], block=block, gateway=design.attachment.gateway(block),
             vtep_mac=vtep_mac(topo.name, node.name)))
     by_node = {n.name: n for n in nodes}
 
     prefixlen = design.pod_prefixlen(topo)
-    next_host = {n.name: 2 for n in nodes}
-    pods = [_pod_addr(topo, pod, by_node[pod.node], next_host, prefixlen) for pod in topo.pods]
+    if pool is not None:
+        if design.backend.tunnel_address:
+            for n in nodes:
+                pool.address(n.name)     # the tunnel device's: the first block's first address
+        pods = [_calico_pod_addr(topo, design, pod, by_node[pod.node], pool) for pod in topo.pods]
+        nodes = [replace(n, extra_blocks=tuple(pool.nodes[n.name].blocks[1:])) for n in nodes]
+    else:
+        next_host = {n.name: 2 for n in nodes}
+        pods = [_pod_addr(topo, pod, by_node[pod.node], next_host, prefixlen) for pod in topo.pods]
     _check_veth_names(topo.name, pods)
 
     pairs = same_node_pod_pairs(pods)
@@ -72,6 +81,14 @@ def _check_veth_names(lab: str, pods: list[PodAddr]) -> None:
                               "or the lab. Nothing was created.")
 
 
+def _calico_pod_addr(topo: Topology, design: designs.Design, pod: Pod, node: NodeAddr,
+                     pool: calico_ipam.Pool) -> PodAddr:
+    if pod.host_network:
+        return PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True)
+    return PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), pool.address(pod.node), 32,
+                   design.attachment.veth_name(topo, pod.namespace, pod.name), False)
+
+
 def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int], prefixlen: int) -> PodAddr:
     if pod.host_network:
         return PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True)
@@ -88,7 +105,8 @@ def record(a: AddressPlan) -> dict[str, Any]:
             "static_neighbours": a.static_neighbours, "static_pod_pairs": a.static_pod_pairs,
             "capacity": [a.capacity.pod_addresses, a.capacity.block_addresses, a.capacity.max_nodes,
                          a.capacity.max_pods_per_node],
-            "nodes": [[n.name, n.index, n.netns, str(n.ip), str(n.block), str(n.gateway), n.vtep_mac] for n in a.nodes],
+            "nodes": [[n.name, n.index, n.netns, str(n.ip), str(n.block), str(n.gateway), n.vtep_mac,
+                       [str(b) for b in n.extra_blocks]] for n in a.nodes],
             "pods": [[p.name, p.node, p.netns, str(p.ip), p.prefixlen, p.veth, p.host_network] for p in a.pods],
             "outside": [[h.name, h.netns, str(h.ip)] for h in a.outside]}
 
@@ -98,8 +116,9 @@ def from_record(r: dict[str, Any]) -> AddressPlan:
     return AddressPlan(
         lab=r["lab"], underlay_netns=r["underlay_netns"], router_ip=IPv4Address(r["router_ip"]),
         underlay_prefixlen=int(r["underlay_prefixlen"]),
-        nodes=tuple(NodeAddr(name, int(index), netns, IPv4Address(ip), IPv4Network(block), IPv4Address(gw), mac)
-                    for name, index, netns, ip, block, gw, mac in r["nodes"]),
+        nodes=tuple(NodeAddr(name, int(index), netns, IPv4Address(ip), IPv4Network(block), IPv4Address(gw), mac,
+                             tuple(IPv4Network(b) for b in extra))
+                    for name, index, netns, ip, block, gw, mac, extra in r["nodes"]),
         pods=tuple(PodAddr(name, node, netns, IPv4Address(ip), int(prefixlen), veth, bool(host))
                    for name, node, netns, ip, prefixlen, veth, host in r["pods"]),
         outside=tuple(HostAddr(name, netns, IPv4Address(ip)) for name, netns, ip in r["outside"]),

@@ -7,8 +7,8 @@ import shlex
 from functools import singledispatch
 
 from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl,
-                     SetSysctls, StartDaemon, WriteFile)
+                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster,
+                     SetSysctl, SetSysctls, StartDaemon, WriteFile)
 
 
 @singledispatch
@@ -72,6 +72,14 @@ def _(op: SetHairpin) -> str:
 
 
 @command.register
+def _(op: SetLinkConf) -> str:
+    keys = [f"net.ipv4.conf.{op.dev}.{k}={v}" for k, v in op.conf]
+    if op.proxy_delay is not None:
+        keys.append(f"net.ipv4.neigh.{op.dev}.proxy_delay={op.proxy_delay}")
+    return f"ip netns exec {op.ns} sysctl -q -w " + " ".join(keys)
+
+
+@command.register
 def _(op: AddAddress) -> str:
     return f"ip -n {op.ns} addr add {op.address} dev {op.dev}"
 
@@ -79,7 +87,7 @@ def _(op: AddAddress) -> str:
 @command.register
 def _(op: AddRoute) -> str:
     if op.blackhole:
-        return f"ip -n {op.ns} route add blackhole {op.dst}"
+        return f"ip -n {op.ns} route add blackhole {op.dst}" + (f" proto {op.proto}" if op.proto else "")
     dst = "default" if op.dst.prefixlen == 0 else str(op.dst)
     parts = [f"ip -n {op.ns} route add {dst}"]
     if op.via:

@@ -94,6 +94,16 @@ class Service:
 
 
 @dataclass(frozen=True)
+class CalicoSettings:
+    """The `calico:` section: Calico IPAM's block size and BGP's options (calico designs only).
+    The IP pool is network.podCIDR, as kube-proxy's cluster CIDR is Calico's default pool."""
+    block_size: int = 26                         # blockSize of the default IPPool (/26: 64 addresses)
+    as_number: int = 64512                       # Calico's default AS
+    node_to_node_mesh: bool = True               # BGPConfiguration nodeToNodeMeshEnabled
+    route_reflectors: tuple[str, ...] = ()       # nodes that reflect routes when the mesh is off
+
+
+@dataclass(frozen=True)
 class DesignChoice:
     """The design the file asked for, by name: lab.designs.of(topology) gives what it means."""
     attach: str                    # how a pod joins its node: bridge, ptp
@@ -119,6 +129,7 @@ class Topology:
     description: str = ""
     source: str | None = field(default=None, compare=False)
     text: str = field(default="", compare=False, repr=False)   # the document as it was read, for the lab's record
+    calico: CalicoSettings | None = None     # designs with the calico attachment
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

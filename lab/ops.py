@@ -76,6 +76,16 @@ class SetHairpin:
 
 
 @dataclass(frozen=True)
+class SetLinkConf:
+    """A link's own IPv4 settings (net.ipv4.conf.<dev>.<key>) and ARP proxy delay
+    (net.ipv4.neigh.<dev>.proxy_delay, ms): Calico's host veth answers ARP for every address."""
+    ns: str
+    dev: str
+    conf: tuple[tuple[str, int], ...]
+    proxy_delay: int | None = None
+
+
+@dataclass(frozen=True)
 class AddAddress:
     ns: str
     dev: str
@@ -92,6 +102,7 @@ class AddRoute:
     blackhole: bool = False
     scope: str | None = None      # "link" or "host" where the plugin sets it; else the kernel's rule (via: global)
     src: IPv4Address | None = None   # preferred source address
+    proto: int | None = None      # the route's protocol where the real daemon sets its own (Felix: 80); else boot
 
 
 @dataclass(frozen=True)
@@ -190,7 +201,7 @@ class StartDaemon:
     container: str | None = None   # kind "container": "<pod>/<container>"
 
 
-Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin
+Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin | SetLinkConf
       | AddAddress | AddRoute | DelRoute | AddNeighbour | AddFdb | SetSysctls | SetSysctl | ApplyNft
       | WriteFile | StartDaemon)
 
@@ -205,6 +216,7 @@ PHASE: dict[type, int] = {
     SetMaster: 4,
     LinkUp: 5,
     SetHairpin: 6,
+    SetLinkConf: 6,
     AddAddress: 7,
     AddRoute: 8,
     DelRoute: 8,             # in plan order among the routes: after the routes that needed it

@@ -5,7 +5,8 @@ import time
 from typing import Any
 
 from lab import designs
-from lab.addressing import PodAddr
+from lab.addressing import AddressPlan, PodAddr
+from lab.model import Topology
 from lab.ops import AgentReady, AnswersDns, StartDaemon, WriteFile
 from lab.planner import Plan
 
@@ -33,17 +34,16 @@ def plan_text(plan: Plan) -> str:
     lines = [f"lab {t.name}: {design.describe()}" + (f" — {t.description}" if t.description else ""),
              f"  attachment {design.attachment.name} — {design.attachment.mirrors}: {design.attachment.summary}",
              f"  backend {design.backend.name} — {design.backend.mirrors}: {design.backend.summary}",
-             f"pod CIDR {t.pod_cidr}, /{t.node_mask} per node; node subnet {t.node_subnet}; "
-             f"service CIDR {t.service_cidr}; MTU {t.mtu} (pods {a.pod_mtu})",
-             f"capacity: {a.capacity}"]
+             *_address_lines(t, a, design)]
     if a.static_neighbours:
         lines.append("neighbours: written as permanent entries (a lab this large would overflow the kernel's "
                      "shared ARP table)" + ("" if a.static_pod_pairs else
                                             "; pods of one node are too many to pair, so they ARP for each other"))
     lines.append("")
-    node_rows = [[n.name, n.ip, n.block, n.gateway, len([p for p in a.pods if p.node == n.name]), n.netns]
-                 for n in a.nodes]
-    lines.append(table(["NODE", "IP", "POD-CIDR", "GATEWAY", "PODS", "NETNS"], node_rows))
+    node_rows = [[n.name, n.ip, ", ".join(map(str, n.blocks)), n.gateway, len([p for p in a.pods if p.node == n.name]),
+                  n.netns] for n in a.nodes]
+    blocks = "BLOCKS (CALICO IPAM)" if design.attachment.ipam == "calico" else "POD-CIDR"
+    lines.append(table(["NODE", "IP", blocks, "GATEWAY", "PODS", "NETNS"], node_rows))
     lines.append("")
     shown = a.pods[:50]
     lines.append(table(["POD", "NODE", "IP", "HOST-VETH", "NETNS"],
@@ -79,6 +79,17 @@ def _readiness(d: StartDaemon) -> str:
     if isinstance(d.ready, AgentReady):
         return "ready once every pod's sockets listen"
     return "ready once started"
+
+
+def _address_lines(t: Topology, a: AddressPlan, design: designs.Design) -> list[str]:
+    ranges = f"node subnet {t.node_subnet}; service CIDR {t.service_cidr}; MTU {t.mtu} (pods {a.pod_mtu})"
+    if design.attachment.ipam != "calico":
+        return [f"pod CIDR {t.pod_cidr}, /{t.node_mask} per node; {ranges}", f"capacity: {a.capacity}"]
+    per_block = 2 ** (32 - t.node_mask)
+    taken = sum(len(n.blocks) for n in a.nodes)
+    return [f"IP pool {t.pod_cidr} (Calico IPAM), blocks of /{t.node_mask}; {ranges}",
+            f"capacity: {t.pod_cidr.num_addresses} addresses / {per_block} per block = {a.capacity.max_nodes} blocks; "
+            f"a node takes a block, and another when its blocks are full ({taken} taken)"]
 
 
 def _restarts(pod_status: dict[str, Any] | None) -> int:

@@ -5,7 +5,8 @@ pod blocks), registered by name, and the presets that carry the real CNI's name.
   wiring     what every design shares: namespaces, the underlay switch, uplinks, outside hosts
   bridge     attachment: the CNI bridge plugin (flannel's delegate)
   ptp        attachment: the CNI ptp plugin (kindnet, GKE)
-  l2, hostgw, vpc, vxlan   backends
+  calico     attachment: Calico's CNI plugin and Felix (cali* veths, proxy ARP, Calico IPAM)
+  l2, hostgw, vpc, vxlan, calico_vxlan   backends
 
 To add a design: a module with one Attachment or Backend instance, a line in ATTACHMENTS or
 BACKENDS, and a preset in PRESETS if a real CNI is that combination (docs/designs.md).
@@ -18,6 +19,8 @@ from lab.addressing import AddressPlan
 from lab.designs import wiring
 from lab.designs.base import Attachment, Backend, Design
 from lab.designs.bridge import BRIDGE
+from lab.designs.calico import CALICO
+from lab.designs.calico_vxlan import CALICO_VXLAN
 from lab.designs.hostgw import HOST_GW
 from lab.designs.l2 import L2
 from lab.designs.ptp import PTP
@@ -30,8 +33,8 @@ from lab.ops import Op
 __all__ = ["Attachment", "Backend", "Design", "ATTACHMENTS", "BACKENDS", "PRESETS", "DEFAULT_PRESET",
            "preset", "combine", "from_mode", "resolve", "of", "preset_of", "plan"]
 
-ATTACHMENTS: dict[str, Attachment] = {a.name: a for a in (BRIDGE, PTP)}
-BACKENDS: dict[str, Backend] = {b.name: b for b in (L2, HOST_GW, VPC, VXLAN)}
+ATTACHMENTS: dict[str, Attachment] = {a.name: a for a in (BRIDGE, PTP, CALICO)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (L2, HOST_GW, VPC, VXLAN, CALICO_VXLAN)}
 
 # name -> (attachment, backend, what it is)
 PRESETS: dict[str, tuple[str, str, str]] = {
@@ -41,6 +44,7 @@ PRESETS: dict[str, tuple[str, str, str]] = {
     "vpc-routes": ("bridge", "vpc", "the cloud VPC route model (seed 000)"),
     "kindnet": ("ptp", "host-gw", "kind's default CNI: ptp + host-local, kindnetd's routes"),
     "gke-routes": ("ptp", "vpc", "GKE's routes-based cluster: ptp + VPC routes"),
+    "calico-vxlan": ("calico", "calico-vxlan", "Calico in VXLAN mode: Felix's vxlan.calico, no BIRD"),
 }
 DEFAULT_PRESET = "flannel"
 

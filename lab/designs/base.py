@@ -9,6 +9,7 @@ plans its own kernel objects over the wiring every design shares (lab.designs.wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from lab.model import DesignChoice, Topology
@@ -25,6 +26,18 @@ class Attachment:
     summary: str
     bridge: bool                 # pods hang off a node bridge (topology's network.bridge, cni0)
     routed_same_node: bool       # pod -> pod on one node crosses the node's routing table (TTL - 1)
+    ipam: str = "host-local"     # how pods get addresses: host-local (a block per node, from .2) or calico
+                                 # (Calico IPAM: blocks of an IP pool, taken by a node as it needs them)
+    network_defaults: tuple[tuple[str, object], ...] = ()   # network: values this design's real CNI defaults to
+
+    def gateway(self, block: IPv4Network) -> IPv4Address:
+        """The pods' gateway on a node whose (first) block this is."""
+        return block[1]
+
+    def veth_name(self, topo: Topology, namespace: str, pod: str) -> str:
+        """The host end of a pod's veth."""
+        from lab import naming
+        return naming.veth_name(topo.name, pod)
 
     def pod_prefixlen(self, topo: Topology, backend: Backend) -> int:
         """The prefix length of a pod's eth0 address."""
@@ -53,6 +66,8 @@ class Backend:
     router: bool = False             # the underlay routes: a VPC router holding one route per node block
     outside_reaches_pods: bool = False   # machines outside the cluster have routes to the pod blocks
     node_port: bool = True           # a NodePort Service works (a node's address is not a bridge port)
+    bgp: bool = False                # nodes learn each other's blocks by BGP (the calico: section's BGP options)
+    tunnel_address: bool = False     # the node's tunnel device takes the first address of its first block
 
     def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
         """Every node's forwarding, uplink address and routes to the other blocks; the underlay's

@@ -7,6 +7,7 @@ dozen send(2) calls per phase.
 """
 from __future__ import annotations
 
+import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from lab.errors import PodlabError
 from lab.netlink import wire as nl
 from lab.netlink.writer import ONE_QUEUE, Channel, NetlinkError, Request, links_running
 from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetMaster, SetSysctl,
+                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster, SetSysctl,
                      SetSysctls, StartDaemon, WriteFile)
 
 Progress = Callable[[str, int, int], None]
@@ -157,6 +158,19 @@ def _(op: SetHairpin, links: Links, fds: dict[str, int]) -> Request:
 
 
 @encode.register
+def _(op: SetLinkConf, links: Links, fds: dict[str, int]) -> Request | list[Request]:
+    index = links(op.ns, op.dev)
+    conf = b"".join(nl.u32(nl.IPV4_DEVCONF[k], v) for k, v in op.conf)
+    body = nl.ifinfomsg(index) + nl.nested(nl.IFLA_AF_SPEC, nl.nested(nl.AF_INET, nl.nested(nl.IFLA_INET_CONF, conf)))
+    requests = [Request(nl.RTM_SETLINK, 0, body, _what(op))]
+    if op.proxy_delay is not None:
+        table = (struct.pack("=Bxxx", nl.AF_INET) + nl.string(nl.NDTA_NAME, "arp_cache")
+                 + nl.nested(nl.NDTA_PARMS, nl.u32(nl.NDTPA_IFINDEX, index), nl.u64(nl.NDTPA_PROXY_DELAY, op.proxy_delay)))
+        requests.append(Request(nl.RTM_SETNEIGHTBL, 0, table, _what(op)))
+    return requests
+
+
+@encode.register
 def _(op: AddAddress, links: Links, fds: dict[str, int]) -> Request:
     a = op.address
     body = (nl.ifaddrmsg(a.network.prefixlen, links(op.ns, op.dev))
@@ -166,8 +180,9 @@ def _(op: AddAddress, links: Links, fds: dict[str, int]) -> Request:
 
 @encode.register
 def _(op: AddRoute, links: Links, fds: dict[str, int]) -> Request:
+    proto = {"protocol": op.proto} if op.proto else {}
     if op.blackhole:
-        body = nl.rtmsg(op.dst.prefixlen, nl.RT_SCOPE_UNIVERSE, nl.RTN_BLACKHOLE)
+        body = nl.rtmsg(op.dst.prefixlen, nl.RT_SCOPE_UNIVERSE, nl.RTN_BLACKHOLE, **proto)
     else:
         scope = _SCOPES[op.scope] if op.scope else nl.RT_SCOPE_UNIVERSE if op.via else nl.RT_SCOPE_LINK
         body = nl.rtmsg(op.dst.prefixlen, scope, nl.RTN_UNICAST, nl.RTNH_F_ONLINK if op.onlink else 0)
@@ -326,7 +341,9 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
         for ns, per_ns in groupby(batch, key=lambda op: op.ns):
             channel = channels[ns]
             for op in sorted(per_ns, key=lambda op: PHASE[type(op)]) if stage == _LOCAL_PHASES else per_ns:
-                channel.queue(encode(op, links, fds))
+                encoded = encode(op, links, fds)
+                for request in encoded if isinstance(encoded, list) else (encoded,):
+                    channel.queue(request)
             if stage == _LOCAL_PHASES:
                 for bridge in bridges.get(ns, ()):
                     channel.queue(_snooping_on(ns, bridge, links))

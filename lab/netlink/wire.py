@@ -32,6 +32,12 @@ RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
+RTM_SETNEIGHTBL = 67
+# A link's IPv4 settings (net.ipv4.conf.<dev>.*) and neighbour parameters (net.ipv4.neigh.<dev>.*)
+# by netlink: linux/if_link.h IFLA_AF_SPEC, linux/ip.h IPV4_DEVCONF_*, linux/neighbour.h.
+IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
+IPV4_DEVCONF = {"forwarding": 1, "proxy_arp": 3, "rp_filter": 8, "route_localnet": 26}
+NDTA_NAME, NDTA_PARMS, NDTPA_IFINDEX, NDTPA_PROXY_DELAY = 1, 6, 1, 13
 RTM_NEWQDISC = 36
 RTM_NEWNSID, RTM_GETNSID = 88, 90
 RTM_F_FIB_MATCH = 0x2000                                # route get: the FIB entry, not the result
@@ -115,6 +121,10 @@ def u8(kind: int, v: int) -> bytes:
 
 def u32(kind: int, v: int) -> bytes:
     return attr(kind, _U32.pack(v))
+
+
+def u64(kind: int, v: int) -> bytes:
+    return attr(kind, struct.pack("=Q", v))
 
 
 def be16(kind: int, v: int) -> bytes:

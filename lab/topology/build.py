@@ -5,8 +5,9 @@ from typing import Any
 
 from lab import designs
 from lab.model import Node, OutsideHost, Topology
+from lab.topology.calico import calico_settings
 from lab.topology.capacity import (check_bridge_ports, check_node_blocks, check_node_subnet, check_pod_count,
-                                   check_pods_per_node)
+                                   check_pods_per_node, check_pool)
 from lab.topology.checker import Checker
 from lab.topology.hosts import host_list, node_list
 from lab.topology.names import check_unique_names, lab_name
@@ -34,8 +35,9 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
     lab = lab_name(checker, top, default_name)
     design = design_choice(checker, top)
     parts = designs.resolve(design) if design is not None else None
-    net = network_settings(checker, top)
     nodes = node_list(checker, top, document)
+    calico = calico_settings(checker, top, parts, [n.name for n in nodes or []])
+    net = network_settings(checker, top, parts, calico)
     outside = host_list(checker, "outside", top.get("outside", []), OUTSIDE_SCHEMA, "outside host")
     pods = pod_drafts(checker, top.get("pods", []))
     deployments = deployment_drafts(checker, top.get("deployments", []))
@@ -48,8 +50,11 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
     services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr,
                                               parts)
     check_unique_names(checker, nodes, placed, outside)
-    if net.pod_cidr is not None and net.node_mask is not None and check_node_blocks(checker, net, nodes):
-        check_pods_per_node(checker, net, nodes, placed)
+    if net.pod_cidr is not None and net.node_mask is not None:
+        if calico is not None:
+            check_pool(checker, net, nodes, placed, parts)
+        elif check_node_blocks(checker, net, nodes):
+            check_pods_per_node(checker, net, nodes, placed)
     if net.node_subnet is not None:
         check_node_subnet(checker, net.node_subnet, len(nodes), len(outside))
     if parts is not None:
@@ -63,5 +68,5 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
         nodes=tuple(Node(n) for n in node_names), pods=tuple(pod for pod, _ in placed),
         outside=tuple(OutsideHost(o.name) for o in outside), services=services,
         cluster_services="services" in document, description=top.get("description", ""),
-        source=checker.source, text=text,
+        source=checker.source, text=text, calico=calico,
     )

@@ -78,6 +78,24 @@ def check_node_blocks(checker: Checker, net: NetworkSettings, nodes: list[Named]
     return False
 
 
+def check_pool(checker: Checker, net: NetworkSettings, nodes: list[Named], pods: list[tuple[Pod, YamlPath]],
+               design: Design | None) -> None:
+    """Calico IPAM: each node takes blocks of the pool as it needs them (its pods, and its tunnel
+    device's address where the backend has one); the pool must hold every node's blocks."""
+    pool, mask = net.pod_cidr, net.node_mask
+    assert pool is not None and mask is not None
+    per_block = block_size(mask)
+    tunnel = 1 if design is not None and design.backend.tunnel_address else 0
+    counts = _pods_with_own_address(pods)
+    needed = sum(math.ceil((counts.get(n.name, 0) + tunnel) / per_block) for n in nodes)
+    blocks = max_nodes(pool, mask)
+    if needed > blocks:
+        checker.add(("network", "podCIDR"),
+                    f"the IP pool {pool} has {pool.num_addresses} addresses / {per_block} per /{mask} block = {blocks} "
+                    f"blocks, and these nodes need {needed} (a node takes a block per {per_block} addresses it hands "
+                    "out): use a larger pool or a smaller blockSize")
+
+
 def check_pods_per_node(checker: Checker, net: NetworkSettings, nodes: list[Named],
                         pods: list[tuple[Pod, YamlPath]]) -> None:
     assert net.node_mask is not None

@@ -11,7 +11,7 @@ from typing import Any
 
 from lab import designs, naming
 from lab.errors import PodlabError
-from lab.model import MODES, ROUTING_STYLES, DesignChoice
+from lab.model import MODES, ROUTING_STYLES, CalicoSettings, DesignChoice
 from lab.topology.checker import Checker, YamlPath, choice
 from lab.topology.schema import DESIGN_SCHEMA, NETWORK_SCHEMA
 from lab.topology.wording import show
@@ -121,13 +121,20 @@ class NetworkSettings:
     bridge: str
 
 
-def network_settings(checker: Checker, top: dict[str, Any]) -> NetworkSettings:
+def network_settings(checker: Checker, top: dict[str, Any], design: designs.Design | None = None,
+                     calico: CalicoSettings | None = None) -> NetworkSettings:
+    """The network: section over the defaults of the design's real CNI (Calico's pool 192.168.0.0/16 and a
+    node subnet outside it), then podlab's. With Calico IPAM a node's block is calico.blockSize."""
     raw = top.get("network", {})
     given = checker.fields(("network",), raw, NETWORK_SCHEMA, "network") or {}
-    net = {key: given.get(key, DEFAULTS[key]) for key in NETWORK_SCHEMA}
+    defaults = {**DEFAULTS, **dict(design.attachment.network_defaults if design else ())}
+    net = {key: given.get(key, defaults[key]) for key in NETWORK_SCHEMA}
     at = {key: ("network", key) for key in NETWORK_SCHEMA}
     cidrs = {key: _cidr(checker, at[key], net[key]) for key in ("podCIDR", "nodeSubnet", "serviceCIDR")}
-    mask = _node_mask(checker, net["nodeCIDRMaskSize"], cidrs["podCIDR"])
+    if calico is not None:
+        mask = _block_size(checker, given, calico, cidrs["podCIDR"])
+    else:
+        mask = _node_mask(checker, net["nodeCIDRMaskSize"], cidrs["podCIDR"])
     mtu = _int_in_range(checker, at["mtu"], net["mtu"], 576, 9000,
                         "576 is the smallest MTU every IPv4 host must accept, 9000 a jumbo frame")
     service = cidrs["serviceCIDR"]
@@ -140,6 +147,19 @@ def network_settings(checker: Checker, top: dict[str, Any]) -> NetworkSettings:
     if bridge_problem:
         checker.add(at["bridge"], bridge_problem)
     return NetworkSettings(cidrs["podCIDR"], mask, cidrs["nodeSubnet"], cidrs["serviceCIDR"], mtu, net["bridge"])
+
+
+def _block_size(checker: Checker, given: dict[str, Any], calico: CalicoSettings,
+                pool: IPv4Network | None) -> int | None:
+    if "nodeCIDRMaskSize" in given:
+        checker.add(("network", "nodeCIDRMaskSize"), "Calico IPAM gives nodes blocks of calico.blockSize, not node "
+                                                     "CIDRs: remove nodeCIDRMaskSize (set calico: {blockSize: N})")
+        return None
+    if pool is not None and calico.block_size < pool.prefixlen:
+        checker.add(("calico", "blockSize"), f"blockSize {calico.block_size} is wider than the IP pool {pool} "
+                                             f"(network.podCIDR): use a blockSize of {pool.prefixlen} or more")
+        return None
+    return calico.block_size if 20 <= calico.block_size <= 32 else None
 
 
 def _node_mask(checker: Checker, mask: int, pod_cidr: IPv4Network | None) -> int | None:

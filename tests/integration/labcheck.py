@@ -10,7 +10,7 @@ from lab.engine import netns
 
 
 # The designs every design-wide test runs, as the header to put on top of a cluster's YAML: the
-# four of the older `mode:` key (kept as they are written in the shipped topologies) and the ptp ones.
+# four of the older `mode:` key (kept as they are written in the shipped topologies), the ptp ones and Calico's.
 MODES = {
     "l2": "mode: l2\n",
     "l3-host": "mode: l3\nrouting: host\n",
@@ -18,6 +18,7 @@ MODES = {
     "vxlan": "mode: vxlan\n",
     "kindnet": "design: kindnet\n",
     "gke-routes": "design: {attach: ptp, backend: vpc}\n",
+    "calico-vxlan": "design: calico-vxlan\n",
 }
 
 

@@ -2,6 +2,7 @@
 (../shared/reference/cni-dataplanes.md, "Faithfulness checks")."""
 from __future__ import annotations
 
+import hashlib
 import subprocess
 
 import pytest
@@ -28,6 +29,10 @@ def run_in(target, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", target.netns, *argv], capture_output=True, text=True, timeout=20)
 
 
+def node_target(lab, node):
+    return lab.target(node.name)
+
+
 def ttl_from(lab, src: str, dst_ip) -> int:
     out = run_in(lab.target(src), "ping", "-c", "1", "-W", "2", str(dst_ip)).stdout
     return int(out.split("ttl=")[1].split()[0])
@@ -45,18 +50,6 @@ def test_check_passes_every_expected_path_without_nat(lab):
     # HTTP through the echo server reports the caller's own pod IP
     echo = [r for r in results if r.proto == "http" and r.dst.startswith("echo") and r.seen_source]
     assert echo and all(r.seen_source == r.src_ip for r in echo)
-
-
-def test_check_detects_a_broken_path(lab):
-    pod = lab.addresses.pods[0]
-    node = lab.target(pod.node)
-    subprocess.run(["ip", "-n", node.netns, "link", "set", pod.veth, "down"], check=True)
-    try:
-        results = check.run(lab, timeout=0.5)
-        failed = {(r.src, r.dst) for r in results if not r.passed}
-        assert failed and all(pod.name in pair for pair in failed)
-    finally:
-        subprocess.run(["ip", "-n", node.netns, "link", "set", pod.veth, "up"], check=True)
 
 
 def test_pods_have_their_names_as_hostnames(lab):
@@ -78,6 +71,21 @@ def test_attachment_objects(lab):
             assert f"{node.gateway}/{mask}" in [a.address for a in snap.addresses if a.dev == "cni0"]
             ports = [l for l in snap.links if l.master == "cni0" and l.name.startswith("veth")]
             assert len(ports) == len(pods)
+        elif attach == "calico":   # calico.md A1-A2: cali + sha1("<ns>.<pod>")[:11], ee:ee:.., proxy ARP
+            assert not [l for l in snap.links if l.kind == "bridge"]
+            for pod in pods:
+                ns = next(x.namespace for x in lab.topology.pods if x.name == pod.name)
+                veth = snap.link(pod.veth)
+                assert pod.veth == "cali" + hashlib.sha1(f"{ns}.{pod.name}".encode()).hexdigest()[:11]
+                assert veth.mac == "ee:ee:ee:ee:ee:ee" and not [a for a in snap.addresses if a.dev == pod.veth]
+                conf = {k: run_in(node_target(lab, node), "sysctl", "-n", k).stdout.strip() for k in (
+                    f"net.ipv4.conf.{pod.veth}.proxy_arp", f"net.ipv4.neigh.{pod.veth}.proxy_delay",
+                    f"net.ipv4.conf.{pod.veth}.forwarding", f"net.ipv4.conf.{pod.veth}.route_localnet")}
+                assert set(conf.values()) == {"1", "0"} and conf[f"net.ipv4.neigh.{pod.veth}.proxy_delay"] == "0", conf
+                host_route = next(r for r in snap.routes_in("main") if r.dst == f"{pod.ip}/32")
+                assert (host_route.dev, host_route.scope) == (pod.veth, "link")
+                neigh = next(n for n in snap.neighbours if n.dev == pod.veth and n.address == str(pod.ip))
+                assert "PERMANENT" in neigh.state
         else:   # ptp: no bridge; every host veth holds <gw>/32; <pod IP> dev vethX scope host
             assert attach == "ptp"
             assert not [l for l in snap.links if l.kind == "bridge"]
@@ -88,7 +96,8 @@ def test_attachment_objects(lab):
     for pod in lab.addresses.pods:
         snap = inspect.snapshot(pod.netns)
         gw = str(lab.addresses.node(pod.node).gateway)
-        assert int(str(pod.ip).split(".")[-1]) >= 2
+        if attach != "calico":      # Calico IPAM hands out a block from its first address
+            assert int(str(pod.ip).split(".")[-1]) >= 2
         main = snap.routes_in("main")
         default = [r for r in main if r.dst == "default"]
         assert [r.gateway for r in default] == [gw]
@@ -102,6 +111,10 @@ def test_attachment_objects(lab):
             gw32 = f"{gw}/32"
             assert (by_dst[gw32].dev, by_dst[gw32].scope, by_dst[gw32].src) == ("eth0", "link", str(pod.ip))
             assert set(by_dst) == {"default", block, gw32}
+        if attach == "calico":
+            assert [a.address for a in snap.addresses if a.dev == "eth0"] == [f"{pod.ip}/32"]
+            by_dst = {r.dst: r for r in main}
+            assert set(by_dst) == {"default", "169.254.1.1/32"} and by_dst["169.254.1.1/32"].scope == "link"
 
 
 def test_backend_objects(lab):
@@ -123,6 +136,17 @@ def test_backend_objects(lab):
             fdb = [f for f in snap.fdb if f.dev == "flannel.1"]
             assert sorted((f.mac, f.dst) for f in fdb) == sorted((p.vtep_mac, str(p.ip)) for p in remote)
             assert all(f.permanent for f in fdb)
+        elif backend == "calico-vxlan":   # calico.md A5
+            vx = snap.link("vxlan.calico")
+            assert vx and vx.kind == "vxlan" and vx.mtu == lab.topology.mtu - 50
+            assert vx.vxlan == {"id": 4096, "local": str(node.ip), "port": 4789, "learning": False, "dev": "eth0"}
+            assert vx.mac == "66:" + ":".join(f"{b:02x}" for b in hashlib.sha1(node.name.encode()).digest()[:5])
+            assert [x.address for x in snap.addresses if x.dev == "vxlan.calico"] == [f"{node.block.network_address}/32"]
+            for block in node.blocks:
+                assert (routes[str(block)].type, routes[str(block)].proto) == ("blackhole", 80)
+            for peer in remote:
+                r = routes[str(peer.block)]
+                assert (r.gateway, r.dev, r.onlink) == (str(peer.block.network_address), "vxlan.calico", True)
         elif backend == "host-gw":   # check 4
             assert snap.link("flannel.1") is None
             for peer in remote:
@@ -140,7 +164,7 @@ def test_backend_objects(lab):
 
 # TTL a pod sees from a pod (same node, other node): each routing hop takes one (check 8).
 TTLS = {"bridge-l2": (64, 64), "flannel-host-gw": (64, 62), "vpc-routes": (64, 61), "flannel": (64, 62),
-        "kindnet": (63, 62), "gke-routes": (63, 61)}
+        "kindnet": (63, 62), "gke-routes": (63, 61), "calico-vxlan": (63, 62)}
 
 
 def test_ttl_tells_switched_from_routed(lab):
@@ -167,3 +191,18 @@ def test_nginx_page_names_the_pod_across_nodes(lab):
     client = next(p for p in lab.addresses.pods if p.node != web[0].node)
     out = run_in(lab.target(client.name), "curl", "-s", "-m", "5", f"http://{web[0].ip}/").stdout
     assert out.strip() == f"Welcome to the home page of host {web[0].name}!"
+
+
+def test_check_detects_a_broken_path(lab):
+    """Last of the module: a link set down loses its routes for good (the kernel flushes them, and
+    in calico designs Felix is not there to put `<pod IP> dev caliX` back), so nothing after it
+    may rely on the lab being whole."""
+    pod = lab.addresses.pods[0]
+    node = lab.target(pod.node)
+    subprocess.run(["ip", "-n", node.netns, "link", "set", pod.veth, "down"], check=True)
+    try:
+        results = check.run(lab, timeout=0.5)
+        failed = {(r.src, r.dst) for r in results if not r.passed}
+        assert failed and all(pod.name in pair for pair in failed)
+    finally:
+        subprocess.run(["ip", "-n", node.netns, "link", "set", pod.veth, "up"], check=True)
