@@ -41,6 +41,7 @@ class Links:
         self.next: dict[str, int] = {}
         # Links the plan brings up that the kernel can create already up (saves a request each).
         self.up = up
+        self.brought_up: list[tuple[str, str]] = []   # LinkUp's links in the order they went out (_wait_running)
 
     def flags(self, ns: str, name: str) -> dict[str, int]:
         return {"flags": nl.IFF_UP, "change": nl.IFF_UP} if (ns, name) in self.up else {}
@@ -146,6 +147,7 @@ def _(op: SetMaster, links: Links, fds: dict[str, int]) -> Request:
 
 @encode.register
 def _(op: LinkUp, links: Links, fds: dict[str, int]) -> Request:
+    links.brought_up.append((op.ns, op.name))   # requests go out in the order they are encoded
     body = nl.ifinfomsg(links(op.ns, op.name), flags=nl.IFF_UP, change=nl.IFF_UP)
     return Request(nl.RTM_SETLINK, 0, body, _what(op))
 
@@ -276,13 +278,43 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
 
 def _wait_running(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], links: Links,
                   timeout: float = 10.0) -> None:
-    """Until both ends of every veth are running: the kernel turns a link's carrier on at once but
-    starts its queue a moment later (its link watcher), and a packet sent before is dropped."""
+    """Until every link that carries the lab's packets is running. The kernel turns a veth's carrier
+    on at once when both ends are up, but starts its queue later, in its link watcher; a packet
+    sent before is dropped. A bridge gets its carrier from its ports and is started by the same
+    watcher, which may put a bridge off by up to a second.
+
+    The watcher takes veths (and vxlan devices) in the order their carriers came on (a FIFO list),
+    so once the veth whose carrier came on last is running, every veth is: that is both ends of the
+    pair brought up last (links.brought_up). Bridges with ports are asked for each. A few requests, not
+    one per pod (a thousand-pod node answers a dump of its links in ~0.1 s)."""
     waiting: dict[str, list[int]] = {}
-    for op in ops:
-        if isinstance(op, CreateVeth):
-            waiting.setdefault(op.ns, []).append(links(op.ns, op.name))
-            waiting.setdefault(op.peer_ns, []).append(links(op.peer_ns, op.peer))
+
+    def wait_for(ns: str, name: str) -> None:
+        waiting.setdefault(ns, []).append(links(ns, name))
+
+    peers: dict[tuple[str, str], tuple[str, str]] = {}
+    bridges: list[tuple[str, str]] = []
+    with_ports: set[tuple[str, str]] = set()
+    for op in ops:   # one pass: a thousand-pod plan has some 20,000 ops
+        kind = type(op)
+        if kind is CreateVeth:
+            peers[(op.ns, op.name)] = (op.peer_ns, op.peer)
+            peers[(op.peer_ns, op.peer)] = (op.ns, op.name)
+            if op.master:
+                with_ports.add((op.ns, op.master))
+        elif kind is SetMaster:
+            with_ports.add((op.ns, op.master))
+        elif kind is CreateBridge:
+            bridges.append((op.ns, op.name))
+        elif kind is CreateVxlan:
+            wait_for(op.ns, op.name)
+    last = next((link for link in reversed(links.brought_up) if link in peers), None)
+    if last is not None:
+        wait_for(*last)
+        wait_for(*peers[last])
+    for bridge in bridges:
+        if bridge in with_ports:
+            wait_for(*bridge)
     deadline = time.monotonic() + timeout
     pause = 0.001
     while waiting:
@@ -295,7 +327,7 @@ def _wait_running(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created]
             return
         if time.monotonic() > deadline:
             ns = next(iter(waiting))
-            raise PodlabError(f"{sum(map(len, waiting.values()))} veth ends were not running after {timeout:g} s "
+            raise PodlabError(f"{sum(map(len, waiting.values()))} links were not running after {timeout:g} s "
                               f"(in {ns}, ifindex {waiting[ns][0]}, among others): is the machine overloaded?")
         time.sleep(pause)
         pause = min(0.02, pause * 2)

@@ -29,3 +29,28 @@ def test_up_trace_down_twenty_times_every_trace_delivered():
             api.down("ready")
     assert not failures, "\n".join(failures)
 
+
+
+def test_every_link_is_running_when_up_returns():
+    """What up's readiness check infers from the link watcher's order (it asks for a few links, not
+    every one) holds: each veth end, bridge and vxlan device in every namespace is running."""
+    import socket
+
+    from lab.engine import netns
+    from lab.netlink import dump, wire
+    lab = api.up(api.load_topology("default", name="ready"))
+    try:
+        checked = 0
+        for ns in {t.netns for t in lab.targets().values()}:
+            sock = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_RAW, 0)
+            try:
+                sock.bind((0, 0))
+                for link in dump.links(sock):
+                    if link.kind in ("veth", "bridge", "vxlan"):
+                        assert link.flags & wire.IFF_RUNNING, (ns, link.name)
+                        checked += 1
+            finally:
+                sock.close()
+        assert checked > 10
+    finally:
+        api.down("ready")
