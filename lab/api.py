@@ -192,7 +192,7 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
         say(f"lab {lab}: {designs.of(topo).describe()}, "
             f"{len(a.nodes)} nodes, {len(a.pods)} pods, {len(a.outside)} outside hosts")
         try:
-            apply.build(lab, plan.ops, progress=_progress(say, len(plan.ops)))
+            apply.build(lab, plan.ops, progress=_progress(say, len(plan.ops)), say=say)
         except BaseException as e:
             say(f"up failed: {e}\nremoving what was made ...")
             clean.teardown(lab, say)

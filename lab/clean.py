@@ -193,7 +193,8 @@ def teardown(lab: str, say: Say = _quiet) -> list[str]:
     journal alone, so a lab whose `up` was killed halfway goes too."""
     from lab import workloads
     workloads.stop_agent(lab)
-    stopped = kill_recorded(lab) + kill_inside(lab)
+    started = kill_recorded(lab)
+    stopped = kill_inside(lab)
     removed = apply.destroy(lab)
     d = state.lab_dir(lab)
     leftovers = apply.leftovers(lab)
@@ -202,7 +203,8 @@ def teardown(lab: str, say: Say = _quiet) -> list[str]:
     shutil.rmtree(d, ignore_errors=True)
     if d.exists():
         raise PodlabError(f"could not remove {d} (a mount inside it?); see 'findmnt -R {d}'")
-    extra = f"; {len(stopped)} processes still running in it were stopped" if stopped else ""
+    extra = (f"; {len(started)} daemons it started were stopped" if started else "") + \
+        (f"; {len(stopped)} processes still running in it were stopped" if stopped else "")
     say(f"lab {lab} is down: {len(removed)} namespaces removed{extra}")
     return removed
 

@@ -135,6 +135,8 @@ def _(op: StartDaemon) -> str:
     argv = " ".join(shlex.quote(a) if "$LAB_DIR" not in a else a for a in op.argv)
     if op.kind == "container":
         return f"ip netns exec {op.ns} {argv} &    # container {op.container}, started by the workload agent"
+    if op.kind == "process":
+        return f"ip netns exec {op.ns} {argv} &    # {op.name}, started once the network is set up"
     return f"{argv} &    # the workload agent: it serves every pod's containers"
 
 

@@ -181,7 +181,17 @@ class AgentReady:
     """Ready once the workload agent reports every pod's sockets listening (its agent.json)."""
 
 
-Readiness = AnswersDns | AgentReady
+@dataclass(frozen=True)
+class BgpEstablished:
+    """Ready once the BIRD behind `socket` has every one of its `sessions` Established and the
+    kernel of `ns` holds each of `routes` as learned by BGP (proto bird)."""
+    ns: str
+    socket: str                           # BIRD's control socket, "$LAB_DIR/..."
+    sessions: int
+    routes: tuple[IPv4Network, ...]
+
+
+Readiness = AnswersDns | AgentReady | BgpEstablished
 
 
 @dataclass(frozen=True)
@@ -190,7 +200,8 @@ class StartDaemon:
 
     kind "agent": the workload agent, the lab's container runtime (it runs in podlab's own
     namespaces and enters each pod itself); "container": a pod's container that the agent
-    starts (the cluster DNS server). Daemons of their own (BIRD, next) will be a third kind."""
+    starts (the cluster DNS server); "process": a daemon the engine starts in `ns` once the
+    network is set up (BIRD, as calico-node runs it)."""
     name: str
     kind: str
     ns: str | None

@@ -7,7 +7,7 @@ from typing import Any
 from lab import designs
 from lab.addressing import AddressPlan, PodAddr
 from lab.model import Topology
-from lab.ops import AgentReady, AnswersDns, StartDaemon, WriteFile
+from lab.ops import AgentReady, AnswersDns, BgpEstablished, StartDaemon, WriteFile
 from lab.planner import Plan
 
 
@@ -66,7 +66,8 @@ def plan_text(plan: Plan) -> str:
     files = sum(isinstance(op, WriteFile) for op in plan.ops)
     lines += ["", f"{len(kernel)} kernel operations: " + ", ".join(f"{v} {k}" for k, v in counts.items())]
     for d in (op for op in plan.ops if isinstance(op, StartDaemon)):
-        where = f"as container {d.container}" if d.container else "in podlab's own namespaces"
+        where = (f"as container {d.container}" if d.container else f"in {d.ns}" if d.ns
+                 else "in podlab's own namespaces")
         lines.append(f"daemon {d.name} {where}, {_readiness(d)}")
     lines += [f"{files} files written into the lab's state directory first",
               "(podlab plan --as-commands prints it all as ip/bridge/sysctl/nft commands, files and command lines)"]
@@ -76,6 +77,8 @@ def plan_text(plan: Plan) -> str:
 def _readiness(d: StartDaemon) -> str:
     if isinstance(d.ready, AnswersDns):
         return f"ready once it answers {d.ready.name} at {d.ready.server}"
+    if isinstance(d.ready, BgpEstablished):
+        return f"ready once its {d.ready.sessions} BGP sessions are Established and {len(d.ready.routes)} blocks learned"
     if isinstance(d.ready, AgentReady):
         return "ready once every pod's sockets listen"
     return "ready once started"

@@ -6,7 +6,7 @@ pod blocks), registered by name, and the presets that carry the real CNI's name.
   bridge     attachment: the CNI bridge plugin (flannel's delegate)
   ptp        attachment: the CNI ptp plugin (kindnet, GKE)
   calico     attachment: Calico's CNI plugin and Felix (cali* veths, proxy ARP, Calico IPAM)
-  l2, hostgw, vpc, vxlan, calico_vxlan   backends
+  l2, hostgw, vpc, vxlan, bgp, calico_vxlan   backends (bgp runs BIRD: lab.bgp)
 
 To add a design: a module with one Attachment or Backend instance, a line in ATTACHMENTS or
 BACKENDS, and a preset in PRESETS if a real CNI is that combination (docs/designs.md).
@@ -18,6 +18,7 @@ from functools import lru_cache
 from lab.addressing import AddressPlan
 from lab.designs import wiring
 from lab.designs.base import Attachment, Backend, Design
+from lab.designs.bgp import BGP
 from lab.designs.bridge import BRIDGE
 from lab.designs.calico import CALICO
 from lab.designs.calico_vxlan import CALICO_VXLAN
@@ -34,7 +35,7 @@ __all__ = ["Attachment", "Backend", "Design", "ATTACHMENTS", "BACKENDS", "PRESET
            "preset", "combine", "from_mode", "resolve", "of", "preset_of", "plan"]
 
 ATTACHMENTS: dict[str, Attachment] = {a.name: a for a in (BRIDGE, PTP, CALICO)}
-BACKENDS: dict[str, Backend] = {b.name: b for b in (L2, HOST_GW, VPC, VXLAN, CALICO_VXLAN)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (L2, HOST_GW, VPC, VXLAN, BGP, CALICO_VXLAN)}
 
 # name -> (attachment, backend, what it is)
 PRESETS: dict[str, tuple[str, str, str]] = {
@@ -44,6 +45,7 @@ PRESETS: dict[str, tuple[str, str, str]] = {
     "vpc-routes": ("bridge", "vpc", "the cloud VPC route model (seed 000)"),
     "kindnet": ("ptp", "host-gw", "kind's default CNI: ptp + host-local, kindnetd's routes"),
     "gke-routes": ("ptp", "vpc", "GKE's routes-based cluster: ptp + VPC routes"),
+    "calico": ("calico", "bgp", "Calico's default: proxy-ARP pods, BIRD's full-mesh BGP between nodes"),
     "calico-vxlan": ("calico", "calico-vxlan", "Calico in VXLAN mode: Felix's vxlan.calico, no BIRD"),
 }
 DEFAULT_PRESET = "flannel"

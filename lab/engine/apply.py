@@ -225,7 +225,8 @@ def _(op: AddFdb, links: Links, fds: dict[str, int]) -> Request:
     return Request(nl.RTM_NEWNEIGH, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, body, _what(op))
 
 
-def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = None) -> None:
+def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = None,
+          say: Callable[[str], None] | None = None) -> None:
     """Create every object of the plan, write its files, start its daemons, and return once the
     lab is ready: every veth running and every daemon passing its readiness check. On failure
     raise PodlabError naming the object and the operation; what was made stays journalled, for
@@ -270,7 +271,7 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
         finally:
             for handle in made.values():
                 handle.close()
-        daemons.network_ready()
+        daemons.network_ready(say)
     except BaseException:
         daemons.discard()
         raise

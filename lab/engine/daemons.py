@@ -13,16 +13,19 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from lab import faults, state, workloads
-from lab.engine import netns
+from lab.engine import netns, nsexec
 from lab.engine.journal import Journal
 from lab.errors import PodlabError
-from lab.ops import AgentReady, AnswersDns, Op, StartDaemon, WriteFile
+from lab.ops import AgentReady, AnswersDns, BgpEstablished, Op, StartDaemon, WriteFile
 
 READY_TIMEOUT = 15.0
+BGP_TIMEOUT = 60.0
+RTPROT_BIRD = 12
 
 
 def write_files(lab: str, ops: list[Op] | tuple[Op, ...]) -> None:
@@ -37,7 +40,7 @@ class Daemons:
     def __init__(self, lab: str, ops: list[Op] | tuple[Op, ...]):
         self.lab = lab
         self.daemons = [op for op in ops if isinstance(op, StartDaemon)]
-        unknown = [d for d in self.daemons if d.kind not in ("agent", "container")]
+        unknown = [d for d in self.daemons if d.kind not in ("agent", "container", "process")]
         if unknown:
             raise PodlabError(f"plan error: the engine cannot start a daemon of kind {unknown[0].kind!r}")
         self.agent = next((d for d in self.daemons if d.kind == "agent"), None)
@@ -62,20 +65,102 @@ class Daemons:
         workloads.start_agent(self.lab, self._spec(), on_started=partial(_journal_agent, journal), proc=self.proc)
         faults.point("daemon handed over")
 
-    def network_ready(self) -> None:
-        """The network is set up: the agent starts the containers; wait until every daemon is ready."""
+    def network_ready(self, say: Callable[[str], None] | None = None) -> None:
+        """The network is set up: the engine starts its own daemons and the agent the containers;
+        wait until every daemon is ready."""
+        started = time.monotonic()
+        processes = [d for d in self.daemons if d.kind == "process"]
+        for d in processes:
+            _start_process(self.lab, d)
         if self.agent is not None:
             workloads.network_ready(self.lab, self.proc)
         for d in self.daemons:
             if isinstance(d.ready, AnswersDns):
                 _wait_dns(self.lab, d, d.ready)
+            elif isinstance(d.ready, BgpEstablished):
+                _wait_bgp(self.lab, d, d.ready)
             elif d.ready is not None and not isinstance(d.ready, AgentReady):
                 raise PodlabError(f"plan error: no readiness check {type(d.ready).__name__}")
+        bgp = [d.ready for d in self.daemons if isinstance(d.ready, BgpEstablished)]
+        if bgp and say:
+            say(f"  BGP: {sum(b.sessions for b in bgp)} sessions Established on {len(bgp)} nodes, "
+                f"{sum(len(b.routes) for b in bgp)} routes learned; converged {time.monotonic() - started:.2f} s "
+                "after BIRD started")
         faults.point("daemons ready")
 
     def discard(self) -> None:
         """`up` failed: an agent never handed over is ended (the teardown ends one that was)."""
         workloads.discard_agent(self.proc)
+
+
+def _start_process(lab: str, d: StartDaemon) -> int:
+    """Start a daemon of the engine's own in its namespace (through nsenter: no Python between fork
+    and exec), in a session of its own so it outlives `up`; journalled by PID and start time. If
+    `up` dies before the record, the daemon still lives in one of the lab's namespaces, where
+    cleanup finds it (lab.clean.kill_inside)."""
+    assert d.ns is not None
+    argv = [state.expand(a, lab) for a in d.argv]
+    logs = state.lab_dir(lab) / "logs"
+    logs.mkdir(exist_ok=True)
+    log = logs / f"{d.name}-{d.ns}.log"
+    try:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(nsexec.command(argv, d.ns, state.uts_path(lab, d.ns)), stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
+    except FileNotFoundError:
+        raise PodlabError(f"{argv[0]} is not installed: apt-get install {d.package}") from None
+    Journal(lab).record("process", pid=proc.pid, start=workloads.process_start(proc.pid), what=f"{d.name} in {d.ns}")
+    faults.point("process started")
+    _children.append(proc)
+    return proc.pid
+
+
+# Popen objects of the daemons started here, so a long-lived caller (the TUI) can reap them.
+_children: list[subprocess.Popen] = []
+
+
+def _wait_bgp(lab: str, daemon: StartDaemon, check: BgpEstablished, timeout: float = BGP_TIMEOUT) -> None:
+    """Until BIRD's sessions are all Established and the node's kernel holds every remote block by BGP."""
+    from lab.bgp import birdc
+    sock = state.expand(check.socket, lab)
+    deadline = time.monotonic() + timeout
+    last = "BIRD has not answered on its control socket yet"
+    wanted = {str(r) for r in check.routes}
+    while time.monotonic() < deadline:
+        try:
+            sessions = [p for p in birdc.protocols(sock) if p.proto == "BGP"]
+            up = [p for p in sessions if p.bgp_state == "Established"]
+            if len(up) >= check.sessions:
+                missing = wanted - _bird_routes(check.ns)
+                if not missing:
+                    return
+                last = f"all {len(up)} sessions Established, {len(missing)} routes not in the kernel yet"
+            else:
+                down = [f"{p.name} {p.info}" for p in sessions if p.bgp_state != "Established"][:3]
+                last = f"{len(up)}/{check.sessions} sessions Established ({'; '.join(down)})"
+        except (OSError, birdc.BirdError) as e:
+            last = f"BIRD's control socket {sock}: {e}"
+        time.sleep(0.05)
+    raise PodlabError(f"BGP on {check.ns} did not converge within {timeout:g} s: {last}; BIRD's log:\n"
+                      + _tail(state.lab_dir(lab) / "logs" / f"{daemon.name}-{daemon.ns}.log"))
+
+
+def _bird_routes(ns: str) -> set[str]:
+    """The destinations the kernel of `ns` holds as learned by BIRD (proto bird)."""
+    from lab.netlink import dump
+    sock = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    try:
+        sock.bind((0, 0))
+        return {f"{r.dst}/{r.dst_len}" for r in dump.routes(sock) if r.proto == RTPROT_BIRD and r.dst}
+    finally:
+        sock.close()
+
+
+def _tail(path: Path, lines: int = 10) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def _journal_agent(journal: Journal, pid: int) -> None:
