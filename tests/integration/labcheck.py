@@ -19,6 +19,7 @@ MODES = {
     "kindnet": "design: kindnet\n",
     "gke-routes": "design: {attach: ptp, backend: vpc}\n",
     "calico-vxlan": "design: calico-vxlan\n",
+    "calico": "design: calico\n",
 }
 
 

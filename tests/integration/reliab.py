@@ -111,6 +111,7 @@ def residue(d: Design, root: Path, foreign: set[str] = frozenset()) -> list[str]
         problems.append(f"mounts left: {ours[:4]}")
     procs = [p for p in processes_with(f"sleep {d.token}", f"sleep {d.token2}") if "sleep" in p[1]]
     procs += lab_agent_processes(d.name)
+    procs += [p for p in processes_with(f"/{d.name}/bird/") if "bird" in p[1]]   # calico designs' BIRDs
     if procs:
         problems.append(f"processes left: {procs[:4]}")
     if (root / d.name).exists():

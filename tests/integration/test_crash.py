@@ -21,7 +21,7 @@ import time
 
 import pytest
 from labcheck import diff_root_state, root_netns_state
-from reliab import Design, Foreign, lab_agent_processes, processes_with, residue, run, start, untracked
+from reliab import DESIGN, Design, Foreign, lab_agent_processes, processes_with, residue, run, start, untracked
 
 from lab import cli, state
 
@@ -144,6 +144,24 @@ def test_crash_at_random_moments(design, root, foreign):
         assert not problems, f"after a kill at a random moment ({i}): {problems}"
     FIGURES["random_kills"] = killed
     assert killed >= 3, "the kills should mostly land while up is running"
+
+
+def test_a_calico_up_killed_while_it_starts_bird_leaves_no_bird(root, tmp_path):
+    """Crash points from the first BIRD's start to lab.json: `down` and `clean` stop every BIRD,
+    recorded by PID or found in the lab's namespaces (one started just before the kill)."""
+    d = Design.write(tmp_path, "crashbgp", DESIGN.replace("mode: vxlan", "design: calico"))
+    points = count_points(d, root)
+    first = points.index("journal process") + 1    # the agent's record; the BIRDs come after it
+    chosen = [k for k in range(first, len(points) + 1) if points[k - 1] in
+              ("process started", "journal process", "daemons ready", "lab.json written")]
+    assert points.count("process started") == 2 and chosen
+    for i, k in enumerate(chosen):
+        r = run(["up", str(d.path), "--name", d.name], root, {"PODLAB_CRASH_AT": str(k)})
+        assert r.returncode == -signal.SIGKILL, f"point {k} ({points[k - 1]}): {r.returncode} {r.stderr}"
+        recover(["down", "clean"][i % 2], d, root)
+        problems = residue(d, root)
+        assert not problems, f"after a crash at point {k} ({points[k - 1]}): {problems}"
+    FIGURES["bgp_crash_points_tried"] = len(chosen)
 
 
 def test_a_name_recorded_but_never_made_is_left_to_whoever_takes_it(design, root, tmp_path):

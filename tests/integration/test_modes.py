@@ -147,6 +147,13 @@ def test_backend_objects(lab):
             for peer in remote:
                 r = routes[str(peer.block)]
                 assert (r.gateway, r.dev, r.onlink) == (str(peer.block.network_address), "vxlan.calico", True)
+        elif backend == "bgp":       # calico.md A3: BIRD's routes, proto bird, no metric; own blocks blackholed
+            for block in node.blocks:
+                assert (routes[str(block)].type, routes[str(block)].proto) == ("blackhole", 12)
+            for peer in remote:
+                for block in peer.blocks:
+                    r = routes[str(block)]
+                    assert (r.gateway, r.dev, r.proto, r.metric) == (str(peer.ip), "eth0", 12, None), r
         elif backend == "host-gw":   # check 4
             assert snap.link("flannel.1") is None
             for peer in remote:
@@ -164,7 +171,7 @@ def test_backend_objects(lab):
 
 # TTL a pod sees from a pod (same node, other node): each routing hop takes one (check 8).
 TTLS = {"bridge-l2": (64, 64), "flannel-host-gw": (64, 62), "vpc-routes": (64, 61), "flannel": (64, 62),
-        "kindnet": (63, 62), "gke-routes": (63, 61), "calico-vxlan": (63, 62)}
+        "kindnet": (63, 62), "gke-routes": (63, 61), "calico-vxlan": (63, 62), "calico": (63, 62)}
 
 
 def test_ttl_tells_switched_from_routed(lab):

@@ -70,3 +70,23 @@ def test_plan_shows_the_pool_and_the_blocks():
 def _topologies():
     from lab.api import TOPOLOGIES
     return TOPOLOGIES
+
+
+def test_a_host_without_bird_is_told_the_install_command(monkeypatch):
+    from lab.engine import features
+    plan = planner.build(topology.load(topology.resolve("calico", _topologies())))
+    monkeypatch.setattr(features.shutil, "which", lambda program: None if "bird" in program else "/usr/bin/x")
+    assert features.host_problems(plan.ops) == ["the /usr/sbin/bird command: apt-get install bird2"]
+
+
+def test_bgp_options_and_route_reflectors_are_checked():
+    msgs = problems("design: calico\ncalico: {nodeToNodeMesh: false, routeReflectors: [node9]}\n" + BASE)
+    assert any(m.startswith("calico.routeReflectors[0]") and "not a node" in m for m in msgs), msgs
+    msgs = problems("design: calico\ncalico: {asNumber: 0}\n" + BASE)
+    assert any(m.startswith("calico.asNumber") and "out of range" in m for m in msgs), msgs
+    msgs = problems("design: calico\ncalico: {nodeToNodeMesh: false}\n" + BASE)
+    assert any("routeReflectors" in m for m in msgs), msgs
+    topo = topology.loads("design: calico\ncalico: {nodeToNodeMesh: false, routeReflectors: [node1], asNumber: 65001}\n"
+                          + BASE)
+    conf = next(op for op in planner.build(topo).ops if getattr(op, "path", "").endswith("node2.conf"))
+    assert "local as 65001" in conf.content and "Node_172_18_0_11" in conf.content and "Mesh_" not in conf.content
