@@ -160,14 +160,30 @@ def write(results: dict, out_dir: Path) -> Path:
             if not isinstance(d, dict) or "median" not in d:
                 continue
             last = d["runs"][-1]
+            converge = d["median"].get("bgp_converge")
             rows.append([key.replace("_", " "), str(d["nodes"]), str(d["pods"]), s(d["median"]["up"]),
+                         s(converge) if converge is not None else "—",
                          s(d["median"]["check"]), f"{last['passed']}/{last['paths']}"
                          + (" (sampled)" if last["sampled"] else " (all pairs)"),
                          s(d["median"]["down"]), s(d["median"]["settle"])])
         lines += [f"## 2. Clusters: up, check, down ({c.get('date')})", "",
-                  _table(["cluster", "nodes", "pods", "up", "check", "paths passed", "down", "settle"], rows), "",
+                  _table(["cluster", "nodes", "pods", "up", "of which BGP converging", "check", "paths passed",
+                          "down", "settle"], rows), "",
                   "`check` is `podlab check`'s probing (ICMP and HTTP, no NAT allowed), in-process; above 20,000 "
-                  "paths it checks a sample that still crosses every pair of nodes.", ""]
+                  "paths it checks a sample that still crosses every pair of nodes. `up` returns once the lab is "
+                  "ready: for calico, every BGP session Established and every block in every node's kernel.", ""]
+        cal, flan = c.get("calico_50x20"), c.get("vxlan_50x20")
+        if isinstance(cal, dict) and isinstance(flan, dict) and "median" in cal and "median" in flan:
+            n = cal["nodes"]
+            sessions = n * (n - 1) // 2
+            up, conv = cal["median"]["up"], cal["median"].get("bgp_converge") or 0.0
+            build_ratio = (up - conv) / flan["median"]["up"] if flan["median"]["up"] else None
+            last = cal["runs"][-1]
+            lines += [f"Calico, {n} nodes ({sessions} BGP sessions, {n - 1} per BIRD): up and converged in {s(up)} s "
+                      f"(target 15 s: {verdict(up <= 15)}); building it took {s(up - conv)} s, "
+                      f"{s(build_ratio)}x the same {cal['pods']}-pod cluster in flannel (target at most 1.5x: "
+                      f"{verdict(None if build_ratio is None else build_ratio <= 1.5)}); each BIRD's memory "
+                      f"(median): RSS {s(last.get('bird_rss_mb'))} MB, PSS {s(last.get('bird_pss_mb'))} MB.", ""]
 
     r = results.get("reachability")
     if r:

@@ -100,6 +100,12 @@ def kindnet_yaml(nodes: int, pods_per_node: int) -> str:
         "flannel VXLAN", "kindnet (ptp + host routes)")
 
 
+def calico_yaml(nodes: int, pods_per_node: int) -> str:
+    """The same cluster in Calico's BGP mode: a BIRD per node, a full iBGP mesh (n(n-1)/2 sessions)."""
+    return (f"description: {nodes} nodes x {pods_per_node} pods, Calico BGP (bench)\ndesign: calico\n"
+            f"nodes: {nodes}\ndeployments:\n  - {{name: web, replicas: {nodes * pods_per_node}, image: nginx}}\n")
+
+
 def vpc_yaml(nodes: int, pods_per_node: int) -> str:
     """Seed 000's VPC route model at scale: nodes only default via the router, which routes each block."""
     return (f"description: {nodes}-node VPC-router cluster (bench)\nmode: l3\nrouting: gateway\n"
@@ -155,9 +161,13 @@ def podlab_cycle(work: Workdir, text: str, between: Callable[[api.Lab], dict] | 
     topo = api.load_topology(str(path), name)
     work.labs.append(name)
     out: dict[str, Any] = {"load": load()}
+    said: list[str] = []
     t, c = time.monotonic(), cpu_now()
-    lab = api.up(topo)
+    lab = api.up(topo, said.append)
     out["up"] = time.monotonic() - t
+    converged = next((float(m[1]) for line in said if (m := re.search(r"BGP: .* converged ([0-9.]+) s", line))), None)
+    if converged is not None:   # of `up`: how long the BIRDs took, from their start to every route in place
+        out["bgp_converge"] = converged
     out["up_cpu"] = cpu_now() - c + _agent_cpu(name)
     try:
         if between:
@@ -309,7 +319,7 @@ def section_bringup(opts: argparse.Namespace, work: Workdir, results: dict) -> d
 def section_cluster(opts: argparse.Namespace, work: Workdir, results: dict) -> dict:
     from lab import check
     designs = {"vxlan_50x20": vxlan_yaml(*opts.vxlan_cluster), "kindnet_50x20": kindnet_yaml(*opts.vxlan_cluster),
-               "vpc_200": vpc_yaml(*opts.vpc_cluster)}
+               "calico_50x20": calico_yaml(*opts.vxlan_cluster), "vpc_200": vpc_yaml(*opts.vpc_cluster)}
     out: dict[str, Any] = {}
 
     def run_check(lab: api.Lab) -> dict:
@@ -317,7 +327,7 @@ def section_cluster(opts: argparse.Namespace, work: Workdir, results: dict) -> d
         t = time.monotonic()
         res = check.run(lab)
         return {"check": time.monotonic() - t, "paths": len(res), "passed": sum(r.passed for r in res),
-                "pairs": len(pairs), "sampled": sampled}
+                "pairs": len(pairs), "sampled": sampled, **bird_memory(lab)}
 
     for key, text in designs.items():
         runs = []
@@ -326,11 +336,23 @@ def section_cluster(opts: argparse.Namespace, work: Workdir, results: dict) -> d
             x = runs[-1]
             log(f"cluster {key} #{r + 1}: up {x['up']:.2f} s, check {x['check']:.2f} s "
                 f"({x['passed']}/{x['paths']} paths{', sampled' if x['sampled'] else ''}), down {x['down']:.2f} s")
-        out[key] = {"runs": runs, "median": {k: median([x[k] for x in runs]) for k in ("up", "check", "down", "settle")},
+        out[key] = {"runs": runs, "median": {k: median([x.get(k) for x in runs])
+                                             for k in ("up", "check", "down", "settle", "bgp_converge")},
                     "nodes": opts.vpc_cluster[0] if key.startswith("vpc") else opts.vxlan_cluster[0],
                     "pods": (opts.vpc_cluster[0] * opts.vpc_cluster[1] if key.startswith("vpc")
                              else opts.vxlan_cluster[0] * opts.vxlan_cluster[1])}
     return out
+
+
+def bird_memory(lab: api.Lab) -> dict:
+    """RSS and PSS of each node's BIRD (MB), from the processes the lab's journal names."""
+    from lab.engine.journal import Journal
+    pids = [p["pid"] for p in Journal(lab.name).processes() if str(p.get("what", "")).startswith("bird in ")]
+    if not pids:
+        return {}
+    mem = [rss_pss_kb(pid) for pid in pids]
+    return {"birds": len(pids), "bird_rss_mb": median([m[0] / 1024 for m in mem]),
+            "bird_pss_mb": median([m[1] / 1024 for m in mem])}
 
 
 def section_reachability(opts: argparse.Namespace, work: Workdir, results: dict) -> dict:
