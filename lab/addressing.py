@@ -73,6 +73,9 @@ class AddressPlan:
     pod_mtu: int
     static_neighbours: bool = False    # see SHARED_ARP_BUDGET
     static_pod_pairs: bool = False     # pod <-> pod entries within a node too (see STATIC_PAIRS_LIMIT)
+    # The address each node's IPAM handed out last (host-local's last_reserved_ip; Calico's place in
+    # its blocks): a new pod gets the next free one after it, so a replaced pod gets a new address.
+    last: tuple[tuple[str, IPv4Address], ...] = ()
 
     def node(self, name: str) -> NodeAddr:
         try:

@@ -2,7 +2,9 @@
 
 - Node i (0-based, in file order) gets the i-th block of the pod CIDR, as Kubernetes' node
   IPAM does; the block's first address is the pods' gateway.
-- Pods get addresses from .2 upward in file order, as host-local hands them out.
+- Pods get addresses from .2 upward in file order, as host-local hands them out; in a running lab
+  (allocate with `previous`) a pod keeps its address and a new one gets the next free address after
+  the one its node handed out last, wrapping round the block, so a replaced pod gets a new address.
 - On the underlay, .1 is the VPC router (or the gateway), nodes start at .11 as in the
   reference's 192.168.56.11, and outside hosts follow the nodes.
 
@@ -22,29 +24,53 @@ from lab.errors import PodlabError
 from lab.model import Pod, Topology
 
 
-def allocate(topo: Topology) -> AddressPlan:
+def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan:
+    """The address plan of `topo`: a new one, or (`previous`, a running lab's) the one it has, changed
+    only where the pods changed."""
     design = designs.of(topo)
     hosts = topo.node_subnet
+    if previous is not None and [n.name for n in previous.nodes] != [n.name for n in topo.nodes]:
+        raise PodlabError("the node list changed: nodes joining or leaving a running lab is not supported yet; "
+                          "'podlab down' and 'podlab up' the new design")
     pool = calico_ipam.Pool(topo.pod_cidr, topo.node_mask) if design.attachment.ipam == "calico" else None
-    blocks = (pool.take_block(n.name) for n in topo.nodes) if pool else topo.pod_cidr.subnets(new_prefix=topo.node_mask)
-    nodes = []
-    for i, (node, block) in enumerate(zip(topo.nodes, blocks)):
-        nodes.append(NodeAddr(
-            name=node.name, index=i, netns=naming.netns_name(topo.name, node.name),
-            ip=hosts[NODE_IP_OFFSET + i], block=block, gateway=design.attachment.gateway(block),
-            vtep_mac=vtep_mac(topo.name, node.name)))
+    if previous is not None:
+        nodes = list(previous.nodes)
+        if pool is not None:
+            pool.keep({n.name: list(n.blocks) for n in nodes})
+    else:
+        blocks = (pool.take_block(n.name) for n in topo.nodes) if pool else topo.pod_cidr.subnets(new_prefix=topo.node_mask)
+        nodes = []
+        for i, (node, block) in enumerate(zip(topo.nodes, blocks)):
+            nodes.append(NodeAddr(
+                name=node.name, index=i, netns=naming.netns_name(topo.name, node.name),
+                ip=hosts[NODE_IP_OFFSET + i], block=block, gateway=design.attachment.gateway(block),
+                vtep_mac=vtep_mac(topo.name, node.name)))
     by_node = {n.name: n for n in nodes}
 
     prefixlen = design.pod_prefixlen(topo)
+    wanted = {pod.name: pod for pod in topo.pods}
+    kept = {p.name: p for p in (previous.pods if previous is not None else ())
+            if p.name in wanted and wanted[p.name].node == p.node and wanted[p.name].host_network == p.host_network}
+    last = dict(previous.last) if previous is not None else {}
+    ipam = Ipam(pool, last, kept)
+    if pool is not None and design.backend.tunnel_address:
+        for n in nodes:         # the tunnel device's: the first block's first address
+            if previous is None:
+                ipam.address(n)
+            else:
+                ipam.used.add(n.block.network_address)
+    pods = []
+    for pod in topo.pods:
+        if pod.name in kept:
+            pods.append(kept[pod.name])
+        elif pod.host_network:
+            node = by_node[pod.node]
+            pods.append(PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True))
+        else:
+            pods.append(PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ipam.address(by_node[pod.node]),
+                                prefixlen, design.attachment.veth_name(topo, pod.namespace, pod.name), False))
     if pool is not None:
-        if design.backend.tunnel_address:
-            for n in nodes:
-                pool.address(n.name)     # the tunnel device's: the first block's first address
-        pods = [_calico_pod_addr(topo, design, pod, by_node[pod.node], pool) for pod in topo.pods]
         nodes = [replace(n, extra_blocks=tuple(pool.nodes[n.name].blocks[1:])) for n in nodes]
-    else:
-        next_host = {n.name: 2 for n in nodes}
-        pods = [_pod_addr(topo, pod, by_node[pod.node], next_host, prefixlen) for pod in topo.pods]
     _check_veth_names(topo.name, pods)
 
     pairs = same_node_pod_pairs(pods)
@@ -63,8 +89,11 @@ def allocate(topo: Topology) -> AddressPlan:
         nodes=tuple(nodes), pods=tuple(pods), outside=outside,
         capacity=capacity(topo.pod_cidr, topo.node_mask),
         pod_mtu=design.pod_mtu(topo.mtu),
-        static_neighbours=static,
-        static_pod_pairs=static and design.attachment.bridge and pairs <= STATIC_PAIRS_LIMIT)
+        # A running lab keeps how it writes neighbours: switching would rewrite every namespace.
+        static_neighbours=static if previous is None else previous.static_neighbours,
+        static_pod_pairs=(static and design.attachment.bridge and pairs <= STATIC_PAIRS_LIMIT) if previous is None
+        else previous.static_pod_pairs,
+        last=tuple(sorted(ipam.last.items())))
 
 
 def _check_veth_names(lab: str, pods: list[PodAddr]) -> None:
@@ -81,21 +110,34 @@ def _check_veth_names(lab: str, pods: list[PodAddr]) -> None:
                               "or the lab. Nothing was created.")
 
 
-def _calico_pod_addr(topo: Topology, design: designs.Design, pod: Pod, node: NodeAddr,
-                     pool: calico_ipam.Pool) -> PodAddr:
-    if pod.host_network:
-        return PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True)
-    return PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), pool.address(pod.node), 32,
-                   design.attachment.veth_name(topo, pod.namespace, pod.name), False)
+class Ipam:
+    """Hands out pod addresses node by node, as the design's IPAM does: host-local over the node's
+    block (from .2; .1 is the gateway, the last is broadcast), Calico IPAM over the node's blocks
+    (every address; another block when they are full). Each node continues after the address it
+    handed out last, skipping those in use, wrapping round."""
 
+    def __init__(self, pool: calico_ipam.Pool | None, last: dict[str, IPv4Address], kept: dict[str, PodAddr]):
+        self.pool, self.last = pool, last
+        self.used: set[IPv4Address] = {p.ip for p in kept.values() if not p.host_network}
 
-def _pod_addr(topo: Topology, pod: Pod, node: NodeAddr, next_host: dict[str, int], prefixlen: int) -> PodAddr:
-    if pod.host_network:
-        return PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True)
-    ip = node.block[next_host[node.name]]
-    next_host[node.name] += 1
-    return PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ip, prefixlen,
-                   naming.veth_name(topo.name, pod.name), False)
+    def _candidates(self, node: NodeAddr) -> list[IPv4Address]:
+        if self.pool is None:
+            return [node.block[i] for i in range(2, node.block.num_addresses - 1)]
+        return [ip for block in self.pool.nodes[node.name].blocks for ip in block]
+
+    def address(self, node: NodeAddr) -> IPv4Address:
+        while True:
+            candidates = self._candidates(node)
+            after = self.last.get(node.name)
+            start = candidates.index(after) + 1 if after in candidates else 0
+            for ip in candidates[start:] + candidates[:start]:
+                if ip not in self.used:
+                    self.used.add(ip)
+                    self.last[node.name] = ip
+                    return ip
+            if self.pool is None:
+                raise PodlabError(f"node {node.name}'s block {node.block} has no free address left")
+            self.pool.take_block(node.name)   # Calico: the node's blocks are full, it takes another
 
 
 def record(a: AddressPlan) -> dict[str, Any]:
@@ -107,6 +149,7 @@ def record(a: AddressPlan) -> dict[str, Any]:
                          a.capacity.max_pods_per_node],
             "nodes": [[n.name, n.index, n.netns, str(n.ip), str(n.block), str(n.gateway), n.vtep_mac,
                        [str(b) for b in n.extra_blocks]] for n in a.nodes],
+            "last": [[node, str(ip)] for node, ip in a.last],
             "pods": [[p.name, p.node, p.netns, str(p.ip), p.prefixlen, p.veth, p.host_network] for p in a.pods],
             "outside": [[h.name, h.netns, str(h.ip)] for h in a.outside]}
 
@@ -123,4 +166,5 @@ def from_record(r: dict[str, Any]) -> AddressPlan:
                    for name, node, netns, ip, prefixlen, veth, host in r["pods"]),
         outside=tuple(HostAddr(name, netns, IPv4Address(ip)) for name, netns, ip in r["outside"]),
         capacity=Capacity(*(int(x) for x in r["capacity"])), pod_mtu=int(r["pod_mtu"]),
-        static_neighbours=bool(r["static_neighbours"]), static_pod_pairs=bool(r["static_pod_pairs"]))
+        static_neighbours=bool(r["static_neighbours"]), static_pod_pairs=bool(r["static_pod_pairs"]),
+        last=tuple((node, IPv4Address(ip)) for node, ip in r.get("last", [])))

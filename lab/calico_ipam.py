@@ -12,7 +12,7 @@ backend has one (vxlan.calico), takes that block's first address.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 
 from lab.errors import PodlabError
 
@@ -28,9 +28,8 @@ def fnv1_32(data: bytes) -> int:
 
 @dataclass
 class NodeBlocks:
-    """A node's blocks in the order it took them, and the next free ordinal in the last one."""
+    """A node's blocks in the order it took them (lab.allocation.Ipam hands out their addresses)."""
     blocks: list[IPv4Network] = field(default_factory=list)
-    used: int = 0
 
 
 class Pool:
@@ -51,18 +50,12 @@ class Pool:
             if index not in self.taken:
                 self.taken.add(index)
                 block = self._block(index)
-                mine = self.nodes.setdefault(node, NodeBlocks())
-                mine.blocks.append(block)
-                mine.used = 0
+                self.nodes.setdefault(node, NodeBlocks()).blocks.append(block)
                 return block
         raise PodlabError(f"the IP pool {self.cidr} has no free /{self.block_size} block left for node {node}")
 
-    def address(self, node: str) -> IPv4Address:
-        """The next address for a pod (or tunnel device) on `node`."""
-        mine = self.nodes.get(node)
-        if mine is None or mine.used == self.per_block:
-            self.take_block(node)
-            mine = self.nodes[node]
-        ip = mine.blocks[-1][mine.used]
-        mine.used += 1
-        return ip
+    def keep(self, blocks: dict[str, list[IPv4Network]]) -> None:
+        """A running lab's blocks, as its nodes took them."""
+        for node, mine in blocks.items():
+            self.nodes[node] = NodeBlocks(list(mine))
+            self.taken |= {(int(b.network_address) - int(self.cidr.network_address)) // self.per_block for b in mine}

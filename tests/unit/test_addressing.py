@@ -61,8 +61,7 @@ def test_outside_hosts_follow_the_nodes_and_router_is_first_address():
 
 def test_two_pods_of_one_node_that_would_share_a_host_veth_name_are_refused(monkeypatch):
     from lab import naming
-    from lab.errors import PodlabError
-    topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: b, node: n1, image: busybox}\n"
+        topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: b, node: n1, image: busybox}\n"
                 "  - {name: c, node: n2, image: busybox}\n")
     monkeypatch.setattr(naming, "veth_name", lambda lab, pod: "veth00000000")
     with pytest.raises(PodlabError, match="pods a and b on node n1 would both get the host veth veth00000000"):
@@ -81,3 +80,34 @@ def test_a_recorded_allocation_reads_back_as_it_was():
         a = planner.build(topology.load(TOPOLOGIES / f"{name}.yaml")).addresses
         back = allocation.from_record(json.loads(json.dumps(allocation.record(a))))
         assert back == a, name
+
+
+def _lab(pods: list[str], mask: int = 29, design: str = "flannel") -> object:
+    from lab import topology
+    lines = "".join(f"  - {{name: {p}, node: node1, image: nginx}}\n" for p in pods)
+    net = f"network: {{nodeCIDRMaskSize: {mask}}}\n" if design == "flannel" else f"calico: {{blockSize: {mask}}}\n"
+    return topology.loads(f"design: {design}\n{net}nodes: [node1]\npods:\n{lines}", default_name="lab")
+
+
+def test_a_running_lab_keeps_addresses_and_hands_out_the_next_after_the_last():
+    from lab import allocation
+    before = allocation.allocate(_lab(["a", "b", "c"]))
+    ip = {p.name: p.ip for p in before.pods}
+    after = allocation.allocate(_lab(["a", "c", "d"]), previous=before)    # b deleted, d added
+    now = {p.name: p.ip for p in after.pods}
+    assert now["a"] == ip["a"] and now["c"] == ip["c"]
+    assert now["d"] == ip["c"] + 1 != ip["b"]          # host-local: after the last handed out, not b's
+    # /29: .2 to .6 for pods. Fill it, then free the first: the next wraps round to it.
+    full = allocation.allocate(_lab(["a", "c", "d", "e", "f"]), previous=after)
+    assert sorted(p.ip.packed[-1] for p in full.pods) == [2, 3, 4, 5, 6]
+    again = allocation.allocate(_lab(["c", "d", "e", "f", "g"]), previous=full)
+    assert {p.name: p.ip for p in again.pods}["g"] == ip["a"]
+
+
+def test_calico_takes_another_block_when_a_running_node_fills_its_own():
+    from lab import allocation
+    before = allocation.allocate(_lab(["a", "b", "c", "d"], mask=30, design="calico"))
+    assert len(before.nodes[0].blocks) == 1
+    after = allocation.allocate(_lab(["a", "b", "c", "d", "e"], mask=30, design="calico"), previous=before)
+    assert len(after.nodes[0].blocks) == 2 and {p.name: p.ip for p in after.pods}["e"] == after.nodes[0].blocks[1][0]
+    assert all(p.ip == q.ip for p, q in zip(before.pods, after.pods))
