@@ -61,7 +61,8 @@ def test_outside_hosts_follow_the_nodes_and_router_is_first_address():
 
 def test_two_pods_of_one_node_that_would_share_a_host_veth_name_are_refused(monkeypatch):
     from lab import naming
-        topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: b, node: n1, image: busybox}\n"
+    from lab.errors import PodlabError
+    topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: b, node: n1, image: busybox}\n"
                 "  - {name: c, node: n2, image: busybox}\n")
     monkeypatch.setattr(naming, "veth_name", lambda lab, pod: "veth00000000")
     with pytest.raises(PodlabError, match="pods a and b on node n1 would both get the host veth veth00000000"):
