@@ -61,6 +61,8 @@ class Lab:
             self.meta = json.loads((self.dir / "lab.json").read_text())
         except (OSError, ValueError):
             raise PodlabError(f"lab {name!r} is not up (no complete record in {self.dir})") from None
+        # The name the document is read under (generated pod names derive from it), whatever --name said.
+        self.document_name = Path(self.meta.get("source") or TOPOLOGY_RECORD).stem
         if plan is not None and plan.topology.name == name:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
             self.topology, self.plan = plan.topology, plan
@@ -69,7 +71,7 @@ class Lab:
         # The lab's record: the document as `up` read it (generated pod names derive from the
         # design's name, so it is read under the same name) and the allocation it was built with.
         topo = topology.loads((self.dir / TOPOLOGY_RECORD).read_text(), source=source,
-                              default_name=Path(source).stem)
+                              default_name=self.document_name)
         self.topology: Topology = replace(topo, name=name)
         try:
             addrs = allocation.from_record(json.loads((self.dir / ALLOCATION_RECORD).read_text()))
@@ -220,6 +222,49 @@ def _progress(say: Say, total: int) -> apply.Progress:
         if count >= 200 and done == count:
             say(f"  {what}: {count}")
     return report
+
+
+def change(name: str, desired: Topology, say: Say = _quiet) -> Lab:
+    """Make a running lab what `desired` says (pods added, removed, replaced), in place."""
+    from lab import change as changes
+    from lab.engine import apply, features
+    from lab.engine.journal import Journal
+    with state.locked(name), state.private_files():
+        lab = Lab(name)
+        desired = replace(desired, name=name)
+        ch = changes.plan_change(lab.plan, desired)
+        if ch.empty:
+            say(f"lab {name}: nothing to change")
+            return lab
+        features.require(ch.ops)
+        started = time.monotonic()
+        Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))
+        spec_path = state.lab_dir(name) / workloads.SPEC_FILE
+        kept = {p.name for p in lab.addresses.pods} - set(ch.removed)
+
+        def let_go() -> None:
+            spec = json.loads(spec_path.read_text())
+            spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
+            workloads.write_json_atomic(spec_path, spec)
+            workloads.reload_agent(name, kept)
+
+        def serve_new() -> None:
+            workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
+
+        try:
+            apply.change(name, ch.ops, ch.remove_namespaces, let_go, serve_new)
+        except OSError as e:
+            raise PodlabError(f"lab {name}: the change failed half way ({e}); what it made is journalled: "
+                              f"'sudo podlab down {name}' removes the lab") from None
+        _record(state.lab_dir(name), desired, ch.plan)
+        Journal(name).record("change-done")
+        for pod in ch.removed:
+            say(f"pod/{pod} deleted")
+        new = {p.name: p for p in ch.plan.addresses.pods}
+        for pod in ch.added:
+            say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
+        say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations)")
+        return Lab(name, ch.plan)
 
 
 def restart_agent(lab: str, say: Say = _quiet) -> int:

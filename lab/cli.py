@@ -20,7 +20,8 @@ ROOT_COMMANDS = {"up", "down", "status", "get", "exec", "shell", "ping", "curl",
 #   register(sub: argparse._SubParsersAction) -> dict[str, Handler]   (handler(args, out, err) -> int)
 #   NEEDS_ROOT: set[str]
 # and imports its heavy dependencies inside the handlers, so `podlab --help` stays fast.
-EXTENSIONS: list[str] = ["tui.cli", "lab.clean_cli", "lab.course.cli", "lab.services.cli", "lab.packets.cli", "lab.bgp.cli"]
+EXTENSIONS: list[str] = ["tui.cli", "lab.clean_cli", "lab.course.cli", "lab.services.cli", "lab.packets.cli", "lab.bgp.cli",
+                         "lab.apply_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

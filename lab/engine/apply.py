@@ -7,6 +7,8 @@ dozen send(2) calls per phase.
 """
 from __future__ import annotations
 
+import os
+import socket
 import struct
 import subprocess
 import time
@@ -21,7 +23,7 @@ from lab.engine.daemons import Daemons, write_files
 from lab.engine.journal import Journal, ns_id
 from lab.errors import PodlabError
 from lab.netlink import wire as nl
-from lab.netlink.writer import ONE_QUEUE, Channel, NetlinkError, Request, links_running
+from lab.netlink.writer import ONE_QUEUE, Channel, NetlinkError, Request, link_index, links_running
 from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
                      CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster, SetSysctl,
                      SetSysctls, StartDaemon, WriteFile)
@@ -42,15 +44,23 @@ class Links:
         # Links the plan brings up that the kernel can create already up (saves a request each).
         self.up = up
         self.brought_up: list[tuple[str, str]] = []   # LinkUp's links in the order they went out (_wait_running)
+        self.existing: dict[str, object] = {}           # namespace -> netlink socket (add_existing)
 
     def flags(self, ns: str, name: str) -> dict[str, int]:
         return {"flags": nl.IFF_UP, "change": nl.IFF_UP} if (ns, name) in self.up else {}
+
+    def add_existing(self, ns: str, sock) -> None:
+        """A namespace that is already there (a node of a running lab): its links are looked up by
+        name when first named, and the kernel numbers the links made in it."""
+        self.existing[ns] = sock
 
     def add_namespace(self, ns: str, max_index: int) -> None:
         self.index[(ns, "lo")] = 1
         self.next[ns] = max_index + 1
 
     def new(self, ns: str, name: str) -> int:
+        if ns in self.existing:
+            return 0          # the kernel's choice, read back by name when the link is next named
         i = self.next[ns]
         self.next[ns] = i + 1
         self.index[(ns, name)] = i
@@ -60,7 +70,12 @@ class Links:
         try:
             return self.index[(ns, name)]
         except KeyError:
-            raise PodlabError(f"plan error: link {name} in {ns} is used before it is created") from None
+            pass
+        index = link_index(self.existing[ns], name) if ns in self.existing else None
+        if index is None:
+            raise PodlabError(f"plan error: link {name} in {ns} is used before it is created")
+        self.index[(ns, name)] = index
+        return index
 
 
 @singledispatch
@@ -277,6 +292,57 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
         raise
 
 
+def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[str, ...] | list[str],
+           before_removal: Callable[[], None], after_build: Callable[[], None]) -> None:
+    """Change a running lab: remove the namespaces of pods that went, make the new ops (new pods'
+    namespaces, and their links, addresses, routes and neighbours in the namespaces already there),
+    write the files; `before_removal` and `after_build` have the workload agent let go of the pods
+    that go and serve the new ones. Journalled
+    like a build: `down` removes whatever a change made, even a change cut short."""
+    journal = Journal(lab)
+    made_before = journal.made_namespaces()
+    before_removal()     # the agent stops the pods that go: their sockets would keep the namespaces alive
+    mount_inodes = journal.mount_inodes()
+    uts_dir = str(state.lab_dir(lab) / "uts") + "/"
+    for name in remove_namespaces:
+        record = made_before.get(name)
+        if record is not None:
+            netns.remove_owned(name, ns_id(record), record.get("t"), mount_inodes)
+            netns.remove_mount(uts_dir + name)
+            journal.record("netns-removed", name=name)
+    creates = [op for op in ops if isinstance(op, CreateNamespace)]
+    sysctls: dict[str, list[netns.Sysctl]] = {}
+    for op in ops:
+        if isinstance(op, SetSysctls):
+            sysctls.setdefault(op.ns, []).extend([(k, v, False) for k, v in op.settings]
+                                                 + [(k, v, True) for k, v in op.if_present])
+        elif isinstance(op, SetSysctl):
+            sysctls.setdefault(op.ns, []).append((op.key, op.value, False))
+    specs = [(op.ns, op.hostname, state.uts_path(lab, op.ns)) for op in creates]
+    journal.record_many("netns", [{"name": ns, "uts": uts, "role": op.role} for (ns, _, uts), op in zip(specs, creates)])
+
+    def made_one(name: str, net: netns.NsId, uts: netns.NsId) -> None:
+        journal.record("netns-made", name=name, net=list(net), uts=list(uts))
+
+    def mount_point(dev: int, ino: int) -> None:
+        journal.record("mountpoint", dev=dev, ino=ino)
+
+    made = netns.create(specs, sysctls, on_created=made_one, on_mount_point=mount_point)
+    touched = {op.ns for op in ops if hasattr(op, "ns") and op.ns and op.ns not in made}
+    try:
+        for name in sorted(touched):
+            fd = os.open(netns.netns_path(name), os.O_RDONLY)
+            made[name] = netns.Created(name, fd, netns.socket_in(name, socket.AF_NETLINK, socket.SOCK_RAW, 0), None)
+        links = _links(ops, made, None)
+        _nft([op for op in ops if isinstance(op, ApplyNft)], None)
+        _wait_running(ops, made, links)
+    finally:
+        for handle in made.values():
+            handle.close()
+    write_files(lab, ops)
+    after_build()        # the agent serves the new pods, whose namespaces exist now
+
+
 def _wait_running(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], links: Links,
                   timeout: float = 10.0) -> None:
     """Until every link that carries the lab's packets is running. The kernel turns a veth's carrier
@@ -351,7 +417,10 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
     rest = [op for op in rest if not (isinstance(op, LinkUp) and (op.ns, op.name) in up)]
     links = Links(up)
     for name, handle in made.items():
-        links.add_namespace(name, handle.max_index)
+        if handle.max_index is None:
+            links.add_existing(name, handle.nl)
+        else:
+            links.add_namespace(name, handle.max_index)
     fds = {name: h.fd for name, h in made.items()}
     channels = {name: Channel(h.nl) for name, h in made.items()}
     # Bridges go up last, once every pod's end is up, and only then start snooping multicast.

@@ -239,9 +239,10 @@ def _read_sysctl(key: str) -> str | None:
 class Created:
     """A namespace just made: its fd (to place links into it) and a netlink socket inside it."""
 
-    def __init__(self, name: str, fd: int, nl: socket.socket, max_index: int):
+    def __init__(self, name: str, fd: int, nl: socket.socket, max_index: int | None):
         # max_index: the highest ifindex the kernel made on its own (lo, and any fallback
-        # tunnel devices a kernel adds to every namespace), so new links can be numbered after it.
+        # tunnel devices a kernel adds to every namespace), so new links can be numbered after it;
+        # None for a namespace that was already there (lab.engine.apply.change).
         self.name, self.fd, self.nl, self.max_index = name, fd, nl, max_index
 
     def close(self) -> None:

@@ -126,3 +126,14 @@ def links_running(sock: socket.socket, indexes: list[int], batch: int = 256) -> 
                 elif mtype == wire.NLMSG_ERROR:
                     pending -= 1      # a link that is gone is not running
     return running
+
+
+def link_index(sock: socket.socket, name: str) -> int | None:
+    """The ifindex of the link called `name` in the socket's namespace; None if there is none."""
+    sock.send(Request(wire.RTM_GETLINK, 0, wire.ifinfomsg() + wire.string(wire.IFLA_IFNAME, name), "").encode(1, ack=False))
+    while True:
+        for mtype, _flags, _seq, payload in wire.messages(sock.recv(1 << 16)):
+            if mtype == wire.RTM_NEWLINK:
+                return struct.unpack_from("=i", payload, 4)[0]
+            if mtype == wire.NLMSG_ERROR:
+                return None

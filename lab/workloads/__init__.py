@@ -339,6 +339,21 @@ def _gone(pid: int, lab: str) -> bool:
     return not _is_agent(pid, lab)
 
 
+def reload_agent(lab: str, pods: set[str], timeout: float = 30.0) -> None:
+    """Have the lab's agent read its spec again (SIGHUP) and wait until it serves exactly `pods`."""
+    pid = agent_pid(lab)
+    if pid is None:
+        raise PodlabError(f"the workload agent of lab {lab!r} is not running: 'sudo podlab restart-agent --lab {lab}'")
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if set(read_status(lab).get("pods", {})) == pods:
+            return
+        time.sleep(0.01)
+    raise PodlabError(f"the workload agent of lab {lab!r} did not take up its new spec within {timeout:g} s:\n"
+                      f"{_log_tail(lab)}")
+
+
 def stop_agent(lab: str, timeout: float = 5.0) -> None:
     """Stop the lab's agent (it stops its command containers first); no-op if none runs."""
     pid = agent_pid(lab)

@@ -155,8 +155,9 @@ class Pod:
 
 
 class Agent:
-    def __init__(self, spec: Spec, network_later: bool = False):
+    def __init__(self, spec: Spec, network_later: bool = False, spec_path: str | None = None):
         self.lab = spec.lab
+        self.spec_path = spec_path
         # Command containers start once the pods' network is set up: at once, or (network_later)
         # when the starter says so on stdin, having handed us over while it builds the links.
         self.network_later = network_later
@@ -317,6 +318,52 @@ class Agent:
                 loop.call_later(STOP_GRACE, self._kill_if_running, c, c.proc)
             self.set(pod, c, "Error", message)
 
+    async def reload(self) -> None:
+        """SIGHUP: the lab changed (podlab apply/delete). Read the spec again; stop the pods it no
+        longer has (their sockets closed, so their namespaces can go) and serve the new ones. A pod
+        kept is left alone: its containers keep running, their restart counts stay."""
+        try:
+            spec = load_spec(self.spec_path) if self.spec_path else None
+        except (OSError, ValueError) as e:
+            log(f"reload: {self.spec_path}: {e}; nothing changed")
+            return
+        if spec is None or spec.lab != self.lab:
+            return
+        wanted = {p.pod: p for p in spec.pods}
+        keep, gone = [], []
+        for pod in self.pods:
+            (keep if wanted.get(pod.spec.pod) == pod.spec else gone).append(pod)
+        for pod in gone:
+            await self.stop_pod(pod)
+        have = {p.spec.pod for p in keep}
+        added = [Pod(p, {c.name: Container(c) for c in p.containers}) for p in spec.pods if p.pod not in have]
+        self.pods = keep + added
+        for pod in added:
+            await self.start_pod(pod)
+        self.write_status()
+        log(f"reload: {len(gone)} pods stopped, {len(added)} started, {len(self.pods)} served")
+
+    async def stop_pod(self, pod: Pod) -> None:
+        pod.gone = True
+        tasks = [c.task for c in pod.containers.values() if c.task]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in pod.containers.values():
+            for closer in c.closers:
+                closer.close()
+            c.closers.clear()
+            if c.proc is not None:
+                _killpg(c.proc.pid, signal.SIGTERM)
+                deadline = time.monotonic() + STOP_GRACE
+                while time.monotonic() < deadline and not _exited(c.proc.pid):
+                    await asyncio.sleep(0.02)
+                self.reap(c)
+
+    async def _reload_serially(self, lock: asyncio.Lock) -> None:
+        async with lock:       # one reload at a time, in the order the signals came
+            await self.reload()
+
     def _kill_if_running(self, c: Container, proc: subprocess.Popen) -> None:
         if c.proc is proc:  # not reaped yet, so its group ID is still ours
             _killpg(proc.pid, signal.SIGKILL)
@@ -384,6 +431,8 @@ class Agent:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        reload_lock = asyncio.Lock()
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_serially(reload_lock)))
         pid_file = self.dir / "agent.pid"
         pid_file.write_text(f"{os.getpid()}\n")
         try:
@@ -444,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every listening socket is a file descriptor: 1000 pods need several thousand.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return asyncio.run(Agent(spec, network_later=args.network_later and args.handshake).run())
+    return asyncio.run(Agent(spec, network_later=args.network_later and args.handshake, spec_path=args.spec).run())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""A lab that changes while it runs: Kubernetes Pod manifests applied, pods deleted, as kubectl does."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from lab import api, check, cli
+
+SEED_004 = {
+    "nginx_pod.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx-pod\n  labels:\n    app: nginx\nspec:\n"
+                      "  containers:\n  - name: nginx-container\n    image: nginx\n    ports:\n    - containerPort: 80\n",
+    "busybox_pod.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: busybox\n  labels:\n    app: busybox\nspec:\n"
+                        "  containers:\n  - name: busybox\n    image: busybox\n"
+                        "    command: ['sh', '-c', 'echo The app is running! && sleep 3600']\n",
+}
+
+
+def podlab(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return cli.main(list(args), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(params=["kindnet", "flannel", "calico"])
+def lab(request, tmp_path):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(f"design: {request.param}\nnodes: [node1, node2]\n")
+    name = f"live{request.param[:3]}"
+    api.up(api.load_topology(str(path), name=name))
+    yield name
+    api.down(name)
+
+
+def test_seed_004s_pod_manifests_become_two_pods_on_two_nodes_then_one_is_replaced(lab, tmp_path):
+    for file, text in SEED_004.items():
+        (tmp_path / file).write_text(text)
+        code, out, err = podlab("apply", "--lab", lab, "-f", str(tmp_path / file))
+        assert code == 0 and "created" in out, err
+    running = api.Lab(lab)
+    pods = {p.name: p for p in running.addresses.pods}
+    assert set(pods) == {"nginx-pod", "busybox"} and pods["nginx-pod"].node != pods["busybox"].node
+    assert all(r.passed for r in check.run(running))
+    code, out, _ = podlab("exec", "--lab", lab, "busybox", "--", "wget", "-qO-", "-T", "3", f"http://{pods['nginx-pod'].ip}/")
+    assert code == 0 and "nginx-pod" in out
+    # Deleted and applied again: the same name, a new address (host-local / Calico IPAM hand out the next one).
+    assert podlab("delete", "--lab", lab, "pod", "nginx-pod")[0] == 0
+    assert "nginx-pod" not in api.Lab(lab).targets()
+    assert podlab("apply", "--lab", lab, "-f", str(tmp_path / "nginx_pod.yaml"))[0] == 0
+    again = api.Lab(lab)
+    new = again.addresses.pod("nginx-pod")
+    assert new.ip != pods["nginx-pod"].ip
+    assert all(r.passed for r in check.run(again))
+
+
+def test_a_bad_manifest_changes_nothing_and_says_where(lab, tmp_path):
+    before = api.Lab(lab).addresses
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SEED_004["nginx_pod.yaml"].replace("  labels:", "  colour: red\n  labels:"))
+    code, out, err = podlab("apply", "--lab", lab, "-f", str(bad))
+    assert code != 0 and "document 1, metadata.colour (line 5): unknown field" in err and "Traceback" not in err
+    assert api.Lab(lab).addresses == before

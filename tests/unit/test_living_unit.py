@@ -1,0 +1,79 @@
+"""A running lab's changes without root: Kubernetes manifests read as pods, and what a change means."""
+from __future__ import annotations
+
+import pytest
+
+from lab import change, manifests, planner, topology
+from lab.errors import PodlabError
+from lab.ops import CreateNamespace, CreateVeth
+
+NGINX_POD = """apiVersion: v1
+kind: Pod
+metadata:
+  name: nginx-pod
+  labels:
+    app: nginx
+spec:
+  containers:
+  - name: nginx-container
+    image: nginx
+    ports:
+    - containerPort: 80
+"""
+
+
+def test_seed_004s_pod_manifest_reads_as_a_pod_entry():
+    found = manifests.read(NGINX_POD, "nginx_pod.yaml")
+    assert found.pods == [{"name": "nginx-pod", "labels": {"app": "nginx"}, "containers": [
+        {"name": "nginx-container", "image": "nginx", "ports": [{"containerPort": 80}]}]}]
+    assert manifests.is_manifest(NGINX_POD) and not manifests.is_manifest("nodes: [node1]\n")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n", "document 1, kind (line 2): v1/Secret is not a kind"),
+    (NGINX_POD.replace("  labels:", "  owner: me\n  labels:"), "document 1, metadata.owner (line 5): unknown field"),
+    ("---\n" + NGINX_POD + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {}\n",
+     "document 2, spec.containers"),
+])
+def test_bad_manifests_name_document_path_and_line(text, words):
+    with pytest.raises(PodlabError) as e:
+        manifests.read(text, "f.yaml")
+    assert words in str(e.value) and "nothing was changed" in str(e.value)
+
+
+def test_fields_not_emulated_are_listed():
+    text = NGINX_POD.replace("  containers:", "  restartPolicy: Always\n  containers:").replace(
+        "    image: nginx", "    image: nginx\n    resources: {limits: {cpu: 1}}")
+    assert manifests.read(text, "f").not_emulated == ["spec.restartPolicy", "spec.containers[0].resources"]
+
+
+def _topo(pods: str, header: str = "design: kindnet\n") -> topology.Topology:
+    return topology.loads(f"{header}nodes: [node1, node2]\npods:\n{pods}", default_name="lab")
+
+
+def test_a_change_makes_only_the_new_pods_objects_and_removes_the_gone_pods_namespace():
+    a, b = "  - {name: a, node: node1, image: nginx}\n", "  - {name: b, node: node2, image: nginx}\n"
+    current = planner.build(_topo(a + b))
+    ch = change.plan_change(current, _topo(a + "  - {name: c, node: node2, image: nginx}\n"))
+    assert ch.added == ("c",) and ch.removed == ("b",) and ch.remove_namespaces == ("lab-b",)
+    assert [op.ns for op in ch.ops if isinstance(op, CreateNamespace)] == ["lab-c"]
+    assert {op.peer_ns for op in ch.ops if isinstance(op, CreateVeth)} == {"lab-c"}
+    c = next(p for p in ch.plan.addresses.pods if p.name == "c")
+    b_ip = next(p for p in current.addresses.pods if p.name == "b").ip
+    assert c.ip == b_ip + 1          # the next after the last handed out, not b's
+
+
+def test_a_pod_moved_to_another_node_is_made_again_under_its_name():
+    current = planner.build(_topo("  - {name: a, node: node1, image: nginx}\n"))
+    ch = change.plan_change(current, _topo("  - {name: a, node: node2, image: nginx}\n"))
+    assert ch.added == ch.removed == ("a",) and ch.remove_namespaces == ("lab-a",)
+    assert [op.ns for op in ch.ops if isinstance(op, CreateNamespace)] == ["lab-a"]
+
+
+def test_changes_a_running_lab_cannot_take_are_refused_with_the_reason():
+    a = "  - {name: a, node: node1, image: nginx}\n"
+    current = planner.build(_topo(a))
+    with pytest.raises(PodlabError, match="touches the design"):
+        change.plan_change(current, _topo(a, "design: flannel\n"))
+    with pytest.raises(PodlabError, match="Services"):
+        change.plan_change(current, _topo(a, "design: kindnet\nservices: []\n"))
