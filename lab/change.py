@@ -15,7 +15,8 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import AddAddress, AddNeighbour, AddRoute, CreateVeth, LinkUp, Op, SetLinkConf, StartDaemon, WriteFile
+from lab.ops import (AddAddress, AddNeighbour, AddRoute, CreateVeth, LinkUp, Op, SetHairpin, SetLinkConf, StartDaemon,
+                     WriteFile)
 from lab.planner import Plan
 
 
@@ -90,8 +91,8 @@ def _goes_with(op: Op, gone_ns: set[str], gone_veths: set[tuple[str, str | None]
     ns = getattr(op, "ns", None)
     if ns in gone_ns or (isinstance(op, CreateVeth) and op.peer_ns in gone_ns):
         return True
-    dev = op.name if isinstance(op, LinkUp) else getattr(op, "dev", None)
-    return isinstance(op, (LinkUp, AddAddress, AddRoute, AddNeighbour, SetLinkConf)) and (ns, dev) in gone_veths
+    dev = op.name if isinstance(op, (LinkUp, SetHairpin)) else getattr(op, "dev", None)
+    return isinstance(op, (LinkUp, SetHairpin, AddAddress, AddRoute, AddNeighbour, SetLinkConf)) and (ns, dev) in gone_veths
 
 
 def _describe(op: Op) -> str:

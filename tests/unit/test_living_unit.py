@@ -77,3 +77,11 @@ def test_changes_a_running_lab_cannot_take_are_refused_with_the_reason():
         change.plan_change(current, _topo(a, "design: flannel\n"))
     with pytest.raises(PodlabError, match="Services"):
         change.plan_change(current, _topo(a, "design: kindnet\nservices: []\n"))
+
+
+@pytest.mark.parametrize("design", ["kindnet", "flannel", "calico", "calico-vxlan", "flannel-host-gw", "bridge-l2"])
+def test_every_design_can_lose_a_pod_in_place(design):
+    a, b = "  - {name: a, node: node1, image: nginx}\n", "  - {name: b, node: node2, image: nginx}\n"
+    current = planner.build(_topo(a + b, f"design: {design}\n"))
+    ch = change.plan_change(current, _topo(a, f"design: {design}\n"))
+    assert ch.removed == ("b",) and not [op for op in ch.ops if getattr(op, "ns", None) == "lab-b"]
