@@ -240,7 +240,7 @@ def change(name: str, desired: Topology, say: Say = _quiet) -> Lab:
         started = time.monotonic()
         Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))
         spec_path = state.lab_dir(name) / workloads.SPEC_FILE
-        kept = {p.name for p in lab.addresses.pods} - set(ch.removed)
+        kept = {p.name for p in lab.addresses.pods} - set(ch.removed) - set(ch.restarted)
 
         def let_go() -> None:
             spec = json.loads(spec_path.read_text())

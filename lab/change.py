@@ -15,7 +15,7 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import (AddAddress, AddNeighbour, AddRoute, CreateVeth, LinkUp, Op, SetHairpin, SetLinkConf, StartDaemon,
+from lab.ops import (AddAddress, ApplyNft, AddNeighbour, AddRoute, CreateVeth, LinkUp, Op, SetHairpin, SetLinkConf, StartDaemon,
                      WriteFile)
 from lab.planner import Plan
 
@@ -27,6 +27,7 @@ class Change:
     removed: tuple[str, ...]         # pods gone
     remove_namespaces: tuple[str, ...]
     ops: tuple[Op, ...]              # to make, in execution order
+    restarted: tuple[str, ...] = ()  # pods whose daemon's configuration changed (the DNS pod's dnsmasq)
 
     @property
     def empty(self) -> bool:
@@ -47,13 +48,23 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     before, after = set(current.ops), set(new.ops)
     _daemons_unchanged(current, new)
     for op in current.ops:
-        if op not in after and not _goes_with(op, gone_ns, gone_veths):
+        # Files are written again whole, nftables tables loaded again whole in place of the old ones.
+        replaced = isinstance(op, (WriteFile, ApplyNft))
+        if op not in after and not replaced and not _goes_with(op, gone_ns, gone_veths):
             raise PodlabError(f"this change would have to undo '{_describe(op)}', which podlab cannot do in a "
                               "running lab yet; 'podlab down' and 'podlab up' the new design instead")
     # A pod replaced under the same name gets the same namespace name: its ops equal the old ones,
     # but the old objects go with the old namespace, so they are made again.
     ops = tuple(op for op in new.ops if op not in before or _goes_with(op, gone_ns, gone_veths))
-    return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops)
+    return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops))
+
+
+def _restarted(new: Plan, ops: tuple[Op, ...]) -> tuple[str, ...]:
+    """Pods running a daemon whose configuration this change rewrites: dnsmasq reads its records once,
+    so the cluster DNS restarts (a moment without answers) to serve the pods that came and went."""
+    written = {op.path for op in ops if isinstance(op, WriteFile)}
+    return tuple(op.container.split("/", 1)[0] for op in new.ops if isinstance(op, StartDaemon)
+                 and op.kind == "container" and op.container and written & set(op.config))
 
 
 def _daemons_unchanged(current: Plan, new: Plan) -> None:
@@ -75,8 +86,10 @@ def _same_cluster(old: Topology, new: Topology) -> None:
                                                    new.mtu, new.bridge)),
         ("the nodes", old.nodes, new.nodes), ("the outside hosts", old.outside, new.outside),
         ("Calico's settings", old.calico, new.calico)) if a != b]
-    if old.cluster_services or new.cluster_services:
-        changed.append("Services (a lab with services: does not change in place yet)")
+    if old.cluster_services != new.cluster_services:
+        changed.append("whether the lab has Services")
+    if old.services != new.services:
+        changed.append("the Services")
     if changed:
         raise PodlabError(f"this change touches {', '.join(changed)}: only pods can be added to or removed from a "
                           "running lab yet; 'podlab down' and 'podlab up' the new design instead")
@@ -85,9 +98,7 @@ def _same_cluster(old: Topology, new: Topology) -> None:
 def _goes_with(op: Op, gone_ns: set[str], gone_veths: set[tuple[str, str | None]]) -> bool:
     """Whether an op of the old plan is undone by removing the pods' namespaces: everything in them,
     and on the node everything on their veths (the kernel drops a link's addresses, routes and
-    neighbour entries with it). Files are rewritten whole."""
-    if isinstance(op, WriteFile):
-        return True
+    neighbour entries with it)."""
     ns = getattr(op, "ns", None)
     if ns in gone_ns or (isinstance(op, CreateVeth) and op.peer_ns in gone_ns):
         return True

@@ -334,7 +334,7 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
             fd = os.open(netns.netns_path(name), os.O_RDONLY)
             made[name] = netns.Created(name, fd, netns.socket_in(name, socket.AF_NETLINK, socket.SOCK_RAW, 0), None)
         links = _links(ops, made, None)
-        _nft([op for op in ops if isinstance(op, ApplyNft)], None)
+        _nft([op for op in ops if isinstance(op, ApplyNft)], None, replace=True)
         _wait_running(ops, made, links)
     finally:
         for handle in made.values():
@@ -461,9 +461,11 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
     return links
 
 
-def _nft(ops: list[ApplyNft], progress: Progress | None) -> None:
+def _nft(ops: list[ApplyNft], progress: Progress | None, replace: bool = False) -> None:
     """Load each namespace's tables with one `nft -f -` run inside it (nft speaks netlink for us);
-    the tables go away with the namespace, so nothing else needs undoing."""
+    the tables go away with the namespace, so nothing else needs undoing. `replace`: each table
+    replaces the one of its name in the same transaction (made empty if missing, deleted, defined
+    again), so a running lab's Services never see half a table; conntrack keeps established flows."""
     if not ops:
         return
     per_ns: dict[str, list[ApplyNft]] = {}
@@ -471,7 +473,8 @@ def _nft(ops: list[ApplyNft], progress: Progress | None) -> None:
         per_ns.setdefault(op.ns, []).append(op)
 
     def load(ns: str) -> str | None:
-        text = "".join(op.ruleset for op in per_ns[ns])
+        text = "".join((f"table {op.table} {{}}\ndelete table {op.table}\n" if replace else "") + op.ruleset
+                       for op in per_ns[ns])
         try:
             r = subprocess.run(nsexec.command(["nft", "-f", "-"], ns), input=text, capture_output=True, text=True,
                                timeout=60)

@@ -60,3 +60,25 @@ def test_a_bad_manifest_changes_nothing_and_says_where(lab, tmp_path):
     code, out, err = podlab("apply", "--lab", lab, "-f", str(bad))
     assert code != 0 and "document 1, metadata.colour (line 5): unknown field" in err and "Traceback" not in err
     assert api.Lab(lab).addresses == before
+
+
+def test_a_service_follows_the_pods_that_come_and_go(tmp_path):
+    path = tmp_path / "svc.yaml"
+    path.write_text("design: kindnet\nnodes: [node1, node2]\npods:\n  - {name: client, node: node1, image: busybox}\n"
+                    "services:\n  - {name: nginx, selector: {app: nginx}, ports: [{port: 80}]}\n")
+    api.up(api.load_topology(str(path), name="livesvc"))
+    try:
+        (tmp_path / "nginx_pod.yaml").write_text(SEED_004["nginx_pod.yaml"])
+        assert podlab("apply", "--lab", "livesvc", "-f", str(tmp_path / "nginx_pod.yaml"))[0] == 0
+        lab = api.Lab("livesvc")
+        code, out, err = podlab("exec", "--lab", "livesvc", "client", "--", "wget", "-qO-", "-T", "3",
+                                "http://nginx.default.svc.cluster.local/")
+        assert code == 0 and "nginx-pod" in out, err        # the cluster DNS restarted with the new records
+        code, out, _ = podlab("get", "endpoints", "--lab", "livesvc")
+        assert str(lab.addresses.pod("nginx-pod").ip) in out
+        assert podlab("delete", "--lab", "livesvc", "pod", "nginx-pod")[0] == 0
+        code, out, _ = podlab("exec", "--lab", "livesvc", "client", "--", "wget", "-qO-", "-T", "2",
+                              f"http://{next(s for s in api.Lab('livesvc').topology.services if s.name == 'nginx').cluster_ip}/")
+        assert code != 0                                     # no endpoints: kube-proxy rejects
+    finally:
+        api.down("livesvc")

@@ -75,8 +75,19 @@ def test_changes_a_running_lab_cannot_take_are_refused_with_the_reason():
     current = planner.build(_topo(a))
     with pytest.raises(PodlabError, match="touches the design"):
         change.plan_change(current, _topo(a, "design: flannel\n"))
-    with pytest.raises(PodlabError, match="Services"):
+    with pytest.raises(PodlabError, match="whether the lab has Services"):
         change.plan_change(current, _topo(a, "design: kindnet\nservices: []\n"))
+
+
+def test_in_a_lab_with_services_a_new_pod_reloads_kube_proxy_and_restarts_the_dns():
+    from lab.ops import ApplyNft
+    svc = "design: kindnet\nservices:\n  - {name: web, selector: {app: web}, ports: [{port: 80}]}\n"
+    a = "  - {name: a, node: node1, image: nginx, labels: {app: web}}\n"
+    current = planner.build(_topo(a, svc))
+    ch = change.plan_change(current, _topo(a + "  - {name: b, node: node2, image: nginx, labels: {app: web}}\n", svc))
+    tables = [op for op in ch.ops if isinstance(op, ApplyNft)]
+    assert tables and all(op.table == "ip kube-proxy" for op in tables)
+    assert [n for n in ch.restarted if n.startswith("kube-dns-")] == list(ch.restarted) and ch.restarted
 
 
 @pytest.mark.parametrize("design", ["kindnet", "flannel", "calico", "calico-vxlan", "flannel-host-gw", "bridge-l2"])
