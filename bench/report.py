@@ -246,6 +246,19 @@ def write(results: dict, out_dir: Path) -> Path:
                           ["`podlab trace` across nodes", fig("trace")],
                           ["TUI first screen (tree + the first pod's kernel state)", fig("tui_first_screen")],
                           ["`podlab down` (CLI)", s(it.get("cli_down"))]]), ""]
+        ch = it.get("change")
+        if isinstance(ch, dict) and ch.get("apply") is not None:
+            rebuild = (it.get("cli_up") or 0) + (it.get("cli_down") or 0)
+            lines += [f"One pod added to the running lab with `podlab apply -f` (a v1 Pod manifest): {s(ch['apply'])} s for "
+                      f"the whole command, {s(ch.get('apply_inside'), 3)} s of it the change itself (kernel work and the "
+                      f"agent); `podlab delete pod`: {s(ch['delete'])} s ({s(ch.get('delete_inside'), 3)} s). The down + "
+                      f"up it replaces: {s(rebuild)} s, {s(rebuild / ch['apply'], 1)}x the apply.", ""]
+            checks += [["adding one pod to the running lab under 0.5 s (whole command)", f"{s(ch['apply'])} s",
+                        verdict(ch["apply"] < 0.5)],
+                       ["deleting one pod under 0.5 s (whole command)", f"{s(ch['delete'])} s",
+                        verdict(ch["delete"] < 0.5)],
+                       ["one pod at least 5x faster than down + up", f"{s(rebuild / ch['apply'], 1)}x",
+                        verdict(rebuild / ch["apply"] >= 5)]]
         for label, key, limit in (("trace under 1 s", "trace", TARGETS["trace_s"]),
                                   ("get pods under 1 s", "get_pods", TARGETS["get_pods_s"]),
                                   ("TUI first screen under 2 s", "tui_first_screen", TARGETS["tui_s"])):

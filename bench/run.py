@@ -496,6 +496,32 @@ asyncio.run(main())
 """
 
 
+ONE_POD = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: bench-extra\n  labels: {app: extra}\nspec:\n"
+           "  containers:\n  - name: web\n    image: nginx\n")
+
+
+def _one_pod_changes(opts: argparse.Namespace, work: Workdir, name: str) -> dict:
+    """`podlab apply -f` of one Pod into the running lab and `podlab delete pod` of it, whole commands,
+    and the time each change took inside (the kernel work and the agent: its "changed in" line)."""
+    manifest = work.dir / "one-pod.yaml"
+    manifest.write_text(ONE_POD)
+    runs: dict[str, list[float]] = {"apply": [], "apply_inside": [], "delete": [], "delete_inside": []}
+    ok = True
+    for _ in range(opts.repeat):
+        for verb, args in (("apply", ["apply", "--lab", name, "-f", str(manifest)]),
+                           ("delete", ["delete", "--lab", name, "pod", "bench-extra"])):
+            t, code, tail = _timed([*PODLAB, *args])
+            ok = ok and code == 0
+            runs[verb].append(t)
+            m = re.search(r"changed in ([0-9.]+) s", tail)
+            runs[f"{verb}_inside"].append(float(m[1]) if m else None)
+    out = {k: median(v) for k, v in runs.items()}
+    out["ok"], out["runs"] = ok, runs
+    log(f"interaction: one pod into the running lab: apply {out['apply']:.2f} s (change {out['apply_inside'] or 0:.3f} s), "
+        f"delete {out['delete']:.2f} s (change {out['delete_inside'] or 0:.3f} s)")
+    return out
+
+
 def section_interaction(opts: argparse.Namespace, work: Workdir, results: dict) -> dict:
     nodes, per = opts.vxlan_cluster
     path, name = work.topology(vxlan_yaml(nodes, per))
@@ -524,6 +550,7 @@ def section_interaction(opts: argparse.Namespace, work: Workdir, results: dict) 
                 f"(exit {traces[-1][1]})")
         else:
             out["trace"] = "not available"
+        out["change"] = _one_pod_changes(opts, work, name)
         if (ROOT / "tui" / "app.py").exists():
             runs = []
             for _ in range(opts.repeat):
