@@ -61,6 +61,10 @@ class Lab:
             self.meta = json.loads((self.dir / "lab.json").read_text())
         except (OSError, ValueError):
             raise PodlabError(f"lab {name!r} is not up (no complete record in {self.dir})") from None
+        try:
+            self._record_mtime: int | None = (self.dir / ALLOCATION_RECORD).stat().st_mtime_ns
+        except OSError:
+            self._record_mtime = None
         # The name the document is read under (generated pod names derive from it), whatever --name said.
         self.document_name = Path(self.meta.get("source") or TOPOLOGY_RECORD).stem
         if plan is not None and plan.topology.name == name:
@@ -79,6 +83,13 @@ class Lab:
             raise PodlabError(f"lab {name}: its allocation record {self.dir / ALLOCATION_RECORD} is "
                               f"unreadable ({e}); 'sudo podlab down {name}' and up again") from None
         self.plan: Plan = planner.build(self.topology, addrs)
+
+    def record_unchanged(self) -> bool:
+        """Whether the lab's record is still the one this object was read from."""
+        try:
+            return (self.dir / ALLOCATION_RECORD).stat().st_mtime_ns == self._record_mtime
+        except OSError:
+            return False
 
     @property
     def design(self) -> Design:
@@ -213,8 +224,11 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
 def _record(d: Path, topo: Topology, plan: Plan) -> None:
     """What every later command reads: the document as it was loaded (not the file as it is now)
     and the allocation."""
-    (d / TOPOLOGY_RECORD).write_text(topo.text)
-    (d / ALLOCATION_RECORD).write_text(json.dumps(allocation.record(plan.addresses)) + "\n")
+    for name, text in ((TOPOLOGY_RECORD, topo.text),
+                       (ALLOCATION_RECORD, json.dumps(allocation.record(plan.addresses)) + "\n")):
+        tmp = d / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.rename(d / name)    # a reader sees the old file or the new one, never half of one
 
 
 def _progress(say: Say, total: int) -> apply.Progress:
@@ -224,13 +238,15 @@ def _progress(say: Say, total: int) -> apply.Progress:
     return report
 
 
-def change(name: str, desired: Topology, say: Say = _quiet) -> Lab:
-    """Make a running lab what `desired` says (pods added, removed, replaced), in place."""
+def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None = None) -> Lab:
+    """Make a running lab what `desired` says (pods added, removed, replaced), in place. `current`:
+    the lab as the caller just read it, used if its record has not changed since (a 1000-pod lab's
+    plan costs ~0.2 s to make again)."""
     from lab import change as changes
     from lab.engine import apply, features
     from lab.engine.journal import Journal
     with state.locked(name), state.private_files():
-        lab = Lab(name)
+        lab = current if current is not None and current.record_unchanged() else Lab(name)
         desired = replace(desired, name=name)
         ch = changes.plan_change(lab.plan, desired)
         if ch.empty:

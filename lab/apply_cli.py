@@ -90,7 +90,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         desired = _with_pods(lab, found.pods, set(), source)
     else:
         desired = topology.loads(text, source=source, default_name=lab.document_name)
-    api.change(lab.name, desired, lambda line: print(line, file=out))
+    api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
     return 0
 
 
@@ -105,5 +105,5 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         names |= {p["name"] for p in manifests.read(text, source).pods}
     elif not args.kind or not names:
         raise PodlabError("say what to delete: 'podlab delete pod NAME' or 'podlab delete -f FILE'")
-    api.change(lab.name, _with_pods(lab, [], names, "deletions"), lambda line: print(line, file=out))
+    api.change(lab.name, _with_pods(lab, [], names, "deletions"), lambda line: print(line, file=out), current=lab)
     return 0

@@ -15,8 +15,8 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import (AddAddress, ApplyNft, AddNeighbour, AddRoute, CreateVeth, LinkUp, Op, SetHairpin, SetLinkConf, StartDaemon,
-                     WriteFile)
+from lab.ops import (AddAddress, AddNeighbour, AddRoute, ApplyNft, CreateVeth, DelNeighbour, LinkUp, Op, SetHairpin,
+                     SetLinkConf, StartDaemon, WriteFile, ordered)
 from lab.planner import Plan
 
 
@@ -47,15 +47,25 @@ def plan_change(current: Plan, desired: Topology) -> Change:
                   if old_pods[n].veth}
     before, after = set(current.ops), set(new.ops)
     _daemons_unchanged(current, new)
+    undo: list[Op] = []
     for op in current.ops:
         # Files are written again whole, nftables tables loaded again whole in place of the old ones.
         replaced = isinstance(op, (WriteFile, ApplyNft))
-        if op not in after and not replaced and not _goes_with(op, gone_ns, gone_veths):
+        if op in after or replaced or _goes_with(op, gone_ns, gone_veths):
+            continue
+        if isinstance(op, AddNeighbour):    # a static entry another namespace held for a gone pod
+            undo.append(DelNeighbour(op.ns, op.dev, op.address))
+        else:
             raise PodlabError(f"this change would have to undo '{_describe(op)}', which podlab cannot do in a "
                               "running lab yet; 'podlab down' and 'podlab up' the new design instead")
     # A pod replaced under the same name gets the same namespace name: its ops equal the old ones,
     # but the old objects go with the old namespace, so they are made again.
-    ops = tuple(op for op in new.ops if op not in before or _goes_with(op, gone_ns, gone_veths))
+    # In execution order; the deletions first among the neighbour entries (a pod replaced keeps its name).
+    if gone_ns or gone_veths:
+        made = [op for op in new.ops if op not in before or _goes_with(op, gone_ns, gone_veths)]
+    else:
+        made = [op for op in new.ops if op not in before]
+    ops = tuple(ordered(undo + made))
     return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops))
 
 

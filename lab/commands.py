@@ -7,7 +7,7 @@ import shlex
 from functools import singledispatch
 
 from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster,
+                     CreateVeth, CreateVxlan, DelNeighbour, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster,
                      SetSysctl, SetSysctls, StartDaemon, WriteFile)
 
 
@@ -111,6 +111,11 @@ def _(op: DelRoute) -> str:
 @command.register
 def _(op: AddNeighbour) -> str:
     return f"ip -n {op.ns} neigh add {op.address} lladdr {op.mac} dev {op.dev} nud permanent"
+
+
+@command.register
+def _(op: DelNeighbour) -> str:
+    return f"ip -n {op.ns} neigh del {op.address} dev {op.dev}"
 
 
 @command.register

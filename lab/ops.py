@@ -122,6 +122,15 @@ class AddNeighbour:
 
 
 @dataclass(frozen=True)
+class DelNeighbour:
+    """Remove a permanent neighbour entry (a running lab's pod that went: the entries other
+    namespaces had written for it)."""
+    ns: str
+    dev: str
+    address: IPv4Address
+
+
+@dataclass(frozen=True)
 class AddFdb:
     """A VXLAN forwarding entry: frames for `mac` go to the VTEP at `dst`."""
     ns: str
@@ -213,7 +222,7 @@ class StartDaemon:
 
 
 Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin | SetLinkConf
-      | AddAddress | AddRoute | DelRoute | AddNeighbour | AddFdb | SetSysctls | SetSysctl | ApplyNft
+      | AddAddress | AddRoute | DelRoute | AddNeighbour | DelNeighbour | AddFdb | SetSysctls | SetSysctl | ApplyNft
       | WriteFile | StartDaemon)
 
 # Execution order. Within a phase, ops on different namespaces are independent.
@@ -232,6 +241,7 @@ PHASE: dict[type, int] = {
     AddRoute: 8,
     DelRoute: 8,             # in plan order among the routes: after the routes that needed it
     AddNeighbour: 8,
+    DelNeighbour: 8,
     AddFdb: 8,
     ApplyNft: 9,             # after routes: `fib daddr type local` and DNAT need the addresses in place
     WriteFile: 10,

@@ -25,7 +25,7 @@ from lab.errors import PodlabError
 from lab.netlink import wire as nl
 from lab.netlink.writer import ONE_QUEUE, Channel, NetlinkError, Request, link_index, links_running
 from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster, SetSysctl,
+                     CreateVeth, CreateVxlan, DelNeighbour, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster, SetSysctl,
                      SetSysctls, StartDaemon, WriteFile)
 
 Progress = Callable[[str, int, int], None]
@@ -230,6 +230,12 @@ def _(op: AddNeighbour, links: Links, fds: dict[str, int]) -> Request:
     body = (nl.ndmsg(nl.AF_INET, links(op.ns, op.dev), nl.NUD_PERMANENT)
             + nl.ip4(nl.NDA_DST, op.address) + nl.mac(nl.NDA_LLADDR, op.mac))
     return Request(nl.RTM_NEWNEIGH, nl.CREATE, body, _what(op), exists_ok=False)
+
+
+@encode.register
+def _(op: DelNeighbour, links: Links, fds: dict[str, int]) -> Request:
+    body = nl.ndmsg(nl.AF_INET, links(op.ns, op.dev), 0) + nl.ip4(nl.NDA_DST, op.address)
+    return Request(nl.RTM_DELNEIGH, 0, body, _what(op))
 
 
 @encode.register

@@ -31,7 +31,7 @@ NLA_TYPE_MASK = 0x3FFF                                  # without NLA_F_NESTED /
 RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 RTM_SETNEIGHTBL = 67
 # A link's IPv4 settings (net.ipv4.conf.<dev>.*) and neighbour parameters (net.ipv4.neigh.<dev>.*)
 # by netlink: linux/if_link.h IFLA_AF_SPEC, linux/ip.h IPV4_DEVCONF_*, linux/neighbour.h.
