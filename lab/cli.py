@@ -307,7 +307,13 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = lab.target(args.target)
     snap = inspect.snapshot(target.netns)
     if args.output == "json":
-        print(json.dumps(snap.to_dict(), indent=2), file=out)
+        data = snap.to_dict()
+        if target.kind == "node":
+            from lab.bgp import cli as bgp
+            if (sock := bgp.birds(lab).get(target.name)) is not None:
+                # a node running BIRD (calico): its sessions, as `podlab bgp NODE -o json` prints them
+                data["bgp"] = bgp.as_json(bgp.node_status(target.name, sock))
+        print(json.dumps(data, indent=2), file=out)
     else:
         print(render.snapshot_text(target, snap), file=out)
     return 0

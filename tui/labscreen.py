@@ -25,10 +25,12 @@ from lab.errors import PodlabError
 from lab.inspect import Snapshot
 
 from tui import picture
+from tui.bgpview import BgpView
 from tui.capturepanel import CapturePanel
 from tui.details import FdbView, LinksView, NeighboursView, NftView, RoutesView, WorkloadView
 from tui.help import HelpScreen
-from tui.messages import (ClusterRead, EntityChosen, Inspected, JumpTo, NftRead, PictureDrawn, WorkloadRead)
+from tui.messages import (BgpRead, ClusterRead, EntityChosen, Inspected, JumpTo, NftRead, PictureDrawn,
+                           WorkloadRead)
 from tui.runpanel import RunPanel
 from tui.source import Cluster, Entity, Source
 from tui.tree import ClusterTree
@@ -46,6 +48,7 @@ KEYS = [
     ("g", "go to the other end of the veth selected in Links (or Enter on it)"),
     ("r", "re-read now (the selected namespace is re-read every few seconds anyway)"),
     ("1-9", "tabs: " + " ".join(f"{i + 1}={t}" for i, t in enumerate(TABS))),
+    ("b", "the BGP tab of a node running BIRD (calico): sessions, routes imported / exported"),
     ("m", "the map"),
     ("Esc", "back to the tree"),
     ("Ctrl+P", "command palette: every action, every pod, node and host"),
@@ -69,6 +72,7 @@ class LabScreen(Screen[None]):
         Binding("r", "refresh", "Refresh", show=False),
         Binding("g", "jump_peer", "Go to veth peer", show=False),
         Binding("m", "tab('map')", "Map", show=False),
+        Binding("b", "tab('bgp')", "BGP", show=False),
         Binding("escape", "focus_tree", "Back to the tree", show=False),
         Binding("q", "app.quit", "Quit"),
     ] + [Binding(str(i + 1), f"tab('{tab}')", f"Tab: {tab}", show=False) for i, tab in enumerate(TABS)]
@@ -105,6 +109,8 @@ class LabScreen(Screen[None]):
                         yield NftView(id="nft-view")
                     with TabPane("Pod", id="pod"):
                         yield WorkloadView(id="workload-view")
+                    with TabPane("BGP", id="bgp"):
+                        yield BgpView(id="bgp-view")
                     with TabPane("Map", id="map"):
                         with VerticalScroll(id="map-view"):
                             yield Static(Text("drawing …", style="dim"), id="picture")
@@ -118,6 +124,7 @@ class LabScreen(Screen[None]):
         self.title = f"podlab · {self.source.name}"
         self.sub_title = "live: read from the kernel" if self.source.live else "plan preview: nothing is built"
         self.query_one("#tree").focus()
+        self.tabs.hide_tab("bgp")          # shown while a node running BIRD is selected
         self.load_cluster()
         self.set_interval(self.refresh_every, self.tick)
 
@@ -172,6 +179,14 @@ class LabScreen(Screen[None]):
         except Exception as e:
             self.post_message(WorkloadRead(entity, None, str(e)))
 
+    @work(thread=True, exclusive=True, group="bgp")
+    def read_bgp(self, entity: Entity) -> None:
+        try:
+            report = self.source.bgp(entity)
+        except Exception as e:
+            report = {"node": entity.name, "error": f"cannot read BGP: {e}", "peers": []}
+        self.post_message(BgpRead(entity, report))
+
     @work(thread=True, exclusive=True, group="map")
     def draw_map(self, cluster: Cluster, width: int, focus: str | None) -> None:
         worker = get_current_worker()
@@ -197,6 +212,8 @@ class LabScreen(Screen[None]):
             self.read_nft(self.current)
         elif active == "pod":
             self.read_workload(self.current)
+        elif active == "bgp" and self._runs_bird(self.current):
+            self.read_bgp(self.current)
         elif active == "map" and self.cluster is not None:
             if any(w.node is self and w.group == "map" and w.is_running for w in self.workers):
                 return          # one drawing at a time: a big lab's map takes a while to read
@@ -235,7 +252,19 @@ class LabScreen(Screen[None]):
             self.current = e
             self._show_where(e, None)
         self.current = e
+        self._show_bgp_tab(e)
         self.refresh_now()
+
+    def _runs_bird(self, e: Entity | None) -> bool:
+        return e is not None and e.kind == "node" and self.cluster is not None and e.name in self.cluster.bird
+
+    def _show_bgp_tab(self, e: Entity) -> None:
+        if self._runs_bird(e):
+            self.tabs.show_tab("bgp")
+            return
+        if self.tabs.active == "bgp":
+            self.tabs.active = "links"
+        self.tabs.hide_tab("bgp")
 
     def _show_where(self, e: Entity, error: str | None) -> None:
         where = Text.assemble((f"{e.kind} ", "dim"), (e.name, "bold"))
@@ -276,6 +305,10 @@ class LabScreen(Screen[None]):
         if self.current is not None and message.entity.name == self.current.name:
             self.query_one(WorkloadView).show(message.workload, message.error)
 
+    def on_bgp_read(self, message: BgpRead) -> None:
+        if self.current is not None and message.entity.name == self.current.name:
+            self.query_one(BgpView).show(message.report)
+
     def on_picture_drawn(self, message: PictureDrawn) -> None:
         self.query_one("#picture", Static).update(message.picture)
 
@@ -307,6 +340,10 @@ class LabScreen(Screen[None]):
         self.query_one("#tree").focus()
 
     def action_tab(self, tab: str) -> None:
+        if tab == "bgp" and not self._runs_bird(self.current):
+            self.notify("the BGP tab is a node's that runs BIRD (calico designs): select one in the tree",
+                        severity="warning", markup=False)
+            return
         self.tabs.active = tab
 
     def action_refresh(self) -> None:
@@ -402,3 +439,6 @@ class LabScreen(Screen[None]):
         for i, tab in enumerate(TABS):
             yield SystemCommand(f"Show {tab}", f"switch to the {tab} tab (key {i + 1})",
                                 lambda tab=tab: self.action_tab(tab))
+        if self._runs_bird(self.current):
+            yield SystemCommand("Show BGP", "this node's BGP sessions and routes, from its BIRD (key b)",
+                                lambda: self.action_tab("bgp"))

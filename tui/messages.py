@@ -48,6 +48,12 @@ class WorkloadRead(Message):
 
 
 @dataclass
+class BgpRead(Message):
+    entity: Entity
+    report: dict             # lab.bgp.cli.node_status's: peers, protocols, texts, or `error`
+
+
+@dataclass
 class PictureDrawn(Message):
     picture: Any             # rich Text
 

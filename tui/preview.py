@@ -13,6 +13,7 @@ from ipaddress import IPv4Interface
 from typing import Any
 
 from lab import designs
+from lab.bgp.cli import planned_birds
 from lab.errors import PodlabError
 from lab.inspect import Link, Snapshot
 from lab.preview import replay
@@ -53,7 +54,7 @@ class PlanSource:
         outside = tuple(Entity(h.name, "outside", h.netns, None, str(h.ip)) for h in a.outside)
         mode = designs.of(topo).name
         return Cluster(topo.name, mode, topo.description, underlay, nodes, {k: tuple(v) for k, v in pods.items()},
-                       outside, str(a.router_ip) if gateway else None)
+                       outside, str(a.router_ip) if gateway else None, frozenset(planned_birds(self.plan, topo.name)))
 
     def cluster(self) -> Cluster:
         return self._cluster
@@ -74,6 +75,9 @@ class PlanSource:
             w.containers = [ContainerRow(c.name, c.image, c.workload, "planned", 0, None,
                                          ",".join(map(str, c.ports)) or "-") for c in pod.containers]
         return w
+
+    def bgp(self, entity: Entity) -> dict:
+        return {"node": entity.name, "error": f"{NOT_LIVE}: BIRD is not running", "peers": [], "protocols": []}
 
     def resolve(self, text: str) -> str:
         name = split_destination(text)[0]

@@ -54,6 +54,7 @@ class Cluster:
     pods: dict[str, tuple[Entity, ...]]      # node name -> its pods, in plan order
     outside: tuple[Entity, ...] = ()
     router: str | None = None                # the VPC router's address (gateway routing)
+    bird: frozenset[str] = frozenset()       # the nodes that run BIRD (calico): they have a BGP tab
 
     def entities(self) -> Iterator[Entity]:
         yield self.underlay
@@ -107,6 +108,7 @@ class Source(Protocol):
     def peer(self, entity: Entity, link: Link) -> Peer | None: ...
     def nft(self, entity: Entity) -> str: ...
     def workload(self, entity: Entity) -> Workload: ...
+    def bgp(self, entity: Entity) -> dict: ...
     def resolve(self, text: str) -> str: ...
     def entity(self, name: str) -> Entity: ...
     def command(self, kind: str, src: Entity, dst: str) -> list[str]: ...
@@ -157,6 +159,7 @@ class LabSource:
         self.lab = lab                         # lab.api.Lab
         self._veths: dict[tuple[str, str], tuple[str, str]] | None = None
         self._owners: dict[str, str] | None = None
+        self._bird_sockets: dict[str, str] | None = None
 
     @property
     def name(self) -> str:
@@ -182,7 +185,14 @@ class LabSource:
         outside = tuple(Entity(h.name, "outside", h.netns, targets[h.name].uts, str(h.ip)) for h in a.outside)
         mode = designs.of(topo).name
         return Cluster(lab.name, mode, topo.description, underlay, nodes,
-                       {k: tuple(v) for k, v in pods.items()}, outside, str(a.router_ip) if gateway else None)
+                       {k: tuple(v) for k, v in pods.items()}, outside, str(a.router_ip) if gateway else None,
+                       frozenset(self._birds()))
+
+    def _birds(self) -> dict[str, str]:
+        from lab.bgp.cli import birds
+        if self._bird_sockets is None:
+            self._bird_sockets = birds(self.lab)      # from the plan, which a lab never changes
+        return self._bird_sockets
 
     def snapshot(self, entity: Entity) -> Snapshot:
         from lab import inspect
@@ -224,6 +234,15 @@ class LabSource:
         w.listening = netns.run_in(entity.netns, listening_sockets)
         w.processes = processes_in(netns.netns_path(entity.netns))
         return w
+
+    def bgp(self, entity: Entity) -> dict:
+        """The node's sessions from its BIRD's control socket, as `podlab bgp NODE` reads them
+        (lab.bgp.cli.node_status: peers, protocols, the calicoctl and birdc texts, or `error`)."""
+        from lab.bgp.cli import node_status
+        sock = self._birds().get(entity.name)
+        if sock is None:
+            raise PodlabError(f"{entity.name} runs no BIRD (BGP is the calico design's)")
+        return node_status(entity.name, sock)
 
     def resolve(self, text: str) -> str:
         return str(self.lab.address_of(text.strip()))

@@ -10,6 +10,7 @@ from lab.errors import PodlabError
 
 if TYPE_CHECKING:
     from lab.api import Lab
+    from lab.planner import Plan
 
 NEEDS_ROOT = {"bgp"}
 
@@ -25,10 +26,16 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
 
 def birds(lab: Lab) -> dict[str, str]:
     """{node name: BIRD's control socket} of a lab, from its plan."""
+    return planned_birds(lab.plan, lab.name)
+
+
+def planned_birds(plan: Plan, lab_name: str) -> dict[str, str]:
+    """{node name: BIRD's control socket} of a plan, were it up as lab `lab_name` (the TUI's preview
+    shows the nodes that would run BIRD too)."""
     from lab import state
     from lab.ops import BgpEstablished, StartDaemon
-    by_ns = {n.netns: n.name for n in lab.addresses.nodes}
-    return {by_ns[op.ns]: state.expand(op.ready.socket, lab.name) for op in lab.plan.ops
+    by_ns = {n.netns: n.name for n in plan.addresses.nodes}
+    return {by_ns[op.ns]: state.expand(op.ready.socket, lab_name) for op in plan.ops
             if isinstance(op, StartDaemon) and isinstance(op.ready, BgpEstablished) and op.ns in by_ns}
 
 
@@ -42,6 +49,11 @@ def node_status(node: str, socket_path: str) -> dict:
                                        f"{getattr(e, 'strerror', None) or e})", "peers": [], "protocols": []}
     return {**status.status_dict(node, protocols), "error": None,
             "text": status.calicoctl_node_status(protocols), "birdc": status.birdc_show_protocols(protocols)}
+
+
+def as_json(report: dict) -> dict:
+    """A node_status report as `-o json` prints it: the data, without the two texts."""
+    return {k: v for k, v in report.items() if k not in ("text", "birdc")}
 
 
 def cmd_bgp(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -58,8 +70,7 @@ def cmd_bgp(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         found = {target.name: found[target.name]}
     reports = [node_status(node, sock) for node, sock in found.items()]
     if args.output == "json":
-        print(json.dumps([{k: v for k, v in r.items() if k not in ("text", "birdc")} for r in reports], indent=2),
-              file=out)
+        print(json.dumps([as_json(r) for r in reports], indent=2), file=out)
     else:
         for r in reports:
             print(f"=== {r['node']}", file=out)

@@ -9,11 +9,16 @@
 A VXLAN frame shows the inner packet first (what the pods sent) and the underlay header after
 the bar, so lines of one flow read alike on every hop.
 
+A TCP segment to or from port 179 that carries data ends with its BGP messages (lab.packets.bgp):
+
+  172.18.0.2:179 > 172.18.0.3:40312 TCP [PA] seq 1 ack 1 ttl 64 len 71 DF: BGP KEEPALIVE
+
 The frames a lab carries (Ethernet, one 802.1Q tag, IPv4, ICMP, TCP, UDP, VXLAN, ARP) are
 decoded here with struct, into exactly the line scapy's dissection gives (dissect.py; the
 unit tests hold the two to each other). Anything else, or anything unusual about those
 headers, goes to dissect.py: importing scapy takes a good fraction of a second, which a trace
-of ordinary frames never needs to pay.
+of ordinary frames never needs to pay. So does BGP, which is rare (a KEEPALIVE each 30 s a
+session) and scapy.contrib.bgp knows in full.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from lab.packets import dissect
 from lab.packets.frames import VXLAN_PORTS
 from lab.packets.result import Decoded
 
+BGP_PORT = 179
 ETH_P_IP, ETH_P_ARP, ETH_P_8021Q = 0x0800, 0x0806, 0x8100
 IP_MF, IP_DF = 0x2000, 0x4000
 # The ports scapy binds VXLAN to, whatever the lab uses (decoding must say what scapy says).
@@ -164,6 +170,8 @@ def _tcp(l4: bytes) -> tuple[str, str, tuple[int, int]] | None:
     header = (offset_byte >> 4) * 4
     if header < 20 or header > len(l4) or not _options_well_formed(l4[20:header]):
         return None
+    if BGP_PORT in (sport, dport) and len(l4) > header:
+        return None                     # BGP messages: dissect.py names them (scapy.contrib.bgp)
     flags = ((offset_byte & 1) << 8) | low_flags
     names = "".join(name for bit, name in enumerate(TCP_FLAGS) if flags & (1 << bit))
     detail = f"[{names}] seq {seq}" + (f" ack {ack}" if flags & 0x10 else "")

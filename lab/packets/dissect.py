@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from lab.packets import bgp
 from lab.packets.frames import VXLAN_PORTS
 from lab.packets.result import Decoded
 
@@ -82,7 +83,22 @@ def _ipv4(ip: Any, s: dict[str, Any]) -> Decoded:
     if ip.frag or ip.flags.MF:
         frag += f" frag {ip.frag * 8}{'+' if ip.flags.MF else ''}"
     text = f"{src} > {dst} {proto}{(' ' + detail) if detail else ''} ttl {ip.ttl} len {ip.len}{frag}"
+    if proto == "TCP":
+        text += _bgp(ip[s["TCP"]])
     return Decoded(text, ip.src, ip.dst, proto, int(ip.ttl), int(ip.len))
+
+
+def _bgp(tcp: Any) -> str:
+    """': BGP KEEPALIVE' after a segment to or from port 179 that carries data; '' otherwise."""
+    if bgp.PORT not in (tcp.sport, tcp.dport):
+        return ""
+    # The segment's own bytes (IP's length already cut off any Ethernet padding): scapy's BGP
+    # layers would have read only the first message.
+    raw = bytes(tcp.original)
+    header = tcp.dataofs * 4
+    if not 20 <= header < len(raw):
+        return ""
+    return ": " + bgp.summary(raw[header:])
 
 
 def _transport(ip: Any, s: dict[str, Any]) -> tuple[str, str]:

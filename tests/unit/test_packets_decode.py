@@ -82,6 +82,7 @@ LAB_PACKETS = {
     "udp on a vxlan source port": bytes(IP(src=NODE1, dst=NODE2) / UDP(sport=4789, dport=33000) / VXLAN(vni=9)
                                         / Ether() / IP(_probe(MARK))),
     "plain udp": bytes(IP(src=POD_A, dst=POD_C) / UDP(sport=5000, dport=53) / b"hello"),
+    "bgp connection's syn": bytes(IP(src=NODE1, dst=NODE2) / TCP(sport=40312, dport=179, flags="S", seq=5)),
 }
 
 LAB_FRAMES = {
@@ -123,6 +124,8 @@ FOR_SCAPY = {
     "truncated tcp": eth(bytes(IP(src=POD_A, dst=POD_C, proto=6) / (b"\0" * 10))),
     "tcp option running off the header": eth(bytes(IP(src=POD_A, dst=POD_C) / TCP(dataofs=6)
                                                    / b"\x02\x09\x00\x00")),
+    "bgp keepalive": eth(bytes(IP(src=NODE1, dst=NODE2) / TCP(sport=179, dport=40312, flags="PA")
+                               / (b"\xff" * 16 + b"\x00\x13\x04"))),
     "vxlan with a next-protocol header": bytes(Ether() / IP(src=NODE1, dst=NODE2) / UDP(sport=1, dport=4790)
                                                / VXLAN(flags=0x0C, NextProtocol=1) / IP(_probe(MARK))),
 }

@@ -132,3 +132,26 @@ def test_welcome_screen_when_no_lab_is_up(snap_compare, tmp_path):
     app = PodlabApp(None, topologies=tmp_path, labs=[])
     app.animation_level = "none"
     assert snap_compare(app, terminal_size=(100, 24))
+
+
+class BirdPreview(PlanSource):
+    """A calico preview whose nodes' BIRDs answer as recorded: one session Established, one refused."""
+
+    def bgp(self, entity):
+        from lab.bgp.cli import node_status
+        return node_status(entity.name, "/run/recorded/bird.ctl")
+
+
+def test_bgp_tab_of_a_calico_node(snap_compare, monkeypatch):
+    from pathlib import Path
+
+    from lab.bgp import birdc
+    recorded = Path(__file__).resolve().parent / "golden" / "bird" / "rr_show_protocols_all_peer_down.txt"
+    rows = birdc.parse_protocols(birdc.parse_lines(recorded.read_text()))
+    monkeypatch.setattr(birdc, "protocols", lambda sock: rows)
+
+    async def node_then_bgp(pilot) -> None:
+        await keys_then_settle("up")(pilot)       # from the first pod to its node, shown before `b`
+        await pilot.press("b")
+        await quiet(pilot)
+    assert snap_compare(app_for("calico", BirdPreview), terminal_size=(110, 30), run_before=node_then_bgp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -316,3 +317,87 @@ def test_a_filter_matching_many_pods_lists_some_and_counts_the_rest(tmp_path):
             assert str(lines[-1].label) == f"… {1000 - MAX_MATCHES} more matching pods: type more"
 
     asyncio.run(run())
+
+
+BIRD_GOLDEN = Path(__file__).resolve().parent / "golden" / "bird"
+
+
+def recorded_bird(monkeypatch, name: str = "rr_show_protocols_all_peer_down.txt") -> None:
+    """BIRD's control socket answers as recorded (one session Established, one refused)."""
+    from lab.bgp import birdc
+    rows = birdc.parse_protocols(birdc.parse_lines((BIRD_GOLDEN / name).read_text()))
+    monkeypatch.setattr(birdc, "protocols", lambda sock: rows)
+
+
+class BirdPreview(PlanSource):
+    """A calico preview whose nodes answer from a recorded BIRD, counting the reads."""
+    reads = 0
+
+    def bgp(self, entity):
+        from lab.bgp.cli import node_status
+        type(self).reads += 1
+        return node_status(entity.name, "/run/recorded/bird.ctl")
+
+
+def test_bgp_rows_are_calicoctls_table_with_the_routes_of_each_session(monkeypatch):
+    from lab.bgp.cli import node_status
+    from tui.bgpview import bgp_rows, summary
+    recorded_bird(monkeypatch)
+    report = node_status("henry001", "/run/recorded/bird.ctl")
+    rows = [[getattr(c, "plain", c) for c in r] for r in bgp_rows(report)]
+    assert rows == [["10.0.0.10", "node specific", "start", "08:56:56", "-", "-", "Active Socket: Connection refused"],
+                    ["10.0.0.3", "node specific", "up", "08:56:56", "1", "1", "Established"]]
+    assert summary(report).plain == "1 of 2 sessions Established · 1 route imported, 1 exported"
+    stopped = {"node": "henry001", "error": "BIRD is not running on henry001", "peers": []}
+    assert bgp_rows(stopped) == [] and summary(stopped).plain == "BIRD is not running on henry001"
+
+
+def test_the_preview_knows_which_nodes_run_bird():
+    src = preview("calico")
+    assert src.cluster().bird == {"henry001", "henry002", "henry003"}
+    assert "not running" in src.bgp(src.cluster().nodes[0])["error"]
+    assert preview("default").cluster().bird == frozenset()
+
+
+def test_a_node_running_bird_has_a_bgp_tab_a_pod_has_none(monkeypatch):
+    from tui.app import PodlabApp
+    recorded_bird(monkeypatch)
+    BirdPreview.reads = 0
+
+    async def run() -> None:
+        app = PodlabApp(BirdPreview(planner.build(api.load_topology("calico"))), refresh_every=0.2)
+        app.animation_level = "none"
+        async with app.run_test(size=(100, 30)) as pilot:
+            while type(app.screen).__name__ != "LabScreen" or app.screen.reads == 0:
+                await pilot.pause(0.05)
+            screen = app.screen
+            assert screen.current.kind == "pod" and not _bgp_tab_shown(screen)
+            await pilot.press("b")
+            await pilot.pause(0.1)
+            assert screen.tabs.active == "links"              # no BGP for a pod: it says so, stays
+            screen.goto("henry001")
+            while screen.current.name != "henry001":
+                await pilot.pause(0.05)
+            assert _bgp_tab_shown(screen)
+            assert "Show BGP" in [c.title for c in app.get_system_commands(screen)]
+            await pilot.press("b")
+            while not screen.query_one("#bgp-table", DataTable).row_count:
+                await pilot.pause(0.05)
+            assert screen.tabs.active == "bgp"
+            table = screen.query_one("#bgp-table", DataTable)
+            assert [table.get_row_at(i)[0].plain for i in range(table.row_count)] == ["10.0.0.10", "10.0.0.3"]
+            seen = BirdPreview.reads
+            while BirdPreview.reads < seen + 2:                 # re-read on the refresh ticks, like the other tabs
+                await pilot.pause(0.05)
+            pod = screen.cluster.pods["henry002"][0].name
+            screen.goto(pod)
+            while screen.current.name != pod:
+                await pilot.pause(0.05)
+            assert screen.tabs.active == "links" and not _bgp_tab_shown(screen)
+
+    asyncio.run(run())
+
+
+def _bgp_tab_shown(screen) -> bool:
+    from textual.widgets import Tab
+    return screen.query_one("#tabs Tab#--content-tab-bgp", Tab).display
