@@ -96,3 +96,15 @@ def test_every_design_can_lose_a_pod_in_place(design):
     current = planner.build(_topo(a + b, f"design: {design}\n"))
     ch = change.plan_change(current, _topo(a, f"design: {design}\n"))
     assert ch.removed == ("b",) and not [op for op in ch.ops if getattr(op, "ns", None) == "lab-b"]
+
+
+def test_a_large_lab_forgets_a_gone_pods_static_neighbours():
+    from lab.ops import DelNeighbour
+    pods = "".join(f"  - {{name: p{i}, node: node{1 + i % 2}, image: nginx}}\n" for i in range(400))
+    current = planner.build(_topo(pods, "design: flannel\n"))
+    assert current.addresses.static_neighbours
+    ch = change.plan_change(current, _topo(pods.replace("  - {name: p7, node: node2, image: nginx}\n", ""),
+                                           "design: flannel\n"))
+    gone = next(p for p in current.addresses.pods if p.name == "p7")
+    dels = [op for op in ch.ops if isinstance(op, DelNeighbour)]
+    assert dels and all(op.address == gone.ip for op in dels) and ch.removed == ("p7",)
