@@ -70,18 +70,21 @@ class Lab:
         if plan is not None and plan.topology.name == name:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
             self.topology, self.plan = plan.topology, plan
+            self.scheduling = topology.scheduling_of(plan.topology.pods)
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
         # The lab's record: the document as `up` read it (generated pod names derive from the
         # design's name, so it is read under the same name) and the allocation it was built with.
-        topo = topology.loads((self.dir / TOPOLOGY_RECORD).read_text(), source=source,
-                              default_name=self.document_name)
-        self.topology: Topology = replace(topo, name=name)
         try:
-            addrs = allocation.from_record(json.loads((self.dir / ALLOCATION_RECORD).read_text()))
+            record = json.loads((self.dir / ALLOCATION_RECORD).read_text())
+            addrs = allocation.from_record(record)
+            self.scheduling = topology.Scheduling.from_record(record.get("scheduling"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PodlabError(f"lab {name}: its allocation record {self.dir / ALLOCATION_RECORD} is "
                               f"unreadable ({e}); 'sudo podlab down {name}' and up again") from None
+        topo = topology.loads((self.dir / TOPOLOGY_RECORD).read_text(), source=source,
+                              default_name=self.document_name, bound=self.scheduling)
+        self.topology: Topology = replace(topo, name=name)
         self.plan: Plan = planner.build(self.topology, addrs)
 
     def record_unchanged(self) -> bool:
@@ -221,11 +224,12 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
         return Lab(lab, plan)
 
 
-def _record(d: Path, topo: Topology, plan: Plan) -> None:
-    """What every later command reads: the document as it was loaded (not the file as it is now)
-    and the allocation."""
-    for name, text in ((TOPOLOGY_RECORD, topo.text),
-                       (ALLOCATION_RECORD, json.dumps(allocation.record(plan.addresses)) + "\n")):
+def _record(d: Path, topo: Topology, plan: Plan, previous: topology.Scheduling | None = None) -> None:
+    """What every later command reads: the document as it was loaded (not the file as it is now),
+    the allocation, and where the pods were put (lab.topology.placement)."""
+    scheduling = topology.scheduling_of(topo.pods, previous)
+    record = {**allocation.record(plan.addresses), "scheduling": scheduling.record()}
+    for name, text in ((TOPOLOGY_RECORD, topo.text), (ALLOCATION_RECORD, json.dumps(record) + "\n")):
         tmp = d / f".{name}.tmp"
         tmp.write_text(text)
         tmp.rename(d / name)    # a reader sees the old file or the new one, never half of one
@@ -272,7 +276,7 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
         except OSError as e:
             raise PodlabError(f"lab {name}: the change failed half way ({e}); what it made is journalled: "
                               f"'sudo podlab down {name}' removes the lab") from None
-        _record(state.lab_dir(name), desired, ch.plan)
+        _record(state.lab_dir(name), desired, ch.plan, lab.scheduling)
         Journal(name).record("change-done")
         for pod in ch.removed:
             say(f"pod/{pod} deleted")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from lab.api import Lab
     from lab.model import Topology
 
-NEEDS_ROOT = {"apply", "delete"}
+NEEDS_ROOT = {"apply", "delete", "scale", "rollout"}
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
@@ -27,7 +27,17 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
     sp.add_argument("names", nargs="*", metavar="NAME")
     sp.add_argument("-f", "--filename", help="delete what this file's manifests name")
     sp.add_argument("--lab", help="which lab, when several are up")
-    return {"apply": cmd_apply, "delete": cmd_delete}
+    sp = sub.add_parser("scale", help="set a Deployment's replicas in a running lab, like kubectl scale")
+    sp.add_argument("kind", choices=["deployment", "deploy"])
+    sp.add_argument("name")
+    sp.add_argument("--replicas", type=int, required=True)
+    sp.add_argument("--lab", help="which lab, when several are up")
+    sp = sub.add_parser("rollout", help="restart a Deployment's pods (new names, new addresses), like kubectl rollout")
+    sp.add_argument("action", choices=["restart", "status"])
+    sp.add_argument("kind", choices=["deployment", "deploy"])
+    sp.add_argument("name")
+    sp.add_argument("--lab", help="which lab, when several are up")
+    return {"apply": cmd_apply, "delete": cmd_delete, "scale": cmd_scale, "rollout": cmd_rollout}
 
 
 def _read(path: str) -> tuple[str, str]:
@@ -40,43 +50,68 @@ def _read(path: str) -> tuple[str, str]:
         raise PodlabError(f"{path}: {e.strerror or e}") from None
 
 
+def _document(lab: Lab) -> dict[str, Any]:
+    return yaml.safe_load(lab.topology.text) or {}
+
+
+def _load(lab: Lab, document: dict[str, Any], source: str, gone: set[str] = frozenset()) -> Topology:
+    """The desired state: the edited document placed over the lab's placement (pods keep their
+    nodes; a Deployment's pods that went are replaced by new ones)."""
+    from lab import topology
+    bound = topology.without(lab.scheduling, set(gone), lab.topology.pods) if lab.scheduling else None
+    return topology.loads(yaml.safe_dump(document, sort_keys=False), source=f"lab {lab.name}'s record with {source}",
+                          default_name=lab.document_name, bound=bound)
+
+
 def _with_pods(lab: Lab, pods: list[dict[str, Any]], drop: set[str], source: str) -> Topology:
     """The lab's recorded document with these pod entries added (or replacing those of the same
-    name) and the pods named in `drop` removed, validated as a whole."""
-    from lab import topology
-    document = yaml.safe_load(lab.topology.text) or {}
-    names = {p["name"] for p in pods} | drop
-    known = {p.name for p in lab.topology.pods}
-    missing = sorted(drop - known)
+    name) and the pods named in `drop` gone: bare pods removed, a Deployment's pods replaced."""
+    document = _document(lab)
+    known = {p.name: p for p in lab.topology.pods}
+    missing = sorted(drop - set(known))
     if missing:
-        raise PodlabError(f'pods "{missing[0]}" not found in lab {lab.name} (pods of a Deployment cannot be deleted '
-                          "one by one yet)")
-    # A pod keeps the node it runs on (once the scheduler has bound it, it stays): pods placed
-    # round-robin would otherwise move when one before them goes.
-    node_of = {p.name: p.node for p in lab.topology.pods}
-    kept = [dict(p, node=node_of.get(p.get("name"), p.get("node"))) for p in document.get("pods") or []
-            if p.get("name") not in names]
-    document["pods"] = [{k: v for k, v in p.items() if v is not None} for p in kept] + _scheduled(lab, kept, pods)
-    text = yaml.safe_dump(document, sort_keys=False)
-    return topology.loads(text, source=f"lab {lab.name}'s record with {source}", default_name=lab.document_name)
+        raise PodlabError(f'pods "{missing[0]}" not found in lab {lab.name}')
+    names = {p["name"] for p in pods} | drop
+    document["pods"] = [p for p in document.get("pods") or [] if p.get("name") not in names] + pods
+    return _load(lab, document, source, drop)
 
 
-def _scheduled(lab: Lab, kept: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """New pods without a nodeName go where the scheduler's spreading would put them: the node
-    with the fewest pods (the first of those), counting the pods that stay and those placed so far."""
-    count = {n.name: 0 for n in lab.topology.nodes}
-    staying = {p.get("name") for p in kept} | {p.name for p in lab.topology.pods if p.deployment}
-    for pod in lab.topology.pods:
-        if pod.name in staying:
-            count[pod.node] += 1
-    out = []
-    for pod in pods:
-        if "node" not in pod:
-            node = min(count, key=lambda n: count[n])
-            pod = {**pod, "node": node}
-        count[pod["node"]] = count.get(pod["node"], 0) + 1
-        out.append(pod)
-    return out
+def _deployment(document: dict[str, Any], lab: Lab, name: str) -> dict[str, Any]:
+    for d in document.get("deployments") or []:
+        if d.get("name") == name:
+            return d
+    known = ", ".join(d.get("name", "?") for d in document.get("deployments") or []) or "none"
+    raise PodlabError(f'deployments.apps "{name}" not found in lab {lab.name} (deployments: {known})')
+
+
+def cmd_scale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from lab import api
+    lab = api.pick(args.lab)
+    if args.replicas < 0:
+        raise PodlabError(f"--replicas {args.replicas}: give 0 or more")
+    document = _document(lab)
+    _deployment(document, lab, args.name)["replicas"] = args.replicas
+    api.change(lab.name, _load(lab, document, f"scale {args.name}"), lambda line: print(line, file=out), current=lab)
+    print(f"deployment.apps/{args.name} scaled", file=out)
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`rollout restart`: every pod of the Deployment replaced by a new one (new names, new
+    addresses). All at once: maxSurge and maxUnavailable are not emulated."""
+    from lab import api
+    lab = api.pick(args.lab)
+    document = _document(lab)
+    _deployment(document, lab, args.name)
+    if args.action == "status":
+        pods = [p for p in lab.topology.pods if p.deployment == args.name]
+        print(f'deployment "{args.name}" successfully rolled out ({len(pods)} pods)', file=out)
+        return 0
+    gone = {p.name for p in lab.topology.pods if p.deployment == args.name}
+    api.change(lab.name, _load(lab, document, f"rollout restart {args.name}", gone), lambda line: print(line, file=out),
+               current=lab)
+    print(f"deployment.apps/{args.name} restarted", file=out)
+    return 0
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -89,7 +124,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"not emulated: {path}", file=err)
         desired = _with_pods(lab, found.pods, set(), source)
     else:
-        desired = topology.loads(text, source=source, default_name=lab.document_name)
+        desired = topology.loads(text, source=source, default_name=lab.document_name, bound=lab.scheduling)
     api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
     return 0
 

@@ -57,6 +57,7 @@ class Pod:
     host_network: bool = False
     labels: tuple[tuple[str, str], ...] = ()
     deployment: str | None = None
+    ordinal: int | None = None      # which of its Deployment's pods (names follow it; lab.topology.placement)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,12 @@ def replicaset_name(lab: str, deployment: str) -> str:
     return f"{base}-{pod_template_hash(lab, deployment)}"
 
 
-def deployment_pod_names(lab: str, deployment: str, replicas: int) -> list[str]:
-    """The names of a deployment's pods, e.g. nginx-6bfd886fb5-fvngf: deterministic and unique."""
+def deployment_pod_names(lab: str, deployment: str, replicas: int, ordinals: list[int] | None = None) -> list[str]:
+    """The names of a deployment's pods, e.g. nginx-6bfd886fb5-fvngf: deterministic and unique.
+
+    `ordinals`: which of the deployment's pods these are (default 0 .. replicas-1). A pod made to
+    replace another gets the next ordinal, so a new name, as the ReplicaSet controller gives it a
+    new random suffix."""
     if replicas < 0:
         raise ValueError(f"replicas must be >= 0, got {replicas}")
     if replicas > len(SAFE_ALPHABET) ** SUFFIX_LENGTH:
@@ -57,7 +61,7 @@ def deployment_pod_names(lab: str, deployment: str, replicas: int) -> list[str]:
     base = replicaset_name(lab, deployment)
     names: list[str] = []
     taken: set[str] = set()
-    for index in range(replicas):
+    for index in (ordinals if ordinals is not None else range(replicas)):
         attempt = 0
         while True:
             # A collision (about 1 in 14 million per pair) re-hashes with a counter rather than failing.

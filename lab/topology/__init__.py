@@ -34,5 +34,7 @@ from __future__ import annotations
 from lab.topology.build import loads
 from lab.topology.capacity import max_nodes, max_pods_per_node
 from lab.topology.files import available_topologies, load, resolve
+from lab.topology.placement import Scheduling, scheduling_of, without
 
-__all__ = ["available_topologies", "load", "loads", "max_nodes", "max_pods_per_node", "resolve"]
+__all__ = ["available_topologies", "load", "loads", "max_nodes", "max_pods_per_node", "resolve", "Scheduling",
+           "scheduling_of", "without"]

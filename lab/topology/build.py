@@ -12,23 +12,26 @@ from lab.topology.checker import Checker
 from lab.topology.hosts import host_list, node_list
 from lab.topology.names import check_unique_names, lab_name
 from lab.topology.network import design_choice, network_settings
-from lab.topology.placement import place
+from lab.topology.placement import Scheduling, place
 from lab.topology.pods import deployment_drafts, pod_drafts
 from lab.topology.schema import OUTSIDE_SCHEMA, TOP_SCHEMA
 from lab.topology.yaml_reader import Reader
 
 
-def loads(text: str, source: str = "<string>", default_name: str | None = None) -> Topology:
-    """Validate topology YAML text; raise TopologyError listing every problem found."""
+def loads(text: str, source: str = "<string>", default_name: str | None = None,
+          bound: Scheduling | None = None) -> Topology:
+    """Validate topology YAML text; raise TopologyError listing every problem found. `bound`: a
+    running lab's placement (its pods keep their nodes; lab.topology.placement)."""
     checker = Checker(source)
     document = Reader(checker).read(text)
-    topology = _build(checker, document, default_name or "lab", text) if document is not None else None
+    topology = _build(checker, document, default_name or "lab", text, bound) if document is not None else None
     if checker.problems or topology is None:
         raise checker.error()
     return topology
 
 
-def _build(checker: Checker, document: dict[str, Any], default_name: str, text: str) -> Topology | None:
+def _build(checker: Checker, document: dict[str, Any], default_name: str, text: str,
+           bound: Scheduling | None) -> Topology | None:
     """Every section checked in turn, then the pods placed and the whole checked for fit;
     None when any problem was found (they are all in the checker)."""
     top = checker.fields((), document, TOP_SCHEMA, "the topology") or {}
@@ -44,7 +47,7 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
     if nodes is None or not check_pod_count(checker, pods, deployments):
         return None
     node_names = [n.name for n in nodes]
-    placed = place(checker, lab, node_names, pods, deployments)
+    placed = place(checker, lab, node_names, pods, deployments, bound)
     # Imported here: lab.services.schema builds on this package's checker, so it imports lab.topology.
     from lab.services import schema as service_schema
     services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr,

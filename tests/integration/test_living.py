@@ -82,3 +82,41 @@ def test_a_service_follows_the_pods_that_come_and_go(tmp_path):
         assert code != 0                                     # no endpoints: kube-proxy rejects
     finally:
         api.down("livesvc")
+
+
+def test_a_deployments_pods_are_replaced_scaled_and_rolled_and_its_service_keeps_its_address(tmp_path):
+    path = tmp_path / "dep.yaml"
+    path.write_text("design: flannel\nnodes: [node1, node2]\npods:\n  - {name: client, node: node1, image: busybox}\n"
+                    "deployments:\n  - {name: web, replicas: 2, image: nginx}\n"
+                    "services:\n  - {name: web, selector: {app: web}, ports: [{port: 80}]}\n")
+    api.up(api.load_topology(str(path), name="livedep"))
+    try:
+        lab = api.Lab("livedep")
+        cluster_ip = next(s for s in lab.topology.services if s.name == "web").cluster_ip
+        old = {p.name: p for p in lab.addresses.pods if p.name.startswith("web-")}
+        victim = sorted(old)[0]
+        code, out, err = podlab("delete", "--lab", "livedep", "pod", victim)
+        assert code == 0, err
+        lab = api.Lab("livedep")
+        now = {p.name: p for p in lab.addresses.pods if p.name.startswith("web-")}
+        assert victim not in now and len(now) == 2
+        replacement = next(n for n in now if n not in old)
+        assert now[replacement].ip not in {p.ip for p in old.values()}          # a new name and a new address
+        assert next(s for s in lab.topology.services if s.name == "web").cluster_ip == cluster_ip
+        served = set()
+        for _ in range(12):      # the ClusterIP answers from the new pod too (kube-proxy's random choice)
+            code, out, _ = podlab("exec", "--lab", "livedep", "client", "--", "wget", "-qO-", "-T", "2", f"http://{cluster_ip}/")
+            served |= {n for n in now if n in out}
+        assert replacement in served
+        for replicas in (4, 1):
+            assert podlab("scale", "--lab", "livedep", "deployment", "web", "--replicas", str(replicas))[0] == 0
+            lab = api.Lab("livedep")
+            assert len([p for p in lab.topology.pods if p.deployment == "web"]) == replicas
+            assert all(r.passed for r in check.run(lab))
+        before = {p.name for p in api.Lab("livedep").topology.pods if p.deployment == "web"}
+        assert podlab("rollout", "restart", "--lab", "livedep", "deployment", "web")[0] == 0
+        after = {p.name for p in api.Lab("livedep").topology.pods if p.deployment == "web"}
+        assert len(after) == 1 and not before & after
+        assert all(r.passed for r in check.run(api.Lab("livedep")))
+    finally:
+        api.down("livedep")

@@ -108,3 +108,24 @@ def test_a_large_lab_forgets_a_gone_pods_static_neighbours():
     gone = next(p for p in current.addresses.pods if p.name == "p7")
     dels = [op for op in ch.ops if isinstance(op, DelNeighbour)]
     assert dels and all(op.address == gone.ip for op in dels) and ch.removed == ("p7",)
+
+
+def test_a_deployment_keeps_its_pods_and_replaces_a_deleted_one_under_a_new_name():
+    doc = "design: kindnet\nnodes: [node1, node2]\ndeployments:\n  - {name: web, replicas: 3, image: nginx}\n"
+    first = topology.loads(doc, default_name="lab")
+    bound = topology.scheduling_of(first.pods)
+    names = [p.name for p in first.pods]
+    victim = first.pods[1]
+    again = topology.loads(doc, default_name="lab", bound=topology.without(bound, {victim.name}, first.pods))
+    now = {p.name: p.node for p in again.pods}
+    assert victim.name not in now and len(now) == 3
+    assert all(now[n] == p.node for n, p in zip(names, first.pods) if n != victim.name)    # the others stay put
+    new = next(p for p in again.pods if p.name not in names)
+    assert new.ordinal == 3 and new.name.startswith(names[0].rsplit("-", 1)[0])         # same ReplicaSet, new suffix
+    # Scaled down to 2: the newest goes; up to 4: one more of a new ordinal, on the node with the fewest pods.
+    b2 = topology.scheduling_of(again.pods, bound)
+    down = topology.loads(doc.replace("replicas: 3", "replicas: 2"), default_name="lab", bound=b2)
+    assert {p.name for p in down.pods} == {n for n in now if n != new.name}
+    up = topology.loads(doc.replace("replicas: 3", "replicas: 4"), default_name="lab", bound=b2)
+    assert len(up.pods) == 4 and {p.ordinal for p in up.pods} == {0, 2, 3, 4}
+    assert sorted(list({p.node for p in up.pods})) == ["node1", "node2"]
