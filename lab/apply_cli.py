@@ -76,6 +76,25 @@ def _with_pods(lab: Lab, pods: list[dict[str, Any]], drop: set[str], source: str
     return _load(lab, document, source, drop)
 
 
+def _with_objects(lab: Lab, found: Any, source: str) -> Topology:
+    """The lab's document with the manifests' objects created or replacing those of the same name.
+    Services keep their ClusterIPs: a Service's address never changes while it exists."""
+    document = _document(lab)
+    ips = {(s.namespace, s.name): s.cluster_ip for s in lab.topology.services}
+    for key, entries in (("pods", found.pods), ("deployments", found.deployments), ("services", found.services)):
+        if not entries:
+            continue
+        names = {e["name"] for e in entries}
+        document[key] = [e for e in document.get(key) or [] if e.get("name") not in names] + entries
+    for svc in document.get("services") or []:
+        ip = ips.get((svc.get("namespace", "default"), svc.get("name")))
+        if ip is not None and "clusterIP" not in svc:
+            svc["clusterIP"] = str(ip)
+    if found.services and "services" not in document:
+        document["services"] = []
+    return _load(lab, document, source)
+
+
 def _deployment(document: dict[str, Any], lab: Lab, name: str) -> dict[str, Any]:
     for d in document.get("deployments") or []:
         if d.get("name") == name:
@@ -122,7 +141,9 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         found = manifests.read(text, source)
         for path in dict.fromkeys(found.not_emulated):
             print(f"not emulated: {path}", file=err)
-        desired = _with_pods(lab, found.pods, set(), source)
+        for ns in found.namespaces:
+            print(f"namespace/{ns} created (podlab's namespaces are names: nothing to make)", file=out)
+        desired = _with_objects(lab, found, source)
     else:
         desired = topology.loads(text, source=source, default_name=lab.document_name, bound=lab.scheduling)
     api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)

@@ -98,8 +98,6 @@ def _same_cluster(old: Topology, new: Topology) -> None:
         ("Calico's settings", old.calico, new.calico)) if a != b]
     if old.cluster_services != new.cluster_services:
         changed.append("whether the lab has Services")
-    if old.services != new.services:
-        changed.append("the Services")
     if changed:
         raise PodlabError(f"this change touches {', '.join(changed)}: only pods can be added to or removed from a "
                           "running lab yet; 'podlab down' and 'podlab up' the new design instead")

@@ -1,10 +1,12 @@
-"""Kubernetes manifests as podlab reads them: v1 Pods, as entries of a lab's topology document.
+"""Kubernetes manifests as podlab reads them: v1 Pod, apps/v1 Deployment, v1 Service and v1 Namespace,
+as entries of a lab's topology document.
 
 `kubectl apply -f nginx_pod.yaml` of seed 004 works verbatim. Fields that matter for the network
-(name, namespace, labels, nodeName, hostNetwork, each container's image, command, args and ports)
-are emulated; others podlab accepts and lists once as "not emulated". An unknown kind or field is
-an error naming the document, its path and line, and nothing changes. Pods only, for now:
-Deployments, Services and Namespaces come with the rest of the living cluster.
+(name, namespace, labels, nodeName, hostNetwork, each container's image, command, args and ports; a
+Deployment's replicas, selector and template; a Service's type, selector, ports and clusterIP) are
+emulated; others podlab accepts and lists once as "not emulated". An unknown kind or field is an error
+naming the document, its path and line, and nothing changes. Namespaces need no object in podlab (a
+pod's namespace is a name): a Namespace document is accepted.
 """
 from __future__ import annotations
 
@@ -15,18 +17,22 @@ import yaml
 
 from lab.errors import PodlabError
 
-KINDS = {("v1", "Pod")}
+KINDS = {("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Namespace")}
 NOT_EMULATED = {"resources", "livenessProbe", "readinessProbe", "startupProbe", "securityContext",
                 "imagePullPolicy", "env", "envFrom", "volumeMounts", "workingDir", "terminationMessagePath",
                 "terminationMessagePolicy", "lifecycle", "stdin", "tty"}
 POD_SPEC_NOT_EMULATED = {"restartPolicy", "imagePullSecrets", "serviceAccountName", "serviceAccount",
                          "terminationGracePeriodSeconds", "securityContext", "volumes", "tolerations",
-                         "affinity", "priorityClassName", "schedulerName", "dnsPolicy", "enableServiceLinks"}
+                         "affinity", "priorityClassName", "schedulerName", "dnsPolicy", "enableServiceLinks",
+                         "initContainers"}
 
 
 @dataclass
 class Manifests:
-    pods: list[dict[str, Any]] = field(default_factory=list)   # topology pod entries
+    pods: list[dict[str, Any]] = field(default_factory=list)          # topology pod entries
+    deployments: list[dict[str, Any]] = field(default_factory=list)   # topology deployment entries
+    services: list[dict[str, Any]] = field(default_factory=list)      # topology service entries
+    namespaces: list[str] = field(default_factory=list)
     not_emulated: list[str] = field(default_factory=list)
 
 
@@ -52,10 +58,75 @@ def read(text: str, source: str) -> Manifests:
         where = _Where(source, i, node)
         kind = (doc.get("apiVersion"), doc.get("kind"))
         if kind not in KINDS:
+            known = ", ".join(f"{v} {k}" for v, k in sorted(KINDS))
             raise where.error(("kind",), f"{doc.get('apiVersion')}/{doc.get('kind')} is not a kind podlab applies "
-                                         "yet (v1 Pod)")
-        out.pods.append(_pod(doc, where, out.not_emulated))
+                                         f"({known})")
+        if kind[1] == "Pod":
+            out.pods.append(_pod(doc, where, out.not_emulated))
+        elif kind[1] == "Deployment":
+            out.deployments.append(_deployment(doc, where, out.not_emulated))
+        elif kind[1] == "Service":
+            out.services.append(_service(doc, where, out.not_emulated))
+        else:
+            out.namespaces.append(_name(doc, where))
     return out
+
+
+def _name(doc: dict, where: "_Where") -> str:
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        raise where.error(("metadata", "name"), f"a {doc.get('kind')} needs metadata.name")
+    return meta["name"]
+
+
+def _deployment(doc: dict, where: "_Where", not_emulated: list[str]) -> dict[str, Any]:
+    name = _name(doc, where)
+    meta, spec = doc["metadata"], doc.get("spec") or {}
+    for key in spec:
+        if key in ("strategy", "revisionHistoryLimit", "progressDeadlineSeconds", "minReadySeconds", "paused"):
+            not_emulated.append(f"spec.{key}")
+        elif key not in ("replicas", "selector", "template"):
+            raise where.error(("spec", key), f"unknown field spec.{key}")
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        raise where.error(("spec", "template"), "a Deployment needs spec.template")
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    wanted = ((spec.get("selector") or {}).get("matchLabels")) or {}
+    if not wanted or any(labels.get(k) != v for k, v in wanted.items()):
+        raise where.error(("spec", "selector"), "spec.selector.matchLabels must match the template's labels "
+                                                "(the API server refuses it otherwise)")
+    pod = _pod({"metadata": {"name": name, **{k: v for k, v in (template.get("metadata") or {}).items()
+                                               if k in ("labels", "annotations")}},
+                "spec": template.get("spec") or {}}, _Nested(where, ("spec", "template")), not_emulated)
+    entry: dict[str, Any] = {"name": name, "replicas": int(spec.get("replicas", 1))}
+    if meta.get("namespace"):
+        entry["namespace"] = meta["namespace"]
+    for key in ("labels", "containers", "hostNetwork"):
+        if key in pod:
+            entry[key] = pod[key]
+    if "node" in pod:
+        entry["nodes"] = [pod["node"]]
+    return entry
+
+
+def _service(doc: dict, where: "_Where", not_emulated: list[str]) -> dict[str, Any]:
+    name = _name(doc, where)
+    meta, spec = doc["metadata"], doc.get("spec") or {}
+    entry: dict[str, Any] = {"name": name}
+    if meta.get("namespace"):
+        entry["namespace"] = meta["namespace"]
+    for key, value in spec.items():
+        if key in ("type", "selector", "clusterIP"):
+            entry[key] = value
+        elif key == "ports":
+            entry["ports"] = [{k: v for k, v in port.items() if k in ("name", "port", "targetPort", "protocol", "nodePort")}
+                              for port in value or []]
+        elif key in ("sessionAffinity", "externalTrafficPolicy", "internalTrafficPolicy", "ipFamilies",
+                     "ipFamilyPolicy", "clusterIPs"):
+            not_emulated.append(f"spec.{key}")
+        else:
+            raise where.error(("spec", key), f"unknown field spec.{key}")
+    return entry
 
 
 class _Where:
@@ -82,7 +153,17 @@ class _Where:
                            + (f" (line {line})" if line else "") + f": {message}; nothing was changed")
 
 
-def _pod(doc: dict, where: _Where, not_emulated: list[str]) -> dict[str, Any]:
+class _Nested:
+    """A part of a document (a Deployment's pod template) addressed as a document of its own."""
+
+    def __init__(self, outer: _Where, prefix: tuple):
+        self.outer, self.prefix = outer, prefix
+
+    def error(self, path: tuple, message: str) -> PodlabError:
+        return self.outer.error(self.prefix + path, message)
+
+
+def _pod(doc: dict, where: _Where | _Nested, not_emulated: list[str]) -> dict[str, Any]:
     meta = doc.get("metadata") or {}
     spec = doc.get("spec") or {}
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):

@@ -120,3 +120,84 @@ def test_a_deployments_pods_are_replaced_scaled_and_rolled_and_its_service_keeps
         assert all(r.passed for r in check.run(api.Lab("livedep")))
     finally:
         api.down("livedep")
+
+
+SEED_001_DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx
+  namespace: default
+  labels:
+    app: nginx
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      initContainers:
+      - name: init
+        image: busybox
+        command: ['sh', '-c', 'echo "Welcome to the home page of host $(hostname)!" > /usr/share/nginx/html/index.html']
+        volumeMounts:
+        - name: html
+          mountPath: /usr/share/nginx/html
+      containers:
+      - name: nginx
+        image: nginx
+        ports:
+        - name: http-web-svc
+          containerPort: 80
+          protocol: TCP
+        volumeMounts:
+        - name: html
+          mountPath: /usr/share/nginx/html
+      volumes:
+      - name: html
+        emptyDir: {}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nginx-service
+spec:
+  selector:
+    app: nginx
+  ports:
+  - name: name-of-service-port
+    protocol: TCP
+    port: 80
+    targetPort: http-web-svc
+"""
+
+
+def test_seed_001s_deployment_and_service_manifests_apply_to_a_lab_with_services(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("design: flannel\nnodes: [node1, node2]\npods:\n  - {name: client, node: node1, image: busybox}\n"
+                    "services: []\n")
+    api.up(api.load_topology(str(path), name="live001"))
+    try:
+        (tmp_path / "nginx.yaml").write_text(SEED_001_DEPLOYMENT)
+        code, out, err = podlab("apply", "--lab", "live001", "-f", str(tmp_path / "nginx.yaml"))
+        assert code == 0, err
+        assert "not emulated: spec.template.spec.initContainers" in err or "not emulated: spec.initContainers" in err
+        lab = api.Lab("live001")
+        pods = [p for p in lab.topology.pods if p.deployment == "nginx"]
+        assert len(pods) == 3 and {p.node for p in pods} == {"node1", "node2"}
+        code, out, _ = podlab("exec", "--lab", "live001", "client", "--", "wget", "-qO-", "-T", "3",
+                              "http://nginx-service.default.svc.cluster.local/")
+        assert code == 0 and any(f"Welcome to the home page of host {p.name}!" in out for p in pods), out
+        ip = next(s for s in lab.topology.services if s.name == "nginx-service").cluster_ip
+        # applied again with another replica count: the Service keeps its address
+        assert podlab("apply", "--lab", "live001", "-f", str(tmp_path / "nginx.yaml"))[0] == 0
+        (tmp_path / "nginx.yaml").write_text(SEED_001_DEPLOYMENT.replace("replicas: 3", "replicas: 1"))
+        assert podlab("apply", "--lab", "live001", "-f", str(tmp_path / "nginx.yaml"))[0] == 0
+        again = api.Lab("live001")
+        assert next(s for s in again.topology.services if s.name == "nginx-service").cluster_ip == ip
+        assert len([p for p in again.topology.pods if p.deployment == "nginx"]) == 1
+    finally:
+        api.down("live001")
