@@ -37,7 +37,17 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
     sp.add_argument("kind", choices=["deployment", "deploy"])
     sp.add_argument("name")
     sp.add_argument("--lab", help="which lab, when several are up")
-    return {"apply": cmd_apply, "delete": cmd_delete, "scale": cmd_scale, "rollout": cmd_rollout}
+    sp = sub.add_parser("run", help="start a pod in a running lab, like kubectl run: podlab run tmp-shell --rm -it "
+                        "--image nicolaka/netshoot -- /bin/bash (what follows -- is the pod's command)")
+    sp.add_argument("name")
+    sp.add_argument("--image", required=True)
+    sp.add_argument("--rm", action="store_true", help="delete the pod when the command ends (with -it)")
+    sp.add_argument("-i", "--stdin", action="store_true", help="attach: run the command in the pod here")
+    sp.add_argument("-t", "--tty", action="store_true", help="(with -i) give the command the terminal")
+    sp.add_argument("--labels", "-l", default="", help="labels, e.g. app=web,tier=front")
+    sp.add_argument("--lab", help="which lab, when several are up")
+    NEEDS_ROOT.add("run")
+    return {"apply": cmd_apply, "delete": cmd_delete, "scale": cmd_scale, "rollout": cmd_rollout, "run": cmd_run}
 
 
 def _read(path: str) -> tuple[str, str]:
@@ -131,6 +141,28 @@ def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                current=lab)
     print(f"deployment.apps/{args.name} restarted", file=out)
     return 0
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """kubectl run: a bare pod of one container. Attached (-i), the pod idles and the command runs in
+    it here (exec), then --rm deletes the pod; detached, the pod's container runs the command."""
+    from lab import api, cli
+    lab = api.pick(args.lab)
+    command = getattr(args, "command_argv", [])      # what came after '--' (lab.cli.main)
+    container: dict[str, Any] = {"name": args.name, "image": args.image}
+    if command and not args.stdin:
+        container["command"] = command
+    labels = dict(kv.split("=", 1) for kv in args.labels.split(",") if "=" in kv) or {"run": args.name}
+    desired = _with_pods(lab, [{"name": args.name, "labels": labels, "containers": [container]}], set(), "run")
+    api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
+    if not args.stdin:
+        return 0
+    try:
+        return cli.main(["exec", "--lab", lab.name, args.name, "--", *(command or ["sh"])], out, err)
+    finally:
+        if args.rm:
+            api.change(lab.name, _with_pods(api.Lab(lab.name), [], {args.name}, "run --rm"),
+                       lambda line: print(line, file=out))
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("what", choices=["nodes", "node", "pods", "pod", "po", "no",
                                      "services", "service", "svc", "endpoints", "endpoint", "ep"])
     sp.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")
+    sp.add_argument("-w", "--watch", action="store_true", help="pods: after the listing, print each pod that "
+                    "changes (created, deleted, its status or address), as kubectl get -w does; Ctrl-C ends")
+    sp.add_argument("--watch-seconds", type=float, default=None, help=argparse.SUPPRESS)   # tests: stop after this
     lab_flag(sp)
 
     sp = sub.add_parser("exec", help="run a command in a pod, node or host: podlab exec POD -- CMD ...")
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     args = build_parser().parse_args(argv)
     if args.command == "exec":
         args.argv = args.argv + trailing
+    elif args.command == "run":      # `podlab run NAME --image X -- CMD ...`: the pod's command
+        args.command_argv = trailing
     elif trailing:   # for the other commands '--' only ends the options: `podlab down -- -odd-name`
         args = build_parser().parse_args([*argv, "--", *trailing])
     try:
@@ -215,6 +220,41 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             cols += ["IP", "NODE", "NETNS"]
             keys += ["ip", "node", "netns"]
     print(render.table(cols, [[r[k] if k != "age" else render.age(r[k]) for k in keys] for r in rows]), file=out)
+    if args.watch and args.what in ("pods", "pod", "po"):
+        return _watch_pods(lab.name, rows, cols, keys, args.watch_seconds, out)
+    return 0
+
+
+def _watch_pods(name: str, rows: list[dict], cols: list[str], keys: list[str], seconds: float | None,
+                out: TextIO) -> int:
+    """kubectl get -w: one line per pod whose row changed since the last look (a new pod, another
+    status or address), and a line for each pod that went; twice a second, from the lab's record
+    and the agent's status."""
+    import time
+    shown = {r["name"]: tuple(r[k] for k in keys if k != "age") for r in rows}
+    width = [len(c) for c in cols]
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                lab = api.Lab(name)
+            except PodlabError:
+                print(f"lab {name} is down", file=out)
+                return 0
+            now = render.pod_rows(lab, workloads.read_status(name), workloads.agent_alive(name))
+            current = {r["name"]: r for r in now}
+            for r in now:
+                key = tuple(r[k] for k in keys if k != "age")
+                if shown.get(r["name"]) != key:
+                    shown[r["name"]] = key
+                    print("   ".join(str(r[k] if k != "age" else render.age(r[k])).ljust(w)
+                                     for k, w in zip(keys, width)).rstrip(), file=out, flush=True)
+            for gone in [n for n in shown if n not in current]:
+                del shown[gone]
+                print(f"{gone}   deleted", file=out, flush=True)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

@@ -201,3 +201,25 @@ def test_seed_001s_deployment_and_service_manifests_apply_to_a_lab_with_services
         assert len([p for p in again.topology.pods if p.deployment == "nginx"]) == 1
     finally:
         api.down("live001")
+
+
+def test_run_and_get_pods_watch(tmp_path):
+    import threading
+    path = tmp_path / "w.yaml"
+    path.write_text("design: kindnet\nnodes: [node1, node2]\npods:\n  - {name: web, node: node1, image: nginx}\n")
+    api.up(api.load_topology(str(path), name="livewatch"))
+    try:
+        seen: dict[str, str] = {}
+
+        def watch() -> None:
+            seen["out"] = podlab("get", "pods", "--lab", "livewatch", "-w", "--watch-seconds", "4")[1]
+        t = threading.Thread(target=watch)
+        t.start()
+        code, out, err = podlab("run", "--lab", "livewatch", "tmp-shell", "--rm", "-i", "--image", "nicolaka/netshoot",
+                                "--", "sh", "-c", "hostname; ip -4 -o addr show eth0; sleep 1.5")
+        assert code == 0 and "tmp-shell" in out and "pod/tmp-shell deleted" in out, err
+        t.join()
+        assert "tmp-shell" in seen["out"] and "tmp-shell   deleted" in seen["out"], seen["out"]
+        assert "tmp-shell" not in api.Lab("livewatch").targets()
+    finally:
+        api.down("livewatch")
