@@ -96,7 +96,10 @@ class Report:
 
 
 def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: bool = False,
-           services: tuple[list[Any], list[str], float] | None = None) -> Report:
+           services: tuple[list[Any], list[str], float] | None = None,
+           findings: list[str] | None = None) -> Report:
+    """The matrix and its verdict, the Service rows, and in a Calico lab what is wrong with its
+    dataplane (`findings`; read from the lab when not given)."""
     pods, nodes, outside = endpoints(lab)
     names = [e.name for e in (*nodes, *pods, *outside)]
     summary = probe.summary(results)
@@ -113,6 +116,13 @@ def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: b
         tail += f"\n(outside hosts are not expected to reach pods in the {lab.design.name} design, so they were not probed)"
     text = f"lab {lab.name}: the Kubernetes network model\n\n{probe.matrix(results, names)}\n\n{tail}"
     extra: dict[str, Any] = {}
+    if findings is None:
+        from lab import calico_check
+        findings = calico_check.read(lab)        # None: not a Calico lab
+    if findings is not None:
+        extra["calico"] = findings
+    if findings:
+        text += "\n\nCalico:\n" + "\n".join(f"  {line}" for line in findings)
     if services is not None:
         from lab.services import probe as service_probe
         service_results, notes, service_seconds = services

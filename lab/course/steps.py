@@ -14,6 +14,7 @@ string). Placeholders name the lab's own objects, so one exercise works under an
     {block:NODE}    the node's pod block           {gateway:NODE}  the block's gateway (.1 on cni0)
     {veth:POD}      the pod's host-side veth       {vtep:NODE}     the node's VTEP address (block .0)
     {vtepmac:NODE}  the node's VTEP MAC            {router}        the VPC router's address
+    {birdconf:NODE} the node's BIRD configuration  {birdctl:NODE}  its BIRD's control socket (calico)
     {podcidr} {nodemask} {max_nodes} {mtu} {podmtu} {bridge} {lab} {workspace}
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from lab.errors import PodlabError
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9._-]+))?\}")
-WITH_ARG = {"ip", "block", "gateway", "veth", "vtep", "vtepmac"}
+WITH_ARG = {"ip", "block", "gateway", "veth", "vtep", "vtepmac", "birdconf", "birdctl"}
 PLAIN = {"router", "podcidr", "nodemask", "max_nodes", "mtu", "podmtu", "bridge", "lab", "workspace"}
 STEP_TIMEOUT = 30.0
 
@@ -175,8 +176,22 @@ def _value(name: str, arg: str | None, ctx: Context) -> str:
     if arg not in nodes:
         raise PodlabError(f"{{{name}:{arg}}}: lab {ctx.lab} has no node {arg!r} (nodes: {', '.join(nodes)})")
     node = nodes[arg]
+    if name in ("birdconf", "birdctl"):
+        return _bird_path(name, node.name, node.netns, ctx)
     return {"block": str(node.block), "gateway": str(node.gateway), "vtep": str(node.block.network_address),
             "vtepmac": node.vtep_mac}[name]
+
+
+def _bird_path(name: str, node: str, node_ns: str, ctx: Context) -> str:
+    """A node's BIRD configuration file or control socket, as its lab has them."""
+    from lab import state
+    from lab.ops import BgpEstablished, StartDaemon
+
+    assert ctx.plan is not None
+    for op in ctx.plan.ops:
+        if isinstance(op, StartDaemon) and isinstance(op.ready, BgpEstablished) and op.ns == node_ns:
+            return state.expand(op.config[0] if name == "birdconf" else op.ready.socket, ctx.lab)
+    raise PodlabError(f"{{{name}:{node}}}: lab {ctx.lab} runs no BIRD on {node} (BGP is the calico design's)")
 
 
 def expand_run(run: Run, ctx: Context) -> Run:

@@ -97,6 +97,8 @@ def _stop(view: View, world: World, o: Outcome, dst: str) -> str:
             return f"{who} cannot send VXLAN packets to {c.ip}: {route_error(c.route, c.ip)}"
         case "wrong-vtep-mac":
             return _wrong_vtep_mac(view, world, ns, c)
+        case "no-proxy-arp" | "not-learned" | "no-blackhole":
+            return o.reason or f"dropped at {who}"        # Calico's words already name the machines
         case "loop":
             machines = [world.name(h.netns) for h in o.hops]
             passed = [m for i, m in enumerate(machines) if i == 0 or machines[i - 1] != m]

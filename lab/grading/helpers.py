@@ -28,11 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_interface, ip_network
 
-from lab import api, inspect, probe
+from lab import api, calico_check, inspect, probe
 from lab.engine import netns, nsexec
 from lab.errors import PodlabError
 from lab.grading import diagnose as dg
-from lab.packets import endpoints
+from lab.packets import calico, endpoints
 from lab.packets.explain import explain, source_address
 from lab.packets.trace import trace
 from lab.packets.view import LiveView, longest_match
@@ -499,6 +499,57 @@ class Grader:
         """The Kubernetes network model: every pod reaches every other pod, without NAT."""
         pods = [p.name for p in self.addresses.pods]
         self.expect_paths([(a, b) for a in pods for b in pods if a != b], protos, "paths between pods")
+
+    # ------------------------------------------------------------------ Calico
+    def calico_findings(self) -> list[str]:
+        """What 'podlab check' finds wrong with a Calico lab's dataplane, one sentence each."""
+        return calico_check.read(self.lab) or []
+
+    def _calico_facts(self) -> calico.Facts:
+        facts = calico.facts_of(self.lab)
+        if facts is None:
+            raise AssertionError(f"lab {self.lab.name} is not a Calico lab (its design is {self.lab.design.name})")
+        return facts
+
+    def expect_bgp_established(self, wait: float = 10.0) -> None:
+        """Assert that every node's BIRD runs with the cluster's AS and has every BGP session
+        Established. Sessions that are down only while BIRD reconnects get `wait` seconds; a BIRD
+        that is not running or a wrong AS fails at once."""
+        facts = self._calico_facts()
+        deadline = time.monotonic() + wait
+        while True:
+            reports, local_as, cluster_as = calico_check.bgp_state(self.lab)
+            problems = calico_check.bgp_findings(facts, reports, local_as, cluster_as)
+            if not problems:
+                return
+            stuck = any(r.get("error") for r in reports) or any(a != cluster_as for a in local_as.values())
+            if stuck or time.monotonic() >= deadline:
+                raise AssertionError("; ".join(problems))
+            time.sleep(RETRY_PAUSE)
+
+    def expect_blocks_learned(self, wait: float = 2.0) -> None:
+        """Assert that every node holds every other node's block as BIRD installed it (proto bird),
+        giving BIRD `wait` seconds to write what its sessions learned."""
+        self._expect_settled(lambda view, facts: calico_check.block_findings(view, facts), wait)
+
+    def expect_proxy_arp(self) -> None:
+        """Assert that every pod's cali interface answers ARP by proxy (proxy_arp = 1)."""
+        self._expect_settled(lambda view, facts: calico_check.proxy_arp_findings(view, facts), 0.0)
+
+    def _expect_settled(self, problems_of, wait: float) -> None:
+        facts = self._calico_facts()
+        deadline = time.monotonic() + wait
+        while True:
+            view = LiveView(self.lab)
+            try:
+                problems = problems_of(view, facts)
+            finally:
+                view.close()
+            if not problems:
+                return
+            if time.monotonic() >= deadline:
+                raise AssertionError("; ".join(problems))
+            time.sleep(RETRY_PAUSE)
 
 
 def summarize(failed: Sequence[Reach], total: int, what: str = "paths") -> str:

@@ -22,7 +22,7 @@ from lab.engine import nsexec
 from lab.inspect import RT_TABLES, Link, Route, Snapshot
 from lab.netlink import dump, wire
 from lab.netlink.query import Rtnl
-from lab.packets import nft
+from lab.packets import calico, nft
 
 if TYPE_CHECKING:
     from lab.api import Lab
@@ -57,6 +57,8 @@ class RouteAnswer:
 
 
 class View(Protocol):
+    calico: calico.Facts | None       # a Calico lab's blocks, nodes and pods; None in other designs
+
     def state(self, ns: str) -> Snapshot: ...
     def route(self, ns: str, dst: str, src: str | None = None, iif: str | None = None) -> RouteAnswer: ...
     def peer(self, ns: str, dev: str) -> tuple[str, str] | None: ...
@@ -157,6 +159,7 @@ class LiveView:
         self._sysctls: dict[tuple[str, str], str | None] = {}
         self._sockets: dict[str, Rtnl] = {}
         self.namespaces = list(self._owner)
+        self.calico = calico.facts_of(lab)
 
     def owner(self, ns: str) -> str:
         return self._owner.get(ns, ns)
@@ -277,12 +280,13 @@ class SnapshotView:
 
     def __init__(self, states: dict[str, Snapshot], peers: dict[tuple[str, str], tuple[str, str]],
                  owners: dict[str, str] | None = None, rules: dict[str, list[nft.Chain]] | None = None,
-                 holders: dict[str, str] | None = None):
+                 holders: dict[str, str] | None = None, calico_facts: calico.Facts | None = None):
         self.states = states
         self.peers = {**peers, **{v: k for k, v in peers.items()}}
         self.owners = owners or {}
         self.rules = rules or {}
         self.holders = holders or {}
+        self.calico = calico_facts
 
     def owner(self, ns: str) -> str:
         return self.owners.get(ns, ns)

@@ -2,7 +2,8 @@
 
 At each step the walk does what the kernel would: a route lookup (with the input interface
 for a forwarded packet), the neighbour entry of the next hop (or an ARP answer from whoever
-holds that address on the link), the bridge FDB to pick a port, the VXLAN FDB to pick the
+holds that address on the link, or from the far end of a veth that answers for it by proxy, as
+a Calico node's cali interface does for 169.254.1.1), the bridge FDB to pick a port, the VXLAN FDB to pick the
 remote VTEP and the encapsulation that follows, then the veth into the next namespace. The
 first thing that would stop the packet ends the walk, with the namespace and the reason:
 no route, no neighbour/FDB entry, an interface down, forwarding off, a packet larger than
@@ -14,9 +15,10 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Network
 
 from lab.inspect import Link, Snapshot
-from lab.packets import l2, nft
+from lab.packets import calico, l2, nft
 from lab.packets.frames import DEFAULT_TTL, VXLAN_OVERHEAD
 from lab.packets.result import Hop
 from lab.packets.view import RouteAnswer, View, carrier, up
@@ -26,6 +28,7 @@ ETH = 14
 VLAN_SLACK = 4          # a veth or bridge port accepts MTU + Ethernet header + a VLAN tag
 MAX_STEPS = 64
 USABLE_NEIGH = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
+PROXY_ARP_OFF = "proxy_arp is off"      # the one refusal of proxy ARP that Calico's words name by itself
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,10 @@ class Cause:
     kind: no-route, refused (a blackhole/unreachable/prohibit route), forwarding-off, down (an
     interface), unreached (a frame nobody beyond `dev` takes: no ARP answer, no bridge port
     leads there, or no interface here has that MAC), no-neighbour and no-fdb (a VXLAN device's
-    entries), vtep-route (the remote VTEP has no route), wrong-vtep-mac, loop.
+    entries), vtep-route (the remote VTEP has no route), wrong-vtep-mac, loop; in a Calico lab
+    also no-proxy-arp (`dev` in `ns`, a pod's host end, does not answer ARP for `ip`, the pod's
+    gateway), not-learned (BGP did not bring the block of node `ns` that holds `ip`) and
+    no-blackhole (the node has neither a pod route nor its block's blackhole for `ip`).
     """
     kind: str
     dev: str | None = None             # the interface concerned
@@ -186,7 +192,15 @@ class Walker:
         return Stop(False, ns, reason, cause=cause)
 
     def _route_drop(self, ns: str, answer: RouteAnswer, dst: str) -> Stop:
-        return self._drop(ns, route_error(answer, dst), route_cause(answer, dst))
+        reason = route_error(answer, dst)
+        meaning = self._blackhole_meaning(ns, answer, dst)
+        return self._drop(ns, f"{reason}: {meaning}" if meaning else reason, route_cause(answer, dst))
+
+    def _decided(self, ns: str, answer: RouteAnswer) -> str:
+        """The route taken, and where a BGP-learned one came from."""
+        route = calico.entry(self._state(ns), answer.prefix, answer.table)
+        learned = calico.learned_from(self.view.calico, route, answer.gateway, self.view.owner)
+        return f"{answer.text()}, {learned}" if learned else answer.text()
 
     def _nft(self, ns: str, hooks: list[str], pkt: Packet, iif: str | None, oif: str | None) -> None:
         chains = self.view.nft_rules(ns)
@@ -203,15 +217,17 @@ class Walker:
         src, dst = (pkt.encap.src, pkt.encap.dst) if pkt.encap else (pkt.src, pkt.dst)
         answer = self.view.route(ns, dst, src)
         if answer.error or answer.type == "error":
+            self._calico_route(ns, dst, answer)
             raise self._route_drop(ns, answer, dst)
         if answer.type == "local":
             self._hop(ns, "lo", "out", pkt)
             raise Stop(True, ns)
         if answer.type != "unicast" or not answer.dev:
             raise self._route_drop(ns, answer, dst)
+        self._calico_route(ns, dst, answer)
         if not pkt.encap:
             self._nft(ns, ["output", "postrouting"], pkt, None, answer.dev)
-        self._transmit(ns, answer.dev, answer.gateway or dst, pkt, answer.text())
+        self._transmit(ns, answer.dev, answer.gateway or dst, pkt, self._decided(ns, answer))
 
     def _l3_input(self, ns: str, iif: str, pkt: Packet) -> None:
         if pkt.encap:
@@ -229,15 +245,17 @@ class Walker:
                 off = self._forwarding_off(ns, iif)
                 if off:
                     raise off
+            self._calico_route(ns, dst, answer)
             raise self._route_drop(ns, answer, dst)
         if answer.type != "unicast" or not answer.dev:
             raise self._route_drop(ns, answer, dst)
+        self._calico_route(ns, dst, answer)
         self._nft(ns, ["prerouting", "forward", "postrouting"], pkt, iif, answer.dev)
         ttl = pkt.encap.ttl if pkt.encap else pkt.ttl
         if ttl <= 1:
             raise self._drop(ns, f"TTL exceeded (the packet arrived with TTL {ttl})")
         forwarded = replace(pkt, encap=replace(pkt.encap, ttl=ttl - 1)) if pkt.encap else replace(pkt, ttl=ttl - 1)
-        self._transmit(ns, answer.dev, answer.gateway or dst, forwarded, answer.text())
+        self._transmit(ns, answer.dev, answer.gateway or dst, forwarded, self._decided(ns, answer))
 
     def _forwarding_off(self, ns: str, iif: str) -> Stop | None:
         """The stop for what arrives on iif, if forwarding is off."""
@@ -267,6 +285,120 @@ class Walker:
                                  f"sending node's neighbour entry for this node's VTEP is wrong",
                              Cause("wrong-vtep-mac", dev=dev.name, ip=e.src, mac=e.inner_mac))
         self._l3_input(ns, dev.name, inner)
+
+    # ------------------------------------------------------------ Calico's blocks
+
+    def _calico_route(self, ns: str, dst: str, answer: RouteAnswer) -> None:
+        """On a Calico node, a destination in a block that only a wider route (the default) or no
+        route covers: its block was not learned (another node's), or its blackhole is gone (ours)."""
+        facts = self.view.calico
+        if facts is None or ns not in facts.nodes:
+            return
+        found = facts.block_of(dst)
+        if found is None:
+            return
+        block, owner_ns = found
+        matched = None if answer.prefix is None else \
+            IPv4Network("0.0.0.0/0" if answer.prefix == "default" else answer.prefix, strict=False)
+        if matched is not None and matched.prefixlen >= block.prefixlen:
+            return                      # the block's own route, its blackhole, or a pod's /32
+        if owner_ns == ns:
+            proto = calico.proto_name(facts.blackhole_proto())
+            raise self._drop(ns, calico.no_blackhole_words(block, facts.nodes[ns], proto),
+                             Cause("no-blackhole", ip=dst, route=answer))
+        if facts.bgp:
+            wider = None if answer.prefix is None else \
+                ("its default route" if answer.prefix == "default" else f"route {answer.prefix}") + \
+                (f" via {answer.gateway}" if answer.gateway else "")
+            raise self._drop(ns, calico.not_learned_words(block, facts.nodes[ns], facts.nodes[owner_ns], wider),
+                             Cause("not-learned", ns=owner_ns, ip=dst, route=answer))
+
+    def _blackhole_meaning(self, ns: str, answer: RouteAnswer, dst: str) -> str | None:
+        """What a Calico node's blackhole for its own block says about `dst`."""
+        facts = self.view.calico
+        if facts is None or ns not in facts.nodes or answer.type != "blackhole" or not answer.prefix:
+            return None
+        if not any(str(b) == answer.prefix for b in facts.own_blocks(ns)):
+            return None
+        node = facts.nodes[ns]
+        who = "BIRD" if facts.bgp else "Felix"
+        holder = self.view.holder(dst)
+        if holder is not None and holder != ns:
+            return (f"{who}'s blackhole for {node}'s own block; pod {self.view.owner(holder)} holds {dst}, "
+                    f"but {node} has no route `{dst} dev cali...` for it")
+        return f"{who}'s blackhole for {node}'s own block: no pod on {node} holds {dst}"
+
+    # ------------------------------------------------------------ proxy ARP
+
+    def _proxy_refusal(self, ns: str, dev: str, ip: str, src: str | None) -> str | None:
+        """Why `dev` in `ns` would not answer an ARP request for `ip` from `src` by proxy (None: it
+        answers; PROXY_ARP_OFF: only proxy_arp is missing), in the kernel's order (arp_process):
+        forwarding on `dev`, a unicast route to `ip` out of another interface, proxy_arp on `dev`
+        (or on all)."""
+        if self.view.sysctl(ns, f"net.ipv4.conf.{dev}.forwarding") != "1":
+            return (f"forwarding is off on {dev} (net.ipv4.conf.{dev}.forwarding = 0): proxy ARP answers only "
+                    f"on an interface that forwards")
+        answer = self.view.route(ns, ip, src, dev) if src else RouteAnswer(type="error")
+        if answer.error or answer.type != "unicast" or answer.dev == dev:
+            return (f"{self.view.owner(ns)} has no route to {ip} out of another interface than {dev}: proxy ARP "
+                    f"answers only for an address the node routes elsewhere (its default route covers it)")
+        if "1" not in (self.view.sysctl(ns, f"net.ipv4.conf.{dev}.proxy_arp"),
+                       self.view.sysctl(ns, "net.ipv4.conf.all.proxy_arp")):
+            return PROXY_ARP_OFF
+        return None
+
+    def _proxy_end(self, ns: str, link: Link) -> tuple[str, Link] | None:
+        """The far end of a veth, if it could answer ARP by proxy: up, no bridge port."""
+        if link.kind != "veth":
+            return None
+        peer = self.view.peer(ns, link.name)
+        if peer is None:
+            return None
+        plink = self._state(peer[0]).link(peer[1])
+        if plink is None or not up(plink) or plink.master:
+            return None
+        return peer[0], plink
+
+    def _own_address(self, ns: str, dev: str) -> str | None:
+        return next((a.address.split("/")[0] for a in self._state(ns).addresses if a.dev == dev), None)
+
+    def _proxied(self, ns: str, link: Link, nexthop: str) -> tuple[str, str] | None:
+        """An ARP answer by proxy from the far end of `link` (MAC, words), where the kernel gives one;
+        on a Calico pod's link, the stop that says why none comes."""
+        end = self._proxy_end(ns, link)
+        if end is None:
+            return None
+        pns, plink = end
+        refusal = self._proxy_refusal(pns, plink.name, nexthop, self._own_address(ns, link.name))
+        facts = self.view.calico
+        if refusal is None:
+            words = calico.proxy_words(nexthop, plink.name, self.view.owner(pns), bool(facts and pns in facts.nodes))
+            return plink.mac or "", f"neigh {nexthop}: no entry yet, {words} ({plink.mac})"
+        if facts is None or (pns, plink.name) not in facts.pod_ends:
+            return None
+        cause = Cause("no-proxy-arp", dev=plink.name, ns=pns, ip=nexthop)
+        if refusal == PROXY_ARP_OFF:
+            raise self._drop(ns, calico.no_proxy_words(plink.name, facts.pod_ends[(pns, plink.name)],
+                                                       self.view.owner(pns), nexthop), cause)
+        raise self._drop(ns, f"the ARP for {nexthop} gets no answer from {plink.name} on {self.view.owner(pns)}: "
+                             f"{refusal}", cause)
+
+    def _proxy_note(self, ns: str, link: Link, nexthop: str, mac: str, state: str) -> str | None:
+        """For a Calico pod's learned neighbour entry of its gateway: that the node's cali end answered
+        it, and, if it no longer would, that the entry will not be renewed."""
+        facts = self.view.calico
+        if facts is None or "PERMANENT" in state or "NOARP" in state:
+            return None
+        end = self._proxy_end(ns, link)
+        if end is None or (end[0], end[1].name) not in facts.pod_ends or (end[1].mac or "").lower() != mac.lower():
+            return None
+        pns, plink = end
+        words = calico.proxy_words(nexthop, plink.name, self.view.owner(pns), pns in facts.nodes)
+        refusal = self._proxy_refusal(pns, plink.name, nexthop, self._own_address(ns, link.name))
+        if refusal is None:
+            return words
+        why = f"proxy_arp is off on {plink.name}" if refusal == PROXY_ARP_OFF else refusal
+        return f"{words}; but now {why}: once this entry expires, the pod's ARP for {nexthop} gets no answer"
 
     # ------------------------------------------------------------ sending on a link
 
@@ -302,7 +434,9 @@ class Walker:
         snap = self._state(ns)
         entry = next((n for n in snap.neighbours if n.dev == link.name and n.address == nexthop), None)
         if entry is not None and entry.mac and any(s in entry.state for s in USABLE_NEIGH):
-            return entry.mac, f"neigh {nexthop} lladdr {entry.mac} {entry.state}"
+            words = f"neigh {nexthop} lladdr {entry.mac} {entry.state}"
+            note = self._proxy_note(ns, link, nexthop, entry.mac, entry.state)
+            return entry.mac, f"{words}, {note}" if note else words
         if link.kind == "vxlan":
             what = f"a {entry.state} neighbour entry" if entry else "no neighbour entry"
             raise self._drop(ns, f"{what} for {nexthop} on {link.name}: a VXLAN device without learning "
@@ -316,6 +450,9 @@ class Walker:
                 bns, bdev = behind[3]
                 raise self._drop(bns, f"{self._what_is(bns, bdev)} {bdev} is down, so ARP for {nexthop} cannot "
                                       f"reach {self.view.owner(behind[0])}", Cause("down", dev=bdev))
+            proxied = self._proxied(ns, link, nexthop)
+            if proxied is not None:
+                return proxied
             what = f"the neighbour entry for {nexthop} on {link.name} is {entry.state}" if entry \
                 else f"no neighbour entry for {nexthop} on {link.name}"
             raise self._drop(ns, f"{what}, and nothing on that link answers ARP for it",
@@ -352,7 +489,7 @@ class Walker:
                                   f"{under.mtu - VXLAN_OVERHEAD}-byte packets through it ({pkt.length} given)",
                        link.name, under.mtu - VXLAN_OVERHEAD)
         self._nft(ns, ["output", "postrouting"], outer, None, answer.dev)
-        self._transmit(ns, answer.dev, answer.gateway or remote, outer, answer.text())
+        self._transmit(ns, answer.dev, answer.gateway or remote, outer, self._decided(ns, answer))
 
     # ------------------------------------------------------------ layer 2
 

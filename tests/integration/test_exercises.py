@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,9 @@ SAYS = {
     "10": "the specification asks for 3",
     "11": "node2's kube-proxy map service-ips has no element for 10.96.0.2 . tcp . 80",
     "12": "to the kube-dns Service (10.96.0.10, 53/UDP) got no answer",
+    "13": "henry003's BIRD runs with local as 64513, but the cluster's AS is 64512",
+    "14": "proxy_arp is off on cali12d4a061371 (pod busybox's host end on henry002): the pod's ARP for 169.254.1.1 "
+          "gets no answer",
 }
 
 
@@ -110,11 +114,41 @@ def dns_fix_really_fixes(lab: str) -> None:
     assert code == 0 and "Welcome to the home page of host web-" in out, (code, out, err)
 
 
-BROKEN = {"07": mtu_break_really_breaks, "11": service_break_really_breaks, "12": dns_break_really_breaks}
-FIXED = {"07": mtu_fix_really_fixes, "11": service_fix_really_fixes, "12": dns_fix_really_fixes}
+def bgp_break_really_breaks(lab: str) -> None:
+    """Exercise 13's premise, as a student sees it: BIRD refuses henry003's sessions, and a pod on
+    henry002 cannot ping one on henry003."""
+    for _ in range(40):        # BIRD rereads its configuration, restarts the sessions, and is refused
+        code, out, err = run_cli("bgp", "--lab", lab)
+        if "Bad peer AS" in out:
+            break
+        time.sleep(0.25)
+    assert "Bad peer AS" in out, (code, out, err)
+    code, out, err = run_cli("ping", "--lab", lab, "-c", "1", "nginx-pod", "busybox")
+    assert code != 0, (code, out, err)
+    code, out, err = run_cli("ping", "--lab", lab, "-c", "1", "busybox", "api")    # henry003's own pods
+    assert code == 0, (code, out, err)
 
 
-@pytest.mark.parametrize("ex_id", [f"{i:02d}" for i in range(1, 13)])
+def proxy_arp_break_really_breaks(lab: str) -> None:
+    """Exercise 14's premise, with ping: busybox reaches not even the pod next to it; nginx-pod does."""
+    code, out, err = run_cli("ping", "--lab", lab, "-c", "1", "busybox", "nginx-pod")
+    assert code != 0, (code, out, err)
+    code, out, err = run_cli("ping", "--lab", lab, "-c", "1", "nginx-pod", "web")
+    assert code == 0, (code, out, err)
+
+
+def bgp_fix_really_fixes(lab: str) -> None:
+    code, out, err = run_cli("ping", "--lab", lab, "-c", "1", "nginx-pod", "busybox")
+    assert code == 0, (code, out, err)
+
+
+BROKEN = {"07": mtu_break_really_breaks, "11": service_break_really_breaks, "12": dns_break_really_breaks,
+          "13": bgp_break_really_breaks, "14": proxy_arp_break_really_breaks}
+FIXED = {"07": mtu_fix_really_fixes, "11": service_fix_really_fixes, "12": dns_fix_really_fixes,
+         "13": bgp_fix_really_fixes}
+
+
+@pytest.mark.parametrize("ex_id", [f"{i:02d}" for i in range(1, 15)])
 def test_exercise_fails_broken_and_passes_solved(course, ex_id):
     ex = course.find(ex_id)
     course.start(ex)

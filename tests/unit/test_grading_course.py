@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- the course as shipped
 
-def test_the_course_has_twelve_ordered_exercises_that_all_load():
+def test_the_course_has_fourteen_ordered_exercises_that_all_load():
     exercises = catalog.discover(ROOT / "exercises")
-    assert [e.id for e in exercises] == [f"{i:02d}" for i in range(1, 13)]
+    assert [e.id for e in exercises] == [f"{i:02d}" for i in range(1, 15)]
     for ex in exercises:
         assert ex.title and ex.level in catalog.LEVELS
         assert ex.graders(), ex.folder
@@ -147,6 +147,17 @@ def test_placeholders_name_the_labs_own_objects():
         steps.expand("{block:node9}", ctx)
     with pytest.raises(PodlabError, match="no pod, node or host named 'nobody'"):
         steps.expand("{ip:nobody}", ctx)
+
+
+def test_bird_placeholders_name_a_calico_nodes_files_in_the_labs_state_directory():
+    from lab import state
+    plan = _plan("design: calico\nnodes: [henry001, henry002]\n")
+    ctx = steps.Context("demo", plan, Path("/ws"))
+    assert steps.expand("{birdconf:henry002} {birdctl:henry002}", ctx) == \
+        f"{state.lab_dir('demo')}/bird/henry002.conf {state.lab_dir('demo')}/bird/henry002.ctl"
+    flannel = steps.Context("demo", _plan("mode: vxlan\nnodes: [node1]\n"), Path("/ws"))
+    with pytest.raises(PodlabError, match="runs no BIRD on node1"):
+        steps.expand("{birdctl:node1}", flannel)
 
 
 def test_capacity_placeholder_is_seed_000s_arithmetic():
