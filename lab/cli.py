@@ -220,7 +220,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             cols += ["IP", "NODE", "NETNS"]
             keys += ["ip", "node", "netns"]
     print(render.table(cols, [[r[k] if k != "age" else render.age(r[k]) for k in keys] for r in rows]), file=out)
-    if args.watch and args.what in ("pods", "pod", "po"):
+    if getattr(args, "watch", False) and args.what in ("pods", "pod", "po"):
         return _watch_pods(lab.name, rows, cols, keys, args.watch_seconds, out)
     return 0
 

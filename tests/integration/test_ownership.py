@@ -187,7 +187,9 @@ def test_every_root_command_says_it_needs_root_in_one_line():
     cli.build_parser()
     args = {"exec": ["x", "--", "true"], "shell": ["x"], "ping": ["a", "b"], "curl": ["a", "b"],
             "inspect": ["x"], "get": ["pods"], "down": ["x"], "trace": ["a", "b"], "explain": ["a", "b"],
-            "capture": ["x"], "nslookup": ["a", "b"], "mtu": ["a", "b"]}
+            "capture": ["x"], "nslookup": ["a", "b"], "mtu": ["a", "b"], "apply": ["-f", "x.yaml"],
+            "delete": ["pod", "x"], "scale": ["deployment", "x", "--replicas", "1"], "rollout": ["restart", "deployment", "x"],
+            "run": ["x", "--image", "busybox"]}
     attempts = [[c, *args.get(c, []), *more] for c in sorted(cli.ROOT_COMMANDS) for more in ([], ["x"], ["x", "y"])]
     r = subprocess.run([sys.executable, "-c", AS_NOBODY, json.dumps(attempts)], capture_output=True, text=True,
                        cwd="/", env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
