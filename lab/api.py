@@ -272,7 +272,7 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
             workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
 
         try:
-            apply.change(name, ch.ops, ch.remove_namespaces, let_go, serve_new)
+            apply.change(name, ch.ops, ch.remove_namespaces, let_go, serve_new, ch.gone_links)
         except OSError as e:
             raise PodlabError(f"lab {name}: the change failed half way ({e}); what it made is journalled: "
                               f"'sudo podlab down {name}' removes the lab") from None

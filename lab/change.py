@@ -28,6 +28,7 @@ class Change:
     remove_namespaces: tuple[str, ...]
     ops: tuple[Op, ...]              # to make, in execution order
     restarted: tuple[str, ...] = ()  # pods whose daemon's configuration changed (the DNS pod's dnsmasq)
+    gone_links: tuple[tuple[str, str], ...] = ()   # (node namespace, host veth) of the pods that went
 
     @property
     def empty(self) -> bool:
@@ -66,7 +67,8 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     else:
         made = [op for op in new.ops if op not in before]
     ops = tuple(ordered(undo + made))
-    return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops))
+    return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops),
+                  tuple(sorted((ns, veth) for ns, veth in gone_veths if veth)))
 
 
 def _restarted(new: Plan, ops: tuple[Op, ...]) -> tuple[str, ...]:

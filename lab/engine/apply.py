@@ -299,7 +299,8 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
 
 
 def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[str, ...] | list[str],
-           before_removal: Callable[[], None], after_build: Callable[[], None]) -> None:
+           before_removal: Callable[[], None], after_build: Callable[[], None],
+           gone_links: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()) -> None:
     """Change a running lab: remove the namespaces of pods that went, make the new ops (new pods'
     namespaces, and their links, addresses, routes and neighbours in the namespaces already there),
     write the files; `before_removal` and `after_build` have the workload agent let go of the pods
@@ -316,6 +317,7 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
             netns.remove_owned(name, ns_id(record), record.get("t"), mount_inodes)
             netns.remove_mount(uts_dir + name)
             journal.record("netns-removed", name=name)
+    _wait_gone(gone_links)
     creates = [op for op in ops if isinstance(op, CreateNamespace)]
     sysctls: dict[str, list[netns.Sysctl]] = {}
     for op in ops:
@@ -347,6 +349,30 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
             handle.close()
     write_files(lab, ops)
     after_build()        # the agent serves the new pods, whose namespaces exist now
+
+
+def _wait_gone(links: tuple[tuple[str, str], ...] | list[tuple[str, str]], timeout: float = 10.0) -> None:
+    """Until the veths of removed pods' namespaces are gone from their nodes. The kernel frees a
+    namespace (and destroys its veths, and with them their other ends) a moment after its last
+    reference goes, in a worker of its own; a pod made again under its name needs that name free."""
+    waiting = list(links)
+    by_ns: dict[str, socket.socket] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while waiting:
+            for ns, _name in waiting:
+                if ns not in by_ns:
+                    by_ns[ns] = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_RAW, 0)
+                    by_ns[ns].bind((0, 0))
+            waiting = [(ns, name) for ns, name in waiting if link_index(by_ns[ns], name) is not None]
+            if waiting and time.monotonic() > deadline:
+                raise PodlabError(f"{waiting[0][1]} in {waiting[0][0]} was still there {timeout:g} s after its pod's "
+                                  "namespace was removed: something else holds that namespace")
+            if waiting:
+                time.sleep(0.005)
+    finally:
+        for sock in by_ns.values():
+            sock.close()
 
 
 def _wait_running(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], links: Links,
