@@ -47,6 +47,13 @@ def test_every_session_is_established_and_check_passes_right_after_up(lab):
     assert all(r.passed for r in check.run(lab))
 
 
+def test_a_node_pinging_a_pod_on_another_node_sees_ttl_63_as_in_seed_004(lab):
+    nginx = lab.addresses.pod("nginx-pod")
+    assert nginx.node == "henry002"
+    code, out = podlab("exec", "--lab", "bgp", "henry003", "--", "ping", "-c", "1", "-W", "2", str(nginx.ip))
+    assert code == 0 and "ttl=63" in out, out
+
+
 def test_stopping_one_nodes_bird_breaks_exactly_its_paths_to_other_nodes(lab):
     node_of = {t.name: t.node for t in lab.targets().values() if t.kind in ("pod", "node")}
     pods_there = {t.name for t in lab.targets().values() if t.kind == "pod" and t.node == "henry002"}
