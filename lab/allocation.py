@@ -13,6 +13,7 @@ as a record in its state (record/from_record): every later command reads it, not
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -58,7 +59,7 @@ def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan
             if previous is None:
                 ipam.address(n)
             else:
-                ipam.used.add(n.block.network_address)
+                ipam.used.add(int(n.block.network_address))
     pods = []
     for pod in topo.pods:
         if pod.name in kept:
@@ -118,21 +119,37 @@ class Ipam:
 
     def __init__(self, pool: calico_ipam.Pool | None, last: dict[str, IPv4Address], kept: dict[str, PodAddr]):
         self.pool, self.last = pool, last
-        self.used: set[IPv4Address] = {p.ip for p in kept.values() if not p.host_network}
+        # Addresses as integers: a thousand pods must not make a thousand lists of a block's addresses.
+        self.used: set[int] = {int(p.ip) for p in kept.values() if not p.host_network}
 
-    def _candidates(self, node: NodeAddr) -> list[IPv4Address]:
+    def _ranges(self, node: NodeAddr) -> list[range]:
+        """The node's candidate addresses, in order, as ranges of integers."""
         if self.pool is None:
-            return [node.block[i] for i in range(2, node.block.num_addresses - 1)]
-        return [ip for block in self.pool.nodes[node.name].blocks for ip in block]
+            base = int(node.block.network_address)
+            return [range(base + 2, base + node.block.num_addresses - 1)]
+        return [range(int(b.network_address), int(b.network_address) + b.num_addresses)
+                for b in self.pool.nodes[node.name].blocks]
+
+    def _in_order(self, node: NodeAddr) -> Iterator[int]:
+        """The candidates from the one after the node's last, wrapping round."""
+        ranges = self._ranges(node)
+        after = int(self.last[node.name]) if node.name in self.last else None
+        at = next((i for i, r in enumerate(ranges) if after in r), None) if after is not None else None
+        if at is None:
+            for r in ranges:
+                yield from r
+            return
+        yield from range(after + 1, ranges[at].stop)
+        for r in ranges[at + 1:] + ranges[:at]:
+            yield from r
+        yield from range(ranges[at].start, after + 1)
 
     def address(self, node: NodeAddr) -> IPv4Address:
         while True:
-            candidates = self._candidates(node)
-            after = self.last.get(node.name)
-            start = candidates.index(after) + 1 if after in candidates else 0
-            for ip in candidates[start:] + candidates[:start]:
-                if ip not in self.used:
-                    self.used.add(ip)
+            for candidate in self._in_order(node):
+                if candidate not in self.used:
+                    self.used.add(candidate)
+                    ip = IPv4Address(candidate)
                     self.last[node.name] = ip
                     return ip
             if self.pool is None:
