@@ -128,7 +128,7 @@ def load_spec(path: Path | str) -> Spec:
 def write_json_atomic(path: Path, data: object) -> None:
     """Readers never see half a file: write a temporary file, then rename it over."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n")   # the C encoder: indent is 10x slower
     os.replace(tmp, path)
 
 
