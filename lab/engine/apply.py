@@ -253,36 +253,10 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
     raise PodlabError naming the object and the operation; what was made stays journalled, for
     the caller to destroy (lab.clean.teardown)."""
     journal = Journal(lab)
-    creates = [op for op in ops if isinstance(op, CreateNamespace)]
-    taken = [op.ns for op in creates if netns.exists(op.ns)]
-    if taken:
-        raise PodlabError(f"network namespace {taken[0]} already exists ({len(taken)} names taken): "
-                          f"another lab or program uses it; pick another lab name with --name")
     daemons = Daemons(lab, ops)
-    sysctls: dict[str, list[netns.Sysctl]] = {}
-    for op in ops:
-        if isinstance(op, SetSysctls):
-            sysctls.setdefault(op.ns, []).extend([(k, v, False) for k, v in op.settings]
-                                                 + [(k, v, True) for k, v in op.if_present])
-        elif isinstance(op, SetSysctl):
-            sysctls.setdefault(op.ns, []).append((op.key, op.value, False))
-    specs = [(op.ns, op.hostname, state.uts_path(lab, op.ns)) for op in creates]
     try:
         daemons.spawn_early()
-        journal.record_many("netns", [{"name": ns, "uts": uts, "role": op.role}
-                                      for (ns, _, uts), op in zip(specs, creates)])
-        if progress:
-            progress("namespaces", 0, len(specs))
-
-        def made_one(name: str, net: netns.NsId, uts: netns.NsId) -> None:
-            journal.record("netns-made", name=name, net=list(net), uts=list(uts))
-
-        def mount_point(dev: int, ino: int) -> None:
-            journal.record("mountpoint", dev=dev, ino=ino)
-
-        made = netns.create(specs, sysctls, on_created=made_one, on_mount_point=mount_point)
-        if progress:
-            progress("namespaces", len(specs), len(specs))
+        made = _make_namespaces(lab, journal, ops, progress)
         try:
             write_files(lab, ops)
             daemons.hand_over()   # the agent opens the pods' sockets on the other core meanwhile
@@ -298,14 +272,48 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
         raise
 
 
+def _make_namespaces(lab: str, journal: Journal, ops: list[Op] | tuple[Op, ...],
+                     progress: Progress | None) -> dict[str, netns.Created]:
+    """The plan's new namespaces, each with its sysctls; journalled as intended first, then by
+    identity once made (before it gets its name), so a crash at any point leaves nothing unnamed."""
+    creates = [op for op in ops if isinstance(op, CreateNamespace)]
+    taken = [op.ns for op in creates if netns.exists(op.ns)]
+    if taken:
+        raise PodlabError(f"network namespace {taken[0]} already exists ({len(taken)} names taken): "
+                          f"another lab or program uses it; pick another lab name with --name")
+    sysctls: dict[str, list[netns.Sysctl]] = {}
+    for op in ops:
+        if isinstance(op, SetSysctls):
+            sysctls.setdefault(op.ns, []).extend([(k, v, False) for k, v in op.settings]
+                                                 + [(k, v, True) for k, v in op.if_present])
+        elif isinstance(op, SetSysctl):
+            sysctls.setdefault(op.ns, []).append((op.key, op.value, False))
+    specs = [(op.ns, op.hostname, state.uts_path(lab, op.ns)) for op in creates]
+    journal.record_many("netns", [{"name": ns, "uts": uts, "role": op.role}
+                                  for (ns, _, uts), op in zip(specs, creates)])
+    if progress:
+        progress("namespaces", 0, len(specs))
+
+    def made_one(name: str, net: netns.NsId, uts: netns.NsId) -> None:
+        journal.record("netns-made", name=name, net=list(net), uts=list(uts))
+
+    def mount_point(dev: int, ino: int) -> None:
+        journal.record("mountpoint", dev=dev, ino=ino)
+
+    made = netns.create(specs, sysctls, on_created=made_one, on_mount_point=mount_point)
+    if progress:
+        progress("namespaces", len(specs), len(specs))
+    return made
+
+
 def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[str, ...] | list[str],
            before_removal: Callable[[], None], after_build: Callable[[], None],
            gone_links: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()) -> None:
     """Change a running lab: remove the namespaces of pods that went, make the new ops (new pods'
     namespaces, and their links, addresses, routes and neighbours in the namespaces already there),
     write the files; `before_removal` and `after_build` have the workload agent let go of the pods
-    that go and serve the new ones. Journalled
-    like a build: `down` removes whatever a change made, even a change cut short."""
+    that go and serve the new ones. Journalled like a build: `down` removes whatever a change made,
+    even a change cut short."""
     journal = Journal(lab)
     made_before = journal.made_namespaces()
     before_removal()     # the agent stops the pods that go: their sockets would keep the namespaces alive
@@ -318,24 +326,7 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
             netns.remove_mount(uts_dir + name)
             journal.record("netns-removed", name=name)
     _wait_gone(gone_links)
-    creates = [op for op in ops if isinstance(op, CreateNamespace)]
-    sysctls: dict[str, list[netns.Sysctl]] = {}
-    for op in ops:
-        if isinstance(op, SetSysctls):
-            sysctls.setdefault(op.ns, []).extend([(k, v, False) for k, v in op.settings]
-                                                 + [(k, v, True) for k, v in op.if_present])
-        elif isinstance(op, SetSysctl):
-            sysctls.setdefault(op.ns, []).append((op.key, op.value, False))
-    specs = [(op.ns, op.hostname, state.uts_path(lab, op.ns)) for op in creates]
-    journal.record_many("netns", [{"name": ns, "uts": uts, "role": op.role} for (ns, _, uts), op in zip(specs, creates)])
-
-    def made_one(name: str, net: netns.NsId, uts: netns.NsId) -> None:
-        journal.record("netns-made", name=name, net=list(net), uts=list(uts))
-
-    def mount_point(dev: int, ino: int) -> None:
-        journal.record("mountpoint", dev=dev, ino=ino)
-
-    made = netns.create(specs, sysctls, on_created=made_one, on_mount_point=mount_point)
+    made = _make_namespaces(lab, journal, ops, None)
     touched = {op.ns for op in ops if hasattr(op, "ns") and op.ns and op.ns not in made}
     try:
         for name in sorted(touched):
