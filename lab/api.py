@@ -70,7 +70,7 @@ class Lab:
         if plan is not None and plan.topology.name == name:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
             self.topology, self.plan = plan.topology, plan
-            self.scheduling = topology.scheduling_of(plan.topology.pods)
+            self.scheduling = self._recorded_scheduling()
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
         # The lab's record: the document as `up` read it (generated pod names derive from the
@@ -86,6 +86,15 @@ class Lab:
                               default_name=self.document_name, bound=self.scheduling)
         self.topology: Topology = replace(topo, name=name)
         self.plan: Plan = planner.build(self.topology, addrs)
+
+    def _recorded_scheduling(self) -> topology.Scheduling | None:
+        """The placement the record holds (with each Deployment's next ordinal: what the pods alone
+        cannot say once the newest was deleted)."""
+        try:
+            return topology.Scheduling.from_record(
+                json.loads((self.dir / ALLOCATION_RECORD).read_text()).get("scheduling"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def record_unchanged(self) -> bool:
         """Whether the lab's record is still the one this object was read from."""

@@ -8,7 +8,6 @@ with proxy_arp off. `findings` is pure over a View and the BGP reports; `read` g
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from lab.api import Lab
     from lab.packets.view import View
 
-LOCAL_AS = re.compile(r"\s*Local AS:\s+(\d+)")      # a BGP protocol's line in `show protocols all`
 
 
 def findings(view: View, facts: Facts, bgp: Sequence[dict[str, Any]] = (), local_as: dict[str, int] | None = None,
@@ -112,24 +110,15 @@ def read(lab: Lab) -> list[str] | None:
 
 def bgp_state(lab: Lab) -> tuple[list[dict[str, Any]], dict[str, int], int]:
     """Each node's BGP report (lab.bgp.cli.node_status), the AS each node's running BIRD speaks as
-    (its sessions' Local AS), and the cluster's AS (the topology's calico: asNumber)."""
+    (its sessions' Local AS, from the same reply), and the cluster's AS (the topology's asNumber)."""
     from lab.bgp import cli as bgp_cli
     from lab.model import CalicoSettings
 
     reports, local_as = [], {}
     for node, sock in bgp_cli.birds(lab).items():
-        reports.append(bgp_cli.node_status(node, sock))
-        asn = _running_as(sock)
+        report = bgp_cli.node_status(node, sock)
+        reports.append(report)
+        asn = next((p["local_as"] for p in report["protocols"] if p.get("local_as") is not None), None)
         if asn is not None:
             local_as[node] = asn
     return reports, local_as, (lab.topology.calico or CalicoSettings()).as_number
-
-
-def _running_as(sock: str) -> int | None:
-    """The Local AS of the BIRD behind `sock`, from `show protocols all` (None: BIRD does not answer)."""
-    from lab.bgp import birdc
-    try:
-        lines = birdc.command(sock, "show protocols all")
-    except birdc.BirdError:
-        return None
-    return next((int(m.group(1)) for ln in lines if ln.code == 1006 and (m := LOCAL_AS.match(ln.text))), None)

@@ -42,6 +42,7 @@ class Protocol:
     imported: int | None = None
     exported: int | None = None
     last_error: str | None = None
+    local_as: int | None = None     # BGP: the AS this BIRD speaks as on the session
 
     @property
     def bgp_state(self) -> str:
@@ -158,6 +159,8 @@ def _protocol_detail(row: dict, text: str) -> None:
         row["neighbor"] = value
     elif key == "Last error":
         row["last_error"] = value
+    elif key == "Local AS" and value.isdigit():
+        row["local_as"] = int(value)
     elif m := _ROUTES.match(text):
         row["imported"], row["exported"] = int(m.group(1)), int(m.group(3))
 

@@ -29,6 +29,7 @@ class Attachment:
     ipam: str = "host-local"     # how pods get addresses: host-local (a block per node, from .2) or calico
                                  # (Calico IPAM: blocks of an IP pool, taken by a node as it needs them)
     network_defaults: tuple[tuple[str, object], ...] = ()   # network: values this design's real CNI defaults to
+    proxy_arp: bool = False      # the pods' gateway is no one's address: the host veth answers its ARP
 
     def gateway(self, block: IPv4Network) -> IPv4Address:
         """The pods' gateway on a node whose (first) block this is."""

@@ -25,7 +25,6 @@ from lab.ops import AgentReady, AnswersDns, BgpEstablished, Op, StartDaemon, Wri
 
 READY_TIMEOUT = 15.0
 BGP_TIMEOUT = 60.0
-RTPROT_BIRD = 12
 
 
 def write_files(lab: str, ops: list[Op] | tuple[Op, ...]) -> None:
@@ -100,9 +99,8 @@ def _start_process(lab: str, d: StartDaemon) -> int:
     cleanup finds it (lab.clean.kill_inside)."""
     assert d.ns is not None
     argv = [state.expand(a, lab) for a in d.argv]
-    logs = state.lab_dir(lab) / "logs"
-    logs.mkdir(exist_ok=True)
-    log = logs / f"{d.name}-{d.ns}.log"
+    log = _log_path(lab, d)
+    log.parent.mkdir(exist_ok=True)
     try:
         with open(log, "ab") as out:
             proc = subprocess.Popen(nsexec.command(argv, d.ns, state.uts_path(lab, d.ns)), stdin=subprocess.DEVNULL,
@@ -111,12 +109,7 @@ def _start_process(lab: str, d: StartDaemon) -> int:
         raise PodlabError(f"{argv[0]} is not installed: apt-get install {d.package}") from None
     Journal(lab).record("process", pid=proc.pid, start=workloads.process_start(proc.pid), what=f"{d.name} in {d.ns}")
     faults.point("process started")
-    _children.append(proc)
     return proc.pid
-
-
-# Popen objects of the daemons started here, so a long-lived caller (the TUI) can reap them.
-_children: list[subprocess.Popen] = []
 
 
 def _wait_bgp(lab: str, daemon: StartDaemon, check: BgpEstablished, timeout: float = BGP_TIMEOUT) -> None:
@@ -142,18 +135,26 @@ def _wait_bgp(lab: str, daemon: StartDaemon, check: BgpEstablished, timeout: flo
             last = f"BIRD's control socket {sock}: {e}"
         time.sleep(0.05)
     raise PodlabError(f"BGP on {check.ns} did not converge within {timeout:g} s: {last}; BIRD's log:\n"
-                      + _tail(state.lab_dir(lab) / "logs" / f"{daemon.name}-{daemon.ns}.log"))
+                      + _tail(_log_path(lab, daemon)))
 
 
 def _bird_routes(ns: str) -> set[str]:
     """The destinations the kernel of `ns` holds as learned by BIRD (proto bird)."""
-    from lab.netlink import dump
+    from lab.netlink import dump, wire
     sock = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_RAW, 0)
     try:
         sock.bind((0, 0))
-        return {f"{r.dst}/{r.dst_len}" for r in dump.routes(sock) if r.proto == RTPROT_BIRD and r.dst}
+        return {f"{r.dst}/{r.dst_len}" for r in dump.routes(sock) if r.proto == wire.RTPROT_BIRD and r.dst}
     finally:
         sock.close()
+
+
+def _log_path(lab: str, d: StartDaemon) -> Path:
+    """Where a daemon's output goes: a container's is the agent's log of it, the engine's own its file."""
+    if d.container is not None:
+        pod, container = d.container.split("/", 1)
+        return state.lab_dir(lab) / "logs" / f"{pod}_{container}.log"
+    return state.lab_dir(lab) / "logs" / f"{d.name}-{d.ns}.log"
 
 
 def _tail(path: Path, lines: int = 10) -> str:
@@ -197,15 +198,4 @@ def _wait_dns(lab: str, daemon: StartDaemon, check: AnswersDns, timeout: float =
             sock.close()
         time.sleep(0.1)
     raise PodlabError(f"{daemon.name} ({daemon.container or check.ns}) did not answer {check.name} at "
-                      f"{check.server} within {timeout:g} s ({last}); its log:\n{_log_tail(lab, daemon)}")
-
-
-def _log_tail(lab: str, daemon: StartDaemon, lines: int = 10) -> str:
-    if daemon.container is None:
-        return "(no log)"
-    pod, container = daemon.container.split("/", 1)
-    try:
-        text = (state.lab_dir(lab) / "logs" / f"{pod}_{container}.log").read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+                      f"{check.server} within {timeout:g} s ({last}); its log:\n{_tail(_log_path(lab, daemon))}")

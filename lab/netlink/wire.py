@@ -63,6 +63,7 @@ RTN_UNICAST, RTN_BLACKHOLE = 1, 6
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST, RT_SCOPE_NOWHERE = 0, 253, 254, 255
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3                 # what `ip route add` uses
+RTPROT_BIRD = 12                # BIRD's routes: `ip route` prints `proto bird`
 RTNH_F_ONLINK = 4
 NDA_DST, NDA_LLADDR, NDA_MASTER = 1, 2, 9
 NUD_PERMANENT = 0x80

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
+from lab.designs import calico_vxlan
 from lab.designs.calico import GATEWAY
 from lab.inspect import Route, Snapshot
+from lab.netlink import wire
 
 if TYPE_CHECKING:
     from lab.api import Lab
 
-PROTO_BIRD = 12         # RTPROT_BIRD: `ip route` prints it as `proto bird`
-PROTO_FELIX = 80        # Felix's routes (calico/felix dataplanedefs DefaultRouteProto)
+PROTO_BIRD = wire.RTPROT_BIRD
+PROTO_FELIX = calico_vxlan.FELIX_PROTO
 POD_GATEWAY = str(GATEWAY)
 
 
@@ -48,7 +50,7 @@ class Facts:
 
 def facts_of(lab: Lab) -> Facts | None:
     """The facts of a lab with the calico attachment; None for any other design."""
-    if lab.design.attachment.name != "calico":
+    if not lab.design.attachment.proxy_arp:
         return None
     a = lab.addresses
     return Facts(bgp=lab.design.backend.bgp,

@@ -141,6 +141,12 @@ class Container:
     closers: list = field(default_factory=list)  # HTTP listeners and UDP transports
     task: asyncio.Task | None = None
 
+    def close_sockets(self) -> None:
+        """Its listening sockets: while one is open, it keeps the pod's namespace alive."""
+        for closer in self.closers:
+            closer.close()
+        self.closers.clear()
+
     def status(self) -> dict:
         return {"state": self.state, "restarts": self.restarts,
                 "pid": self.proc.pid if self.proc else None, "message": self.message}
@@ -310,9 +316,7 @@ class Agent:
         message = f"network namespace {pod.spec.netns} is gone"
         loop = asyncio.get_running_loop()
         for c in pod.containers.values():
-            for closer in c.closers:
-                closer.close()
-            c.closers.clear()
+            c.close_sockets()
             if c.proc is not None:
                 _killpg(c.proc.pid, signal.SIGTERM)
                 loop.call_later(STOP_GRACE, self._kill_if_running, c, c.proc)
@@ -344,15 +348,14 @@ class Agent:
         log(f"reload: {len(gone)} pods stopped, {len(added)} started, {len(self.pods)} served")
 
     async def stop_pod(self, pod: Pod) -> None:
+        """A pod the lab no longer has: its supervisors cancelled, sockets closed, processes ended."""
         pod.gone = True
         tasks = [c.task for c in pod.containers.values() if c.task]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in pod.containers.values():
-            for closer in c.closers:
-                closer.close()
-            c.closers.clear()
+            c.close_sockets()
             if c.proc is not None:
                 _killpg(c.proc.pid, signal.SIGTERM)
                 deadline = time.monotonic() + STOP_GRACE

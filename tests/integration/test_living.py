@@ -223,3 +223,22 @@ def test_run_and_get_pods_watch(tmp_path):
         assert "tmp-shell" not in api.Lab("livewatch").targets()
     finally:
         api.down("livewatch")
+
+
+def test_a_lab_returned_by_a_change_keeps_the_placement_state_it_recorded(tmp_path):
+    """Scaled down, then up again from the Lab that change() returned: the new pod gets a new name,
+    not the one of the pod that went (the record's next ordinal, not the pods', counts)."""
+    from lab import topology
+    text = "name: livenext\ndesign: kindnet\nnodes: [node1]\ndeployments:\n  - {name: web, replicas: REPL, image: nginx}\n"
+    api.up(topology.loads(text.replace("REPL", "3")))
+    try:
+        first = {p.name for p in api.Lab("livenext").topology.pods}
+        lab = api.Lab("livenext")
+        down = topology.loads(text.replace("REPL", "2"), default_name=lab.document_name, bound=lab.scheduling)
+        lab = api.change("livenext", down, current=lab)
+        up = topology.loads(text.replace("REPL", "3"), default_name=lab.document_name, bound=lab.scheduling)
+        lab = api.change("livenext", up, current=lab)
+        now = {p.name for p in lab.topology.pods}
+        assert len(now) == 3 and len(now - first) == 1, (first, now)
+    finally:
+        api.down("livenext")
