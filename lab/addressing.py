@@ -54,6 +54,17 @@ class PodAddr:
 
 
 @dataclass(frozen=True)
+class PendingPod:
+    """A pod of a running lab that got no address: its node's IPAM had none left (a kubelet's pod
+    whose sandbox the CNI plugin cannot set up: ContainerCreating, FailedCreatePodSandBox). It is
+    bound to its node and gets an address at a later change, once one is free."""
+    name: str
+    node: str
+    containers: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class HostAddr:
     name: str
     netns: str
@@ -76,6 +87,7 @@ class AddressPlan:
     # The address each node's IPAM handed out last (host-local's last_reserved_ip; Calico's place in
     # its blocks): a new pod gets the next free one after it, so a replaced pod gets a new address.
     last: tuple[tuple[str, IPv4Address], ...] = ()
+    pending: tuple[PendingPod, ...] = ()    # pods that got no address (a running lab's only)
 
     def node(self, name: str) -> NodeAddr:
         try:

@@ -5,6 +5,9 @@
 - Pods get addresses from .2 upward in file order, as host-local hands them out; in a running lab
   (allocate with `previous`) a pod keeps its address and a new one gets the next free address after
   the one its node handed out last, wrapping round the block, so a replaced pod gets a new address.
+- In a running lab a pod its node has no address left for is Pending (PendingPod), as a kubelet's
+  pod is when host-local has none: the rest of the change goes ahead, and a later change gives it
+  an address once one is free. A new lab that does not fit is refused before (lab.topology.capacity).
 - On the underlay, .1 is the VPC router (or the gateway), nodes start at .11 as in the
   reference's 192.168.56.11, and outside hosts follow the nodes.
 
@@ -20,7 +23,7 @@ from typing import Any
 
 from lab import calico_ipam, designs, naming
 from lab.addressing import (NODE_IP_OFFSET, SHARED_ARP_BUDGET, STATIC_PAIRS_LIMIT, AddressPlan, HostAddr, NodeAddr,
-                            PodAddr, Capacity, capacity, dynamic_neighbours, same_node_pod_pairs, vtep_mac)
+                            PendingPod, PodAddr, Capacity, capacity, dynamic_neighbours, same_node_pod_pairs, vtep_mac)
 from lab.errors import PodlabError
 from lab.model import Pod, Topology
 
@@ -61,6 +64,7 @@ def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan
             else:
                 ipam.used.add(int(n.block.network_address))
     pods = []
+    pending = []
     for pod in topo.pods:
         if pod.name in kept:
             pods.append(kept[pod.name])
@@ -68,7 +72,14 @@ def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan
             node = by_node[pod.node]
             pods.append(PodAddr(pod.name, pod.node, node.netns, node.ip, topo.node_subnet.prefixlen, None, True))
         else:
-            pods.append(PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ipam.address(by_node[pod.node]),
+            try:
+                ip = ipam.address(by_node[pod.node])
+            except NoFreeAddress as e:
+                if previous is None:
+                    raise
+                pending.append(PendingPod(pod.name, pod.node, len(pod.containers), str(e)))
+                continue
+            pods.append(PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ip,
                                 prefixlen, design.attachment.veth_name(topo, pod.namespace, pod.name), False))
     if pool is not None:
         nodes = [replace(n, extra_blocks=tuple(pool.nodes[n.name].blocks[1:])) for n in nodes]
@@ -94,7 +105,19 @@ def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan
         static_neighbours=static if previous is None else previous.static_neighbours,
         static_pod_pairs=(static and design.attachment.bridge and pairs <= STATIC_PAIRS_LIMIT) if previous is None
         else previous.static_pod_pairs,
-        last=tuple(sorted(ipam.last.items())))
+        last=tuple(sorted(ipam.last.items())), pending=tuple(pending))
+
+
+def without_pending(topo: Topology, addrs: AddressPlan) -> Topology:
+    """The topology of the pods that have an address: what is planned and made."""
+    if not addrs.pending:
+        return topo
+    waiting = {p.name for p in addrs.pending}
+    return replace(topo, pods=tuple(p for p in topo.pods if p.name not in waiting))
+
+
+class NoFreeAddress(PodlabError):
+    """A node's IPAM has no address left for a pod."""
 
 
 def _check_veth_names(lab: str, pods: list[PodAddr]) -> None:
@@ -153,8 +176,15 @@ class Ipam:
                     self.last[node.name] = ip
                     return ip
             if self.pool is None:
-                raise PodlabError(f"node {node.name}'s block {node.block} has no free address left")
-            self.pool.take_block(node.name)   # Calico: the node's blocks are full, it takes another
+                # host-local's own words (its range: the block less network and broadcast, the
+                # gateway skipped), as the kubelet's FailedCreatePodSandBox event quotes them.
+                first, last = node.block.network_address + 1, node.block.broadcast_address - 1
+                raise NoFreeAddress(f"failed to allocate for range 0: no IP addresses available in range set: "
+                                    f"{first}-{last} (node {node.name}'s pod CIDR {node.block} is full)")
+            try:
+                self.pool.take_block(node.name)   # Calico: the node's blocks are full, it takes another
+            except PodlabError as e:
+                raise NoFreeAddress(f"failed to request IPv4 addresses: {e}") from None
 
 
 def record(a: AddressPlan) -> dict[str, Any]:
@@ -168,7 +198,8 @@ def record(a: AddressPlan) -> dict[str, Any]:
                        [str(b) for b in n.extra_blocks]] for n in a.nodes],
             "last": [[node, str(ip)] for node, ip in a.last],
             "pods": [[p.name, p.node, p.netns, str(p.ip), p.prefixlen, p.veth, p.host_network] for p in a.pods],
-            "outside": [[h.name, h.netns, str(h.ip)] for h in a.outside]}
+            "outside": [[h.name, h.netns, str(h.ip)] for h in a.outside],
+            "pending": [[p.name, p.node, p.containers, p.reason] for p in a.pending]}
 
 
 def from_record(r: dict[str, Any]) -> AddressPlan:
@@ -184,4 +215,6 @@ def from_record(r: dict[str, Any]) -> AddressPlan:
         outside=tuple(HostAddr(name, netns, IPv4Address(ip)) for name, netns, ip in r["outside"]),
         capacity=Capacity(*(int(x) for x in r["capacity"])), pod_mtu=int(r["pod_mtu"]),
         static_neighbours=bool(r["static_neighbours"]), static_pod_pairs=bool(r["static_pod_pairs"]),
-        last=tuple((node, IPv4Address(ip)) for node, ip in r.get("last", [])))
+        last=tuple((node, IPv4Address(ip)) for node, ip in r.get("last", [])),
+        pending=tuple(PendingPod(name, node, int(containers), reason)
+                      for name, node, containers, reason in r.get("pending", [])))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,8 +16,8 @@ from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab import allocation, designs, faults, planner, state, topology, workloads
-from lab.addressing import AddressPlan
+from lab import designs, faults, planner, record, state, topology, workloads
+from lab.addressing import AddressPlan, PendingPod
 from lab.designs import Design
 from lab.errors import PodlabError
 from lab.model import Topology
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 DEFAULT_TOPOLOGY = "default"
-TOPOLOGY_RECORD = "topology.yaml"       # in the lab's state directory
-ALLOCATION_RECORD = "allocation.json"
+TOPOLOGY_RECORD = record.TOPOLOGY        # in the lab's state directory
+ALLOCATION_RECORD = record.ALLOCATION
 
 Say = Callable[[str], None]
 
@@ -74,27 +75,27 @@ class Lab:
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
         # The lab's record: the document as `up` read it (generated pod names derive from the
-        # design's name, so it is read under the same name) and the allocation it was built with.
+        # design's name, so it is read under the same name) and the allocation it was built with;
+        # while a change is in progress (or was cut short), the record it started from.
         try:
-            record = json.loads((self.dir / ALLOCATION_RECORD).read_text())
-            addrs = allocation.from_record(record)
-            self.scheduling = topology.Scheduling.from_record(record.get("scheduling"))
+            kept = record.committed(self.dir)
+            self.topology, self.plan, self.scheduling = record.load(kept, name, source, self.document_name)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PodlabError(f"lab {name}: its allocation record {self.dir / ALLOCATION_RECORD} is "
                               f"unreadable ({e}); 'sudo podlab down {name}' and up again") from None
-        topo = topology.loads((self.dir / TOPOLOGY_RECORD).read_text(), source=source,
-                              default_name=self.document_name, bound=self.scheduling)
-        self.topology: Topology = replace(topo, name=name)
-        self.plan: Plan = planner.build(self.topology, addrs)
 
     def _recorded_scheduling(self) -> topology.Scheduling | None:
         """The placement the record holds (with each Deployment's next ordinal: what the pods alone
         cannot say once the newest was deleted)."""
         try:
-            return topology.Scheduling.from_record(
-                json.loads((self.dir / ALLOCATION_RECORD).read_text()).get("scheduling"))
+            return topology.Scheduling.from_record(record.committed(self.dir).allocation.get("scheduling"))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    @property
+    def pending(self) -> tuple[PendingPod, ...]:
+        """Pods that have no address yet (their node had none left): Pending, ContainerCreating."""
+        return self.plan.addresses.pending
 
     def record_unchanged(self) -> bool:
         """Whether the lab's record is still the one this object was read from."""
@@ -165,8 +166,10 @@ def running() -> list[str]:
 
 
 def pick(name: str | None) -> Lab:
-    """The lab a command means: the one named, or the only one running."""
+    """The lab a command means: the one named, or the only one running; a change of it that was cut
+    short is finished first (finish_change)."""
     if name:
+        finish_change(name)
         return Lab(name)
     labs = running()
     if not labs:
@@ -179,6 +182,7 @@ def pick(name: str | None) -> Lab:
                           "or 'sudo podlab up topologies/vxlan.yaml'")
     if len(labs) > 1:
         raise PodlabError(f"{len(labs)} labs are up ({', '.join(labs)}): say which with --lab NAME")
+    finish_change(labs[0])
     return Lab(labs[0])
 
 
@@ -236,12 +240,7 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
 def _record(d: Path, topo: Topology, plan: Plan, previous: topology.Scheduling | None = None) -> None:
     """What every later command reads: the document as it was loaded (not the file as it is now),
     the allocation, and where the pods were put (lab.topology.placement)."""
-    scheduling = topology.scheduling_of(topo.pods, previous)
-    record = {**allocation.record(plan.addresses), "scheduling": scheduling.record()}
-    for name, text in ((TOPOLOGY_RECORD, topo.text), (ALLOCATION_RECORD, json.dumps(record) + "\n")):
-        tmp = d / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.rename(d / name)    # a reader sees the old file or the new one, never half of one
+    record.write(d, record.of(topo, plan.addresses, topology.scheduling_of(topo.pods, previous)))
 
 
 def _progress(say: Say, total: int) -> apply.Progress:
@@ -251,49 +250,80 @@ def _progress(say: Say, total: int) -> apply.Progress:
     return report
 
 
-def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None = None) -> Lab:
-    """Make a running lab what `desired` says (pods added, removed, replaced), in place. `current`:
-    the lab as the caller just read it, used if its record has not changed since (a 1000-pod lab's
-    plan costs ~0.2 s to make again)."""
+# How long a change waits for another change (or up, down, clean) of the same lab to finish.
+CHANGE_WAIT = 120.0
+
+
+class PodsPending(PodlabError):
+    """A change was made, but some of its pods got no address: they wait, Pending."""
+
+
+def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = _quiet,
+           current: Lab | None = None) -> Lab:
+    """Make a running lab what `desired` says (pods added, removed, replaced), in place: a topology,
+    or a function making it from the lab as it is once this change's turn has come (changes of one
+    lab wait for each other, and one made from a record another change has since replaced would
+    undo that change). `current`: the lab as the caller just read it, used if its record has not
+    changed since (a 1000-pod lab's plan costs ~0.2 s to make again).
+
+    Journalled before anything is made, and finished by the next command if cut short
+    (lab.converge); a change that fails half way is undone. Pods their node has no address left
+    for are Pending: the rest is made, and PodsPending names them."""
     from lab import change as changes
-    from lab.engine import apply, features
-    from lab.engine.journal import Journal
-    with state.locked(name), state.private_files():
+    from lab import converge
+    from lab.engine import features
+    with state.locked(name, wait=CHANGE_WAIT), state.private_files():
+        converge.finish(name, say)
         lab = current if current is not None and current.record_unchanged() else Lab(name)
+        desired = desired(lab) if callable(desired) else desired
         desired = replace(desired, name=name)
         ch = changes.plan_change(lab.plan, desired)
-        if ch.empty:
+        before = {p.name for p in lab.pending}
+        pending = ch.plan.addresses.pending
+        if ch.empty and {p.name for p in pending} == before:
             say(f"lab {name}: nothing to change")
             return lab
         features.require(ch.ops)
+        if workloads.agent_pid(name) is None:
+            raise PodlabError(f"the workload agent of lab {name} is not running, and a change needs it: "
+                              f"'sudo podlab restart-agent --lab {name}' first; nothing was changed")
         started = time.monotonic()
-        Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))
-        spec_path = state.lab_dir(name) / workloads.SPEC_FILE
-        kept = {p.name for p in lab.addresses.pods} - set(ch.removed) - set(ch.restarted)
-
-        def let_go() -> None:
-            spec = json.loads(spec_path.read_text())
-            spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
-            workloads.write_json_atomic(spec_path, spec)
-            workloads.reload_agent(name, kept)
-
-        def serve_new() -> None:
-            workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
-
-        try:
-            apply.change(name, ch.ops, ch.remove_namespaces, let_go, serve_new, ch.gone_links)
-        except OSError as e:
-            raise PodlabError(f"lab {name}: the change failed half way ({e}); what it made is journalled: "
-                              f"'sudo podlab down {name}' removes the lab") from None
-        _record(state.lab_dir(name), desired, ch.plan, lab.scheduling)
-        Journal(name).record("change-done")
+        converge.start(name, lab.plan, lab.scheduling, desired, ch, say)
         for pod in ch.removed:
             say(f"pod/{pod} deleted")
         new = {p.name: p for p in ch.plan.addresses.pods}
         for pod in ch.added:
             say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
+        for p in pending:
+            say(f"pod/{p.name} Pending on {p.node} (ContainerCreating): FailedCreatePodSandBox: {p.reason}")
         say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations)")
-        return Lab(name, ch.plan)
+        changed = Lab(name, ch.plan)
+    stuck = [p for p in pending if p.name not in before]
+    if stuck:
+        raise PodsPending(f"lab {name}: {len(stuck)} pod{'s' if len(stuck) != 1 else ''} could not be given an "
+                          f"address and {'are' if len(stuck) != 1 else 'is'} Pending ({', '.join(p.name for p in stuck[:5])}"
+                          f"{', ...' if len(stuck) > 5 else ''}): {stuck[0].reason}; the rest of the change was made, "
+                          "and they get an address once one is free")
+    return changed
+
+
+def finish_change(name: str, say: Say | None = None) -> bool:
+    """If a change of `name` was cut short (its podlab killed), finish it now, unless another podlab
+    is changing the lab (its record is then the one the change started from, until it commits).
+    What a command that reads a lab does first: its answer is then the lab as it is. True if one
+    was finished."""
+    if not record.change_pending(state.lab_dir(name)) or os.geteuid() != 0:
+        return False
+    say = say or (lambda line: print(line, file=sys.stderr))
+    from lab import converge
+    try:
+        with state.locked(name), state.private_files():
+            return converge.finish(name, say) is not None
+    except state.LabBusy:
+        return False
+    except PodlabError as e:
+        say(f"warning: {e}")
+        return False
 
 
 def restart_agent(lab: str, say: Say = _quiet) -> int:

@@ -118,9 +118,12 @@ def cmd_scale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     lab = api.pick(args.lab)
     if args.replicas < 0:
         raise PodlabError(f"--replicas {args.replicas}: give 0 or more")
-    document = _document(lab)
-    _deployment(document, lab, args.name)["replicas"] = args.replicas
-    api.change(lab.name, _load(lab, document, f"scale {args.name}"), lambda line: print(line, file=out), current=lab)
+
+    def scaled(lab: Lab) -> Topology:   # made from the lab as it is when this change's turn comes
+        document = _document(lab)
+        _deployment(document, lab, args.name)["replicas"] = args.replicas
+        return _load(lab, document, f"scale {args.name}")
+    api.change(lab.name, scaled, lambda line: print(line, file=out), current=lab)
     print(f"deployment.apps/{args.name} scaled", file=out)
     return 0
 
@@ -136,9 +139,11 @@ def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         pods = [p for p in lab.topology.pods if p.deployment == args.name]
         print(f'deployment "{args.name}" successfully rolled out ({len(pods)} pods)', file=out)
         return 0
-    gone = {p.name for p in lab.topology.pods if p.deployment == args.name}
-    api.change(lab.name, _load(lab, document, f"rollout restart {args.name}", gone), lambda line: print(line, file=out),
-               current=lab)
+
+    def restarted(lab: Lab) -> Topology:
+        gone = {p.name for p in lab.topology.pods if p.deployment == args.name}
+        return _load(lab, _document(lab), f"rollout restart {args.name}", gone)
+    api.change(lab.name, restarted, lambda line: print(line, file=out), current=lab)
     print(f"deployment.apps/{args.name} restarted", file=out)
     return 0
 
@@ -153,15 +158,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if command and not args.stdin:
         container["command"] = command
     labels = dict(kv.split("=", 1) for kv in args.labels.split(",") if "=" in kv) or {"run": args.name}
-    desired = _with_pods(lab, [{"name": args.name, "labels": labels, "containers": [container]}], set(), "run")
-    api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
+    pod = {"name": args.name, "labels": labels, "containers": [container]}
+    api.change(lab.name, lambda lab: _with_pods(lab, [pod], set(), "run"), lambda line: print(line, file=out),
+               current=lab)
     if not args.stdin:
         return 0
     try:
         return cli.main(["exec", "--lab", lab.name, args.name, "--", *(command or ["sh"])], out, err)
     finally:
         if args.rm:
-            api.change(lab.name, _with_pods(api.Lab(lab.name), [], {args.name}, "run --rm"),
+            api.change(lab.name, lambda lab: _with_pods(lab, [], {args.name}, "run --rm"),
                        lambda line: print(line, file=out))
 
 
@@ -175,9 +181,10 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"not emulated: {path}", file=err)
         for ns in found.namespaces:
             print(f"namespace/{ns} created (podlab's namespaces are names: nothing to make)", file=out)
-        desired = _with_objects(lab, found, source)
+        desired = lambda lab: _with_objects(lab, found, source)   # noqa: E731  (the lab when its turn comes)
     else:
-        desired = topology.loads(text, source=source, default_name=lab.document_name, bound=lab.scheduling)
+        desired = lambda lab: topology.loads(text, source=source, default_name=lab.document_name,  # noqa: E731
+                                             bound=lab.scheduling)
     api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
     return 0
 
@@ -193,5 +200,6 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         names |= {p["name"] for p in manifests.read(text, source).pods}
     elif not args.kind or not names:
         raise PodlabError("say what to delete: 'podlab delete pod NAME' or 'podlab delete -f FILE'")
-    api.change(lab.name, _with_pods(lab, [], names, "deletions"), lambda line: print(line, file=out), current=lab)
+    api.change(lab.name, lambda lab: _with_pods(lab, [], names, "deletions"), lambda line: print(line, file=out),
+               current=lab)
     return 0

@@ -38,7 +38,14 @@ class Change:
 def plan_change(current: Plan, desired: Topology) -> Change:
     _same_cluster(current.topology, desired)
     addrs: AddressPlan = allocation.allocate(desired, previous=current.addresses)
-    new = planner.build(desired, addrs)
+    # Pods their node has no address for are Pending: planned, and made, once they get one.
+    return diff(current, planner.build(allocation.without_pending(desired, addrs), addrs))
+
+
+def diff(current: Plan, new: Plan) -> Change:
+    """What turns a lab built from `current` into `new`: also how a change cut short is made again
+    from the records of both (lab.converge), or undone (the other way round)."""
+    addrs = new.addresses
     old_pods = {p.name: p for p in current.addresses.pods}
     new_pods = {p.name: p for p in addrs.pods}
     removed = [n for n in old_pods if n not in new_pods or new_pods[n] != old_pods[n]]

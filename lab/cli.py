@@ -211,6 +211,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rows = render.pod_rows(lab, agent_status, alive)
         if not alive:
             print(f"warning: {render.agent_down(lab.name, agent_status)}", file=err)
+        for r in rows:   # what kubectl describe's events say of a pod stuck in ContainerCreating
+            if r.get("reason") and args.output != "json":
+                print(f"pod/{r['name']} on {r['node']}: {r['reason']}", file=err)
         if args.output == "json":
             print(json.dumps(rows, indent=2), file=out)
             return 0

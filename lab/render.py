@@ -128,6 +128,13 @@ def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[
                      "age": now - lab.created, "ip": str(addr.ip), "node": pod.node, "netns": addr.netns,
                      "namespace": pod.namespace, "hostNetwork": pod.host_network,
                      "containers": [c.name for c in pod.containers]})
+    # Last, after the pods that have an address (callers zip the rows with lab.addresses.pods): the
+    # pods waiting for one, as kubectl shows a pod whose sandbox the CNI plugin cannot set up.
+    for p in getattr(lab.addresses, "pending", ()):
+        rows.append({"name": p.name, "ready": f"0/{p.containers}", "status": "ContainerCreating", "restarts": 0,
+                     "age": now - lab.created, "ip": "<none>", "node": p.node, "netns": "<none>",
+                     "namespace": None, "hostNetwork": False, "containers": [],
+                     "reason": f"FailedCreatePodSandBox: {p.reason}"})
     return rows
 
 

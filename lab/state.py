@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,8 +101,10 @@ class LabBusy(PodlabError):
 
 
 @contextmanager
-def locked(lab: str) -> Iterator[None]:
-    """One `up`, `down` or `clean` of a lab at a time; a second one is told so at once.
+def locked(lab: str, wait: float = 0.0) -> Iterator[None]:
+    """One `up`, `down`, `clean` or change of a lab at a time; a second one is told so at once,
+    or (`wait`, in seconds: changes queue up behind each other, as requests to one API server do)
+    once it has waited that long.
 
     The lock file goes when the lab does: it is unlinked while still held, and a process
     that then gets the lock on the unlinked file sees that the path no longer leads to it
@@ -109,14 +112,20 @@ def locked(lab: str) -> Iterator[None]:
     """
     ensure_root()
     path = lock_path(lab)
+    deadline = time.monotonic() + wait
+    pause = 0.005
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise LabBusy(f"lab {lab} is busy: another 'podlab up', 'down' or 'clean' of it is running; "
-                          f"wait for it, then try again") from None
+            if time.monotonic() < deadline:
+                time.sleep(pause)
+                pause = min(0.1, pause * 2)
+                continue
+            raise LabBusy(f"lab {lab} is busy: another 'podlab up', 'down', 'clean' or change of it is running"
+                          f"{f' (waited {wait:g} s)' if wait else ''}; wait for it, then try again") from None
         try:
             st = os.stat(path)
             current = (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)

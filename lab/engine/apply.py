@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial, singledispatch
 from itertools import groupby
 
@@ -308,15 +309,20 @@ def _make_namespaces(lab: str, journal: Journal, ops: list[Op] | tuple[Op, ...],
 
 def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[str, ...] | list[str],
            before_removal: Callable[[], None], after_build: Callable[[], None],
-           gone_links: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()) -> None:
+           gone_links: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (), again: bool = False) -> None:
     """Change a running lab: remove the namespaces of pods that went, make the new ops (new pods'
     namespaces, and their links, addresses, routes and neighbours in the namespaces already there),
     write the files; `before_removal` and `after_build` have the workload agent let go of the pods
     that go and serve the new ones. Journalled like a build: `down` removes whatever a change made,
-    even a change cut short."""
+    even a change cut short.
+
+    `again`: the change was cut short and is made again (lab.converge). The caller names the new
+    pods' namespaces among those to remove (they may be half made); requests in the namespaces that
+    stay replace what they make (it may be there already) and take ENOENT for done where they delete."""
     journal = Journal(lab)
     made_before = journal.made_namespaces()
     before_removal()     # the agent stops the pods that go: their sockets would keep the namespaces alive
+    faults.point("pods let go")
     mount_inodes = journal.mount_inodes()
     uts_dir = str(state.lab_dir(lab) / "uts") + "/"
     for name in remove_namespaces:
@@ -332,13 +338,17 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
         for name in sorted(touched):
             fd = os.open(netns.netns_path(name), os.O_RDONLY)
             made[name] = netns.Created(name, fd, netns.socket_in(name, socket.AF_NETLINK, socket.SOCK_RAW, 0), None)
-        links = _links(ops, made, None)
-        _nft([op for op in ops if isinstance(op, ApplyNft)], None, replace=True)
+        links = _links(ops, made, None, again=again)
+        nft = [op for op in ops if isinstance(op, ApplyNft)]
+        _nft(nft, None, replace=True)
+        if nft:
+            faults.point("nftables loaded")
         _wait_running(ops, made, links)
     finally:
         for handle in made.values():
             handle.close()
-    write_files(lab, ops)
+    write_files(lab, ops, atomic=True)
+    faults.point("files written")
     after_build()        # the agent serves the new pods, whose namespaces exist now
 
 
@@ -432,7 +442,19 @@ _LOCAL_PHASES = PHASE[LinkUp]
 _CREATED_UP = {CreateVeth: lambda op: op.name, CreateVxlan: lambda op: op.name}
 
 
-def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progress: Progress | None) -> Links:
+def _again(request: Request) -> Request:
+    """A request of a change made again, in a namespace that stayed: a route or neighbour entry it
+    makes may be there already (it replaces: the end state is the plan's either way), and one it
+    deletes may be gone already."""
+    if request.type in (nl.RTM_NEWNEIGH, nl.RTM_NEWROUTE) and request.flags & nl.NLM_F_EXCL:
+        return replace(request, flags=(request.flags & ~nl.NLM_F_EXCL) | nl.NLM_F_REPLACE)
+    if request.type in (nl.RTM_DELNEIGH, nl.RTM_DELROUTE):
+        return replace(request, missing_ok=True)
+    return request
+
+
+def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progress: Progress | None,
+           again: bool = False) -> Links:
     rest = [op for op in ops if not isinstance(op, (CreateNamespace, SetSysctls, SetSysctl, ApplyNft, WriteFile,
                                                     StartDaemon))]
     created = {(op.ns, _CREATED_UP[type(op)](op)) for op in rest if type(op) in _CREATED_UP}
@@ -468,7 +490,7 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
             for op in sorted(per_ns, key=lambda op: PHASE[type(op)]) if stage == _LOCAL_PHASES else per_ns:
                 encoded = encode(op, links, fds)
                 for request in encoded if isinstance(encoded, list) else (encoded,):
-                    channel.queue(request)
+                    channel.queue(_again(request) if again and ns in links.existing else request)
             if stage == _LOCAL_PHASES:
                 for bridge in bridges.get(ns, ()):
                     channel.queue(_snooping_on(ns, bridge, links))

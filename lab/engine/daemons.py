@@ -10,6 +10,7 @@ check.
 """
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -27,12 +28,20 @@ READY_TIMEOUT = 15.0
 BGP_TIMEOUT = 60.0
 
 
-def write_files(lab: str, ops: list[Op] | tuple[Op, ...]) -> None:
+def write_files(lab: str, ops: list[Op] | tuple[Op, ...], atomic: bool = False) -> None:
+    """`atomic`: each through a rename, so a crash never leaves half a file that a reader (the agent,
+    dnsmasq, the change made again) would take for the whole. A running lab's change asks for it;
+    `up` writes thousands of new files nobody reads yet, and a crash there leaves no lab to read them."""
     for op in ops:
         if isinstance(op, WriteFile):
             path = Path(state.expand(op.path, lab))
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(op.content)
+            if atomic:
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text(op.content)
+                os.replace(tmp, path)
+            else:
+                path.write_text(op.content)
 
 
 class Daemons:

@@ -54,9 +54,13 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
                                               parts)
     check_unique_names(checker, nodes, placed, outside)
     if net.pod_cidr is not None and net.node_mask is not None:
+        # A running lab's (`bound`) pods beyond a node's addresses are not an error of the document:
+        # they wait for an address, Pending, as a kubelet's pods do when host-local has none
+        # (lab.allocation). A new lab must fit.
         if calico is not None:
-            check_pool(checker, net, nodes, placed, parts)
-        elif check_node_blocks(checker, net, nodes):
+            if bound is None:
+                check_pool(checker, net, nodes, placed, parts)
+        elif check_node_blocks(checker, net, nodes) and bound is None:
             check_pods_per_node(checker, net, nodes, placed)
     if net.node_subnet is not None:
         check_node_subnet(checker, net.node_subnet, len(nodes), len(outside))

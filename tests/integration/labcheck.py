@@ -78,3 +78,40 @@ def assert_no_residue(lab: str, netns_names: list[str]) -> None:
     assert not state.lab_dir(lab).exists(), "state directory left behind"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"--lab {lab} " not in ps and not ps.rstrip().endswith(f"--lab {lab}"), "a lab process is still running"
+
+
+def planned_objects(lab) -> dict[str, set]:
+    """What a lab's plan says the kernel holds, per namespace: links, addresses, routes, permanent
+    neighbours (compared with kernel_objects)."""
+    from lab.ops import AddAddress, AddNeighbour, AddRoute, CreateNamespace, CreateVeth, CreateVxlan
+    out: dict[str, set] = {}
+    for op in lab.plan.ops:
+        if isinstance(op, CreateNamespace):
+            out.setdefault(op.ns, set())
+        elif isinstance(op, CreateVeth):
+            out.setdefault(op.ns, set()).add(("link", op.name))
+            out.setdefault(op.peer_ns, set()).add(("link", op.peer))
+        elif isinstance(op, CreateVxlan):
+            out.setdefault(op.ns, set()).add(("link", op.name))
+        elif isinstance(op, AddAddress):
+            out.setdefault(op.ns, set()).add(("addr", op.dev, str(op.address)))
+        elif isinstance(op, AddRoute) and not op.blackhole:
+            dst = "default" if op.dst.prefixlen == 0 else str(op.dst)
+            out.setdefault(op.ns, set()).add(("route", dst))     # the device may be the kernel's choice
+        elif isinstance(op, AddNeighbour):
+            out.setdefault(op.ns, set()).add(("neigh", op.dev, str(op.address)))
+    return out
+
+
+def kernel_objects(namespaces: set[str]) -> dict[str, set]:
+    """What the kernel holds in these namespaces, in planned_objects' terms."""
+    from lab import inspect
+    out: dict[str, set] = {}
+    for ns in namespaces:
+        snap = inspect.snapshot(ns)
+        got = {("link", l.name) for l in snap.links if l.kind in ("veth", "vxlan")}
+        got |= {("addr", a.dev, a.address) for a in snap.addresses if not a.address.startswith("127.")}
+        got |= {("route", r.dst) for r in snap.routes_in("main") if r.proto != 2 and r.type != "blackhole"}
+        got |= {("neigh", n.dev, n.address) for n in snap.neighbours if "PERMANENT" in n.state}
+        out[ns] = got
+    return out

@@ -11,9 +11,10 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from labcheck import kernel_objects as actual
+from labcheck import planned_objects as expected
 
-from lab import api, check, inspect, topology
-from lab.ops import AddAddress, AddNeighbour, AddRoute, CreateNamespace, CreateVeth, CreateVxlan
+from lab import api, check, topology
 
 EXAMPLES = int(os.environ.get("PODLAB_PROPERTY_EXAMPLES", "12"))
 BARE = ["a", "b", "c", "d"]
@@ -33,39 +34,6 @@ def desired(lab: api.Lab, bare: dict[str, str | None], replicas: int, gone: set[
             + f"deployments:\n  - {{name: web, replicas: {replicas}, image: nginx}}\n")
     bound = topology.without(lab.scheduling, gone, lab.topology.pods)
     return topology.loads(text, default_name=lab.document_name, bound=bound)
-
-
-def expected(lab: api.Lab) -> dict[str, set]:
-    """What the plan says the kernel holds, per namespace."""
-    out: dict[str, set] = {}
-    for op in lab.plan.ops:
-        if isinstance(op, CreateNamespace):
-            out.setdefault(op.ns, set())
-        elif isinstance(op, CreateVeth):
-            out.setdefault(op.ns, set()).add(("link", op.name))
-            out.setdefault(op.peer_ns, set()).add(("link", op.peer))
-        elif isinstance(op, CreateVxlan):
-            out.setdefault(op.ns, set()).add(("link", op.name))
-        elif isinstance(op, AddAddress):
-            out.setdefault(op.ns, set()).add(("addr", op.dev, str(op.address)))
-        elif isinstance(op, AddRoute) and not op.blackhole:
-            dst = "default" if op.dst.prefixlen == 0 else str(op.dst)
-            out.setdefault(op.ns, set()).add(("route", dst))     # the device may be the kernel's choice
-        elif isinstance(op, AddNeighbour):
-            out.setdefault(op.ns, set()).add(("neigh", op.dev, str(op.address)))
-    return out
-
-
-def actual(lab: api.Lab, namespaces: set[str]) -> dict[str, set]:
-    out: dict[str, set] = {}
-    for ns in namespaces:
-        snap = inspect.snapshot(ns)
-        got = {("link", l.name) for l in snap.links if l.kind in ("veth", "vxlan")}
-        got |= {("addr", a.dev, a.address) for a in snap.addresses if not a.address.startswith("127.")}
-        got |= {("route", r.dst) for r in snap.routes_in("main") if r.proto != 2 and r.type != "blackhole"}
-        got |= {("neigh", n.dev, n.address) for n in snap.neighbours if "PERMANENT" in n.state}
-        out[ns] = got
-    return out
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,7 +65,7 @@ def test_any_sequence_of_changes_ends_in_the_kernel_objects_of_the_final_plan(de
         assert {p.name for p in lab.topology.pods if p.deployment is None} == set(bare)
         want = expected(lab)
         namespaces = {t.netns for t in lab.targets().values()} | set(want)
-        assert actual(lab, namespaces) == {ns: want.get(ns, set()) for ns in namespaces}
+        assert actual(namespaces) == {ns: want.get(ns, set()) for ns in namespaces}
         assert all(r.passed for r in check.run(lab))
     finally:
         api.down(name)

@@ -1,0 +1,133 @@
+"""A running lab's record, and the record of a change in progress.
+
+The record is what every command reads instead of the user's file: the topology document as it
+was loaded (topology.yaml) and the allocation with the placement (allocation.json: addresses,
+the pods that have none yet, which node each pod is bound to).
+
+A change writes what it is about to do (change.json: the record it starts from and the one it
+makes) before it touches anything, the way Kubernetes stores the desired state before any
+controller acts on it. While change.json exists the lab's record is the one it started from (the
+two record files may be half rewritten by a commit that was cut short); the change is committed
+when the record files hold the new record and change.json is gone. Whoever finds change.json with
+nobody changing the lab (a SIGKILL, a power cut of the process) finishes it (lab.converge).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from lab import allocation, faults, planner, topology
+from lab.addressing import AddressPlan
+from lab.model import Topology
+from lab.planner import Plan
+
+TOPOLOGY = "topology.yaml"
+ALLOCATION = "allocation.json"
+CHANGE = "change.json"
+
+
+@dataclass(frozen=True)
+class Record:
+    text: str                    # the topology document as loaded
+    allocation: dict[str, Any]   # allocation.record(), with the placement under "scheduling"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"topology": self.text, "allocation": self.allocation}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Record":
+        if not isinstance(data, dict) or not isinstance(data.get("topology"), str) \
+                or not isinstance(data.get("allocation"), dict):
+            raise ValueError("not a lab record")
+        return cls(data["topology"], data["allocation"])
+
+
+def of(topo: Topology, addrs: AddressPlan, scheduling: topology.Scheduling) -> Record:
+    return Record(topo.text, {**allocation.record(addrs), "scheduling": scheduling.record()})
+
+
+def read_files(d: Path) -> Record:
+    """The record files as they are; OSError or ValueError if they are not there or not whole."""
+    return Record((d / TOPOLOGY).read_text(), json.loads((d / ALLOCATION).read_text()))
+
+
+def committed(d: Path) -> Record:
+    """The lab's record: the one a change in progress started from, else the record files."""
+    pending = read_change(d)
+    return pending.committed if pending is not None else read_files(d)
+
+
+def write(d: Path, r: Record) -> None:
+    """Each file through a rename: a reader sees the old file or the new one, never half of one."""
+    for name, text in ((TOPOLOGY, r.text), (ALLOCATION, json.dumps(r.allocation) + "\n")):
+        tmp = d / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.rename(d / name)
+        faults.point(f"record {name} written")
+
+
+def load(r: Record, name: str, source: str, document_name: str,
+         ) -> tuple[Topology, Plan, topology.Scheduling | None]:
+    """The record as a plan: the document read under the name it was first read under (generated
+    pod names derive from it) over the recorded placement, without the pods that have no address
+    (Pending), planned over the recorded allocation. Raises what loading raises (PodlabError for
+    the document, KeyError/TypeError/ValueError for an allocation that is not one)."""
+    addrs = allocation.from_record(r.allocation)
+    scheduling = topology.Scheduling.from_record(r.allocation.get("scheduling"))
+    topo = topology.loads(r.text, source=source, default_name=document_name, bound=scheduling)
+    topo = allocation.without_pending(replace(topo, name=name), addrs)
+    return topo, planner.build(topo, addrs), scheduling
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A change journalled before it was made: the record it started from, the record it makes,
+    and which way it is going (`undo`: back to where it started, after it failed half way)."""
+    committed: Record
+    proposed: Record
+    undo: bool = False
+    pid: int = 0
+    started: float = 0.0
+
+    @property
+    def target(self) -> Record:
+        return self.committed if self.undo else self.proposed
+
+    @property
+    def other(self) -> Record:
+        """The record the kernel may still partly follow."""
+        return self.proposed if self.undo else self.committed
+
+
+def write_change(d: Path, change: PendingChange) -> None:
+    data = {"committed": change.committed.to_json(), "proposed": change.proposed.to_json(), "undo": change.undo,
+            "pid": change.pid or os.getpid(), "started": change.started or time.time()}
+    tmp = d / f".{CHANGE}.tmp"
+    tmp.write_text(json.dumps(data) + "\n")
+    tmp.rename(d / CHANGE)
+    faults.point("change intent written" if not change.undo else "change undo written")
+
+
+def read_change(d: Path) -> PendingChange | None:
+    """The change in progress (or cut short), if any. A change.json that is not whole is never
+    seen: it is written through a rename."""
+    try:
+        data = json.loads((d / CHANGE).read_text())
+    except FileNotFoundError:
+        return None
+    return PendingChange(Record.from_json(data["committed"]), Record.from_json(data["proposed"]),
+                         bool(data.get("undo")), int(data.get("pid") or 0), float(data.get("started") or 0))
+
+
+def change_pending(d: Path) -> bool:
+    return (d / CHANGE).exists()
+
+
+def end_change(d: Path) -> None:
+    """The change is committed (or undone): the record files are the lab's record again."""
+    (d / CHANGE).unlink(missing_ok=True)
+    faults.point("change ended")
