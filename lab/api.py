@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
@@ -272,7 +273,13 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
     from lab import change as changes
     from lab import converge
     from lab.engine import features
-    with state.locked(name, wait=CHANGE_WAIT), state.private_files():
+    turn = ExitStack()
+    try:
+        turn.enter_context(state.locked(name))
+    except state.LabBusy:
+        say(f"lab {name}: waiting for another podlab to finish changing it ...")
+        turn.enter_context(state.locked(name, wait=CHANGE_WAIT))
+    with turn, state.private_files():
         converge.finish(name, say)
         lab = current if current is not None and current.record_unchanged() else Lab(name)
         desired = desired(lab) if callable(desired) else desired
