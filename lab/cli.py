@@ -173,7 +173,10 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    labs = [api.Lab(n) for n in ([args.lab] if args.lab else api.running())]
+    names = [args.lab] if args.lab else api.running()
+    for name in names:    # a change of it cut short is finished first: the status is the lab's as it is
+        api.finish_change(name, lambda line: print(line, file=err))
+    labs = [api.Lab(n) for n in names]
     rows = [render.lab_status(lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name))
             for lab in labs]
     if args.output == "json":
