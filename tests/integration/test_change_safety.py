@@ -1,4 +1,4 @@
-"""Safe under change: a change of a running lab (apply, delete, scale) killed with SIGKILL at any
+"""Safe under change: a change of a running lab (apply, delete, scale, rollout) killed with SIGKILL at any
 of its crash points leaves a lab that the next command finds cut short, finishes and reports; the
 lab is then exactly what the change asked for (its pods, their addresses, their namespaces and
 every kernel object of its plan, nothing more), `check` passes, and `down` leaves nothing.
@@ -121,6 +121,8 @@ CHANGES = {
     "apply a Pod": (lambda lab, f: ["apply", "-f", str(f / "nginx-pod.yaml")],
                     ["journal netns-made", "files written"]),
     "delete a Pod": (lambda lab, f: ["delete", "pod", "client"], ["pods let go", "record allocation.json written"]),
+    "rollout restart": (lambda lab, f: ["rollout", "restart", "deployment", "web"], ["journal netns-removed",
+                                                                                   "netlink batch"]),
 }
 
 
