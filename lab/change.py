@@ -46,13 +46,18 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     gone_ns = {old_pods[n].netns for n in removed if not old_pods[n].host_network}
     gone_veths = {(current.addresses.node(old_pods[n].node).netns, old_pods[n].veth) for n in removed
                   if old_pods[n].veth}
+    # Set differences compare the hashes the sets hold: hashing 40,000 ops again for each
+    # membership test (ipaddress hashes in Python) cost more than all the rest of a change.
     before, after = set(current.ops), set(new.ops)
+    gone = {id(op) for op in before - after}
+    fresh = {id(op) for op in after - before}
     _daemons_unchanged(current, new)
     undo: list[Op] = []
     for op in current.ops:
+        if id(op) not in gone:
+            continue
         # Files are written again whole, nftables tables loaded again whole in place of the old ones.
-        replaced = isinstance(op, (WriteFile, ApplyNft))
-        if op in after or replaced or _goes_with(op, gone_ns, gone_veths):
+        if isinstance(op, (WriteFile, ApplyNft)) or _goes_with(op, gone_ns, gone_veths):
             continue
         if isinstance(op, AddNeighbour):    # a static entry another namespace held for a gone pod
             undo.append(DelNeighbour(op.ns, op.dev, op.address))
@@ -63,9 +68,9 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     # but the old objects go with the old namespace, so they are made again.
     # In execution order; the deletions first among the neighbour entries (a pod replaced keeps its name).
     if gone_ns or gone_veths:
-        made = [op for op in new.ops if op not in before or _goes_with(op, gone_ns, gone_veths)]
+        made = [op for op in new.ops if id(op) in fresh or _goes_with(op, gone_ns, gone_veths)]
     else:
-        made = [op for op in new.ops if op not in before]
+        made = [op for op in new.ops if id(op) in fresh]
     ops = tuple(ordered(undo + made))
     return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops),
                   tuple(sorted((ns, veth) for ns, veth in gone_veths if veth)))
