@@ -245,7 +245,7 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
 def _record(d: Path, topo: Topology, plan: Plan, previous: topology.Scheduling | None = None) -> None:
     """What every later command reads: the document as it was loaded (not the file as it is now),
     the allocation, and where the pods were put (lab.topology.placement)."""
-    scheduling = topology.scheduling_of(topo.pods, previous)
+    scheduling = topology.scheduling_of(topo.pods, previous, [n.name for n in topo.nodes])
     record = {**allocation.record(plan.addresses), "scheduling": scheduling.record()}
     for name, text in ((TOPOLOGY_RECORD, topo.text), (ALLOCATION_RECORD, json.dumps(record) + "\n")):
         tmp = d / f".{name}.tmp"
@@ -285,6 +285,9 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
             spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
             workloads.write_json_atomic(spec_path, spec)
             workloads.reload_agent(name, kept)
+            if ch.node_namespaces:      # a leaving node's BIRD, a shell left in it: they hold its namespace
+                from lab import clean
+                clean.kill_inside(name, only=set(ch.node_namespaces))
 
         def serve_new() -> None:
             workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
@@ -296,13 +299,34 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
                               f"'sudo podlab down {name}' removes the lab") from None
         _record(state.lab_dir(name), desired, ch.plan, lab.scheduling)
         Journal(name).record("change-done")
+        for node in ch.nodes_removed:
+            say(f"node/{node} deleted")
         for pod in ch.removed:
             say(f"pod/{pod} deleted")
+        for node in ch.nodes_added:
+            n = ch.plan.addresses.node(node)
+            say(f"node/{node} created ({n.ip}, pod CIDR {n.block})")
         new = {p.name: p for p in ch.plan.addresses.pods}
         for pod in ch.added:
             say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
         say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations)")
         return Lab(name, ch.plan)
+
+
+def cordon(name: str, node: str, cordoned: bool = True) -> bool:
+    """Mark a running lab's node unschedulable (or schedulable again), as `kubectl cordon` sets
+    spec.unschedulable: its pods stay, new pods go elsewhere (lab.topology.placement). Recorded in
+    the lab's placement state; whether it changed."""
+    with state.locked(name), state.private_files():
+        lab = Lab(name)
+        if node not in {n.name for n in lab.addresses.nodes}:
+            raise PodlabError(f'nodes "{node}" not found in lab {name} (nodes: '
+                              f'{", ".join(n.name for n in lab.addresses.nodes)})')
+        bound = lab.scheduling or topology.scheduling_of(lab.topology.pods)
+        if (node in bound.cordoned) == cordoned:
+            return False
+        _record(state.lab_dir(name), lab.topology, lab.plan, bound.with_cordon(node, cordoned))
+        return True
 
 
 def restart_agent(lab: str, say: Say = _quiet) -> int:
