@@ -323,8 +323,8 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
     """Change a running lab: remove the namespaces of pods (and nodes) that went, make the new ops (new
     namespaces, and their links, addresses, routes and neighbours in the namespaces already there),
     write the files; `before_removal` and `after_build` have the workload agent let go of the pods
-    that go and serve the new ones; then the engine's daemons follow (lab.engine.daemons.change_daemons). Journalled like a build: `down` removes whatever a change made,
-    even a change cut short."""
+    that go and serve the new ones; then the engine's daemons follow (daemons.change_daemons).
+    Journalled like a build: `down` removes whatever a change made, even a change cut short."""
     journal = Journal(lab)
     made_before = journal.made_namespaces()
     before_removal()     # the agent stops the pods that go: their sockets would keep the namespaces alive
