@@ -71,7 +71,7 @@ class Lab:
         self.document_name = Path(self.meta.get("source") or TOPOLOGY_RECORD).stem
         if plan is not None and plan.topology.name == name:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
-            self.topology, self.plan = plan.topology, plan
+            self.topology, self._plan, self._addresses = plan.topology, plan, plan.addresses
             self.scheduling = self._recorded_scheduling()
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
@@ -80,10 +80,19 @@ class Lab:
         # while a change is in progress (or was cut short), the record it started from.
         try:
             kept = record.committed(self.dir)
-            self.topology, self.plan, self.scheduling = record.load(kept, name, source, self.document_name)
+            self.topology, self._addresses, self.scheduling = record.load(kept, name, source, self.document_name)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PodlabError(f"lab {name}: its allocation record {self.dir / ALLOCATION_RECORD} is "
                               f"unreadable ({e}); 'sudo podlab down {name}' and up again") from None
+        self._plan: Plan | None = None
+
+    @property
+    def plan(self) -> Plan:
+        """The lab's ops, planned again over its record when first asked for: most commands need only
+        the addresses and the topology (a 1000-pod lab's plan costs ~0.2 s)."""
+        if self._plan is None:
+            self._plan = planner.build(self.topology, self._addresses)
+        return self._plan
 
     def _recorded_scheduling(self) -> topology.Scheduling | None:
         """The placement the record holds (with each Deployment's next ordinal: what the pods alone
@@ -96,7 +105,7 @@ class Lab:
     @property
     def pending(self) -> tuple[PendingPod, ...]:
         """Pods that have no address yet (their node had none left): Pending, ContainerCreating."""
-        return self.plan.addresses.pending
+        return self._addresses.pending
 
     def record_unchanged(self) -> bool:
         """Whether the lab's record is still the one this object was read from."""
@@ -111,7 +120,7 @@ class Lab:
 
     @property
     def addresses(self) -> AddressPlan:
-        return self.plan.addresses
+        return self._addresses
 
     @property
     def created(self) -> float:
@@ -241,7 +250,8 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
 def _record(d: Path, topo: Topology, plan: Plan, previous: topology.Scheduling | None = None) -> None:
     """What every later command reads: the document as it was loaded (not the file as it is now),
     the allocation, and where the pods were put (lab.topology.placement)."""
-    record.write(d, record.of(topo, plan.addresses, topology.scheduling_of(topo.pods, previous)))
+    record.write(d, record.of(topo, plan.addresses, topology.scheduling_of(topo.pods, previous,
+                                                                         [n.name for n in topo.nodes])))
 
 
 def _progress(say: Say, total: int) -> apply.Progress:
@@ -296,8 +306,13 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
                               f"'sudo podlab restart-agent --lab {name}' first; nothing was changed")
         started = time.monotonic()
         converge.start(name, lab.plan, lab.scheduling, desired, ch, say)
+        for node in ch.nodes_removed:
+            say(f"node/{node} deleted")
         for pod in ch.removed:
             say(f"pod/{pod} deleted")
+        for node in ch.nodes_added:
+            n = ch.plan.addresses.node(node)
+            say(f"node/{node} created ({n.ip}, pod CIDR {n.block})")
         new = {p.name: p for p in ch.plan.addresses.pods}
         for pod in ch.added:
             say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
@@ -331,6 +346,27 @@ def finish_change(name: str, say: Say | None = None) -> bool:
     except PodlabError as e:
         say(f"warning: {e}")
         return False
+
+
+def cordon(name: str, node: str, cordoned: bool = True) -> bool:
+    """Mark a running lab's node unschedulable (or schedulable again), as `kubectl cordon` sets
+    spec.unschedulable: its pods stay, new pods go elsewhere (lab.topology.placement). Recorded in
+    the lab's placement state; whether it changed."""
+    from lab import converge
+    with state.locked(name, wait=CHANGE_WAIT), state.private_files():
+        converge.finish(name, _quiet)      # a change cut short would otherwise undo the mark when finished
+        lab = Lab(name)
+        if node not in {n.name for n in lab.addresses.nodes}:
+            raise PodlabError(f'nodes "{node}" not found in lab {name} (nodes: '
+                              f'{", ".join(n.name for n in lab.addresses.nodes)})')
+        bound = lab.scheduling or topology.scheduling_of(lab.topology.pods)
+        if (node in bound.cordoned) == cordoned:
+            return False
+        # The record as it is but for the mark (its Pending pods keep their names and nodes).
+        kept = record.read_files(state.lab_dir(name))
+        record.write(state.lab_dir(name), record.Record(
+            kept.text, {**kept.allocation, "scheduling": bound.with_cordon(node, cordoned).record()}))
+        return True
 
 
 def restart_agent(lab: str, say: Say = _quiet) -> int:

@@ -33,6 +33,7 @@ from lab import faults, record, state, topology, workloads
 from lab.change import Change
 from lab.errors import PodlabError
 from lab.model import Topology
+from lab.ops import CreateNamespace, CreateVeth
 from lab.planner import Plan
 
 Say = Callable[[str], None]
@@ -46,7 +47,8 @@ def start(name: str, current: Plan, scheduling: topology.Scheduling | None, desi
     from lab.engine.journal import Journal
     d = state.lab_dir(name)
     committed = record.read_files(d)
-    proposed = record.of(desired, ch.plan.addresses, topology.scheduling_of(desired.pods, scheduling))
+    proposed = record.of(desired, ch.plan.addresses,
+                         topology.scheduling_of(desired.pods, scheduling, [n.name for n in desired.nodes]))
     pending = record.PendingChange(committed, proposed)
     record.write_change(d, pending)
     Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))
@@ -71,8 +73,8 @@ def finish(name: str, say: Say) -> Plan | None:
         return None
     source, document_name = _names(d)
     try:
-        _, other, _ = record.load(pending.other, name, source, document_name)
-        _, target, _ = record.load(pending.target, name, source, document_name)
+        other = record.plan(pending.other, name, source, document_name)
+        target = record.plan(pending.target, name, source, document_name)
     except (PodlabError, KeyError, TypeError, ValueError) as e:
         raise PodlabError(f"lab {name}: the records of a change cut short are unreadable ({e}); "
                           f"'sudo podlab down {name}' removes the lab") from None
@@ -89,8 +91,12 @@ def finish(name: str, say: Say) -> Plan | None:
                               f"this lab tries again; 'sudo podlab down {name}' removes the lab") from None
         _undo(name, pending, target, other, e, say)
     _commit(name, pending.target)
+    for node in ch.nodes_removed:
+        say(f"node/{node} deleted")
     for pod in ch.removed:
         say(f"pod/{pod} deleted")
+    for node in ch.nodes_added:
+        say(f"node/{node} created")
     new = {p.name: p for p in target.addresses.pods}
     for pod in ch.added:
         say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
@@ -110,17 +116,27 @@ def _make(name: str, current: Plan, ch: Change, again: bool) -> None:
     from lab.engine import apply
     spec_path = state.lab_dir(name) / workloads.SPEC_FILE
     kept = {p.name for p in current.addresses.pods} - set(ch.removed) - set(ch.restarted)
-    remove, gone = ch.remove_namespaces, ch.gone_links
-    if again:   # what it makes may be there, half made: removed first, and made again whole
-        made = [p for p in ch.plan.addresses.pods if p.name in set(ch.added) and not p.host_network]
-        remove = tuple(sorted(set(remove) | {p.netns for p in made}))
-        gone = tuple(sorted(set(gone) | {(ch.plan.addresses.node(p.node).netns, p.veth) for p in made if p.veth}))
+    remove, gone, stop_in = ch.remove_namespaces, ch.gone_links, set(ch.node_namespaces)
+    if again:   # what it makes may be there, half made: removed first (what runs there stopped), made again whole
+        new = {op.ns for op in ch.ops if isinstance(op, CreateNamespace)}
+        remove = tuple(sorted(set(remove) | new))
+        stop_in |= new
+        # Their veths' other ends, in namespaces that stay (a pod's on its node, a node's on the
+        # underlay switch), go with them: their names must be free before they are made again.
+        ends = {(op.ns, op.name) for op in ch.ops if isinstance(op, CreateVeth) and op.peer_ns in new
+                and op.ns not in new}
+        ends |= {(op.peer_ns, op.peer) for op in ch.ops if isinstance(op, CreateVeth) and op.ns in new
+                 and op.peer_ns not in new}
+        gone = tuple(sorted(set(gone) | ends))
 
     def let_go() -> None:
         spec = json.loads(spec_path.read_text())
         spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
         workloads.write_json_atomic(spec_path, spec)
         workloads.reload_agent(name, {p["pod"] for p in spec["pods"]})
+        if stop_in:      # a leaving node's BIRD, a shell left in it: they hold its namespace
+            from lab import clean
+            clean.kill_inside(name, only=stop_in)
 
     def serve_new() -> None:
         workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})

@@ -71,16 +71,21 @@ def write(d: Path, r: Record) -> None:
 
 
 def load(r: Record, name: str, source: str, document_name: str,
-         ) -> tuple[Topology, Plan, topology.Scheduling | None]:
-    """The record as a plan: the document read under the name it was first read under (generated
+         ) -> tuple[Topology, AddressPlan, topology.Scheduling | None]:
+    """The record read back: the document read under the name it was first read under (generated
     pod names derive from it) over the recorded placement, without the pods that have no address
-    (Pending), planned over the recorded allocation. Raises what loading raises (PodlabError for
-    the document, KeyError/TypeError/ValueError for an allocation that is not one)."""
+    (Pending); the allocation; the placement. Raises what loading raises (PodlabError for the
+    document, KeyError/TypeError/ValueError for an allocation that is not one)."""
     addrs = allocation.from_record(r.allocation)
     scheduling = topology.Scheduling.from_record(r.allocation.get("scheduling"))
     topo = topology.loads(r.text, source=source, default_name=document_name, bound=scheduling)
-    topo = allocation.without_pending(replace(topo, name=name), addrs)
-    return topo, planner.build(topo, addrs), scheduling
+    return allocation.without_pending(replace(topo, name=name), addrs), addrs, scheduling
+
+
+def plan(r: Record, name: str, source: str, document_name: str) -> Plan:
+    """The record as a plan (its ops), as `load` reads it."""
+    topo, addrs, _ = load(r, name, source, document_name)
+    return planner.build(topo, addrs)
 
 
 @dataclass(frozen=True)
