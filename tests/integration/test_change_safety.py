@@ -1,4 +1,4 @@
-"""Safe under change: a change of a running lab (apply, delete, scale, rollout) killed with SIGKILL at any
+"""Safe under change: a change of a running lab (apply, delete, scale, rollout, a node joining) killed with SIGKILL at any
 of its crash points leaves a lab that the next command finds cut short, finishes and reports; the
 lab is then exactly what the change asked for (its pods, their addresses, their namespaces and
 every kernel object of its plan, nothing more), `check` passes, and `down` leaves nothing.
@@ -46,6 +46,7 @@ FIGURES: dict[str, object] = {}
 def files(tmp_path_factory, root):
     d = tmp_path_factory.mktemp("changes")
     (d / "cluster.yaml").write_text(CLUSTER)
+    (d / "three-nodes.yaml").write_text(CLUSTER.replace("[node1, node2]", "[node1, node2, node3]"))
     for pod in ("nginx-pod", "extra", "one", "two"):
         (d / f"{pod}.yaml").write_text(POD.format(name=pod))
     before = root_netns_state()
@@ -123,6 +124,8 @@ CHANGES = {
     "delete a Pod": (lambda lab, f: ["delete", "pod", "client"], ["pods let go", "record allocation.json written"]),
     "rollout restart": (lambda lab, f: ["rollout", "restart", "deployment", "web"], ["journal netns-removed",
                                                                                    "netlink batch"]),
+    "a node joins": (lambda lab, f: ["apply", "-f", str(f / "three-nodes.yaml")],
+                     ["netns mounted", "netlink batch", "record topology.yaml written"]),
 }
 
 
