@@ -15,8 +15,8 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import (AddAddress, AddNeighbour, AddRoute, ApplyNft, CreateVeth, DelNeighbour, LinkUp, Op, SetHairpin,
-                     SetLinkConf, StartDaemon, WriteFile, ordered)
+from lab.ops import (AddAddress, AddNeighbour, AddRoute, ApplyNft, CreateNamespace, CreateVeth, DelNeighbour, LinkUp, Op,
+                     SetHairpin, SetLinkConf, StartDaemon, WriteFile, ordered)
 from lab.planner import Plan
 
 
@@ -66,6 +66,10 @@ def plan_change(current: Plan, desired: Topology) -> Change:
         made = [op for op in new.ops if op not in before or _goes_with(op, gone_ns, gone_veths)]
     else:
         made = [op for op in new.ops if op not in before]
+    # kube-proxy's table is the agent's to keep once loaded (each Service rewritten as its ready
+    # endpoints change, lab.services.kube_proxy): loaded here only into a namespace this change makes.
+    fresh = {op.ns for op in made if isinstance(op, CreateNamespace)}
+    made = [op for op in made if not (isinstance(op, ApplyNft) and op.kept and op.ns not in fresh)]
     ops = tuple(ordered(undo + made))
     return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops),
                   tuple(sorted((ns, veth) for ns, veth in gone_veths if veth)))

@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
 
 
 def _splan(lab: Lab) -> ServicePlan:
+    """The Services as they are now: endpoints are the ready pods (a plan's would be every pod)."""
     from lab.services import endpoints
-    return endpoints.plan(lab.topology, lab.addresses)
+    return endpoints.now(lab.topology, lab.addresses, lab.name)
 
 
 def _require_services(lab: Lab) -> ServicePlan:
