@@ -264,6 +264,9 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
         ch = changes.plan_change(lab.plan, desired)
         if ch.empty:
             say(f"lab {name}: nothing to change")
+            if desired.text != lab.topology.text:   # the record still does: a Deployment of 0 replicas deleted
+                _record(state.lab_dir(name), desired, ch.plan, lab.scheduling)
+                return Lab(name, ch.plan)
             return lab
         features.require(ch.ops)
         started = time.monotonic()

@@ -71,7 +71,14 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     fresh = {op.ns for op in made if isinstance(op, CreateNamespace)}
     made = [op for op in made if not (isinstance(op, ApplyNft) and op.kept and op.ns not in fresh)]
     ops = tuple(ordered(undo + made))
-    return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops),
+    restarted = _restarted(new, ops)
+    if restarted:
+        # They leave the agent's spec while their daemon's files are rewritten, so the spec is written
+        # whole again for them to come back, also when no pod came or went (a Service deleted).
+        specs = {path for op in new.ops if isinstance(op, StartDaemon) and op.kind == "agent" for path in op.config}
+        ops = tuple(ordered([*ops, *(op for op in new.ops if isinstance(op, WriteFile) and op.path in specs
+                                     and op not in ops)]))
+    return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, restarted,
                   tuple(sorted((ns, veth) for ns, veth in gone_veths if veth)))
 
 
