@@ -270,3 +270,28 @@ def test_get_endpoints_and_services_watch_print_the_changes(lab_from_yaml, tmp_p
     services = seen["services"].splitlines()
     assert any(line.split()[:2] == ["default", "spare"] for line in services[1:])      # the listing
     assert services[-1] == "default   spare   deleted", seen["services"]
+
+
+def test_a_restarted_agent_makes_each_table_again_from_the_ready_pods(flappy):
+    import os
+    import signal
+    lab, _stop = flappy
+    ip = str(lab.addresses.pod("flappy").ip)
+    node1 = lab.addresses.node("node1").netns
+    text = table(lab, "node1")
+    chain = re.search(r"chain (service-\S+default/web/\S+) \{", text)[1]
+    # The table drifts while nobody watches: node1's web chain loses its rules by hand.
+    subprocess.run(["ip", "netns", "exec", node1, "nft", "flush", "chain", "ip", "kube-proxy", chain], check=True)
+    pid = workloads.agent_pid(lab.name)
+    os.kill(pid, signal.SIGKILL)             # this test's own lab's agent, by PID
+    assert until(lambda: not workloads.agent_alive(lab.name), timeout=5)
+    code, out, err = podlab("restart-agent", lab.name)
+    assert code == 0, err
+    assert until(lambda: state_of(lab.name, "flappy") == "Running", timeout=10)
+
+    def web_chain_whole() -> bool:
+        found = re.search(rf"chain {re.escape(chain)} \{{.*?\n\t\}}", table(lab, "node1"), re.S)
+        return bool(found) and "numgen random mod 2" in found[0] and all(in_rules(lab, ip))
+    assert until(web_chain_whole, timeout=5), table(lab, "node1")
+    assert workloads.read_status(lab.name)["kubeProxy"]["failures"] == 0
+    assert all(r.passed for r in check.run(api.Lab(lab.name)))
