@@ -15,8 +15,8 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import (AddAddress, AddNeighbour, AddRoute, ApplyNft, CreateNamespace, CreateVeth, DelNeighbour, LinkUp, Op,
-                     SetHairpin, SetLinkConf, StartDaemon, WriteFile, ordered)
+from lab.ops import (AddAddress, AddNeighbour, AddRoute, ApplyNft, CreateNamespace, CreateVeth, DelNeighbour, LinkUp,
+                     Op, SetHairpin, SetLinkConf, StartDaemon, WriteFile, ordered)
 from lab.planner import Plan
 
 

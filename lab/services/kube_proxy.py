@@ -16,7 +16,7 @@ kernel refuses (someone changed the table by hand) is followed by the whole tabl
 Transactions go through libnftables in-process (lab.engine.nftables: ~1 ms a node, where forking
 nsenter and nft costs ~10 ms), or through `nft -f -` where the library cannot be loaded.
 
-Light (stdlib, lab.engine, lab.services.nft): the agent imports it.
+Light (stdlib, lab.workloads, lab.engine, lab.services.nft): the agent imports it, in labs with Services.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab import workloads
 from lab.engine import nftables, nsexec
 from lab.services import nft
 from lab.services.nft import PortRules
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
     from lab.services.endpoints import ServicePlan
 
-SPEC_FILE = "kube-proxy.json"      # in the lab's state directory
+SPEC_FILE = workloads.KUBE_PROXY_SPEC      # in the lab's state directory
 NFT_TIMEOUT = 30.0
 
 Key = tuple[str, str, str, str]

@@ -10,6 +10,7 @@ Files in the lab's state directory (lab.state):
   agent.pid        the agent's PID, while it runs
   agent.json       its status, rewritten atomically on every change
   agent.log        its own output; logs/<pod>_<container>.log the output of command containers
+  kube-proxy.json  in a lab with Services: what the agent's kube-proxy keeps (lab.services.kube_proxy)
 
 This module is imported by the agent too, so it stays light: stdlib, lab.state, lab.errors.
 """
@@ -32,6 +33,7 @@ from lab.errors import PodlabError
 WORKLOADS = ("http", "echo", "idle", "command")
 AGENT_MODULE = "lab.workloads.agent"
 SPEC_FILE = "agent-spec.json"     # in the lab's state directory
+KUBE_PROXY_SPEC = "kube-proxy.json"
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 HANDSHAKE = b"recorded\n"
 NETWORK_READY = b"network ready\n"   # after HANDSHAKE, to an agent started with --network-later

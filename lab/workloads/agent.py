@@ -35,8 +35,8 @@ from functools import partial
 
 from lab import state
 from lab.engine import netns, nsexec
-from lab.workloads import (HANDSHAKE, NETWORK_READY, RUNNING, ContainerSpec, PodSpec, Spec, agent_pid, load_spec,
-                           pod_ready, read_status, servers, write_json_atomic)
+from lab.workloads import (HANDSHAKE, KUBE_PROXY_SPEC, NETWORK_READY, RUNNING, ContainerSpec, PodSpec, Spec,
+                           agent_pid, load_spec, pod_ready, read_status, servers, write_json_atomic)
 from lab.workloads.http_server import HttpListener
 
 STATUS_INTERVAL = 0.5
@@ -191,10 +191,10 @@ class Agent:
 
     def _kube_proxy(self):
         """The lab's kube-proxy, if it has Services (the plan wrote kube-proxy.json)."""
-        from lab.services import kube_proxy
-        path = self.dir / kube_proxy.SPEC_FILE
+        path = self.dir / KUBE_PROXY_SPEC
         if not path.exists():
             return None
+        from lab.services import kube_proxy
         try:
             # A first agent finds the table `up` loaded; one started again assumes nothing.
             return kube_proxy.KubeProxy(path, log, table_as_planned=self.agent_restarts == 0)
