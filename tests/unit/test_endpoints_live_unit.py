@@ -202,3 +202,19 @@ def test_the_watch_loop_prints_changed_rows_and_the_ones_that_went(monkeypatch):
             raise KeyboardInterrupt from None       # Ctrl-C ends a watch
     assert watch.watch("ep", cols, first, rows, 2, None, out) == 0
     assert out.getvalue().splitlines() == ["default     web    10.0.0.1:80,10.0.0.2:80   7s", "default   db   deleted"]
+
+
+def test_a_node_that_joins_gets_its_table_made_whole_and_one_that_leaves_is_forgotten(tmp_path):
+    plan = planner.build(topology.loads(SERVICES))
+    content = next(op.content for op in plan.ops if getattr(op, "path", "").endswith(kube_proxy.SPEC_FILE))
+    path = tmp_path / kube_proxy.SPEC_FILE
+    path.write_text(content)
+    proxy = kube_proxy.KubeProxy(path, lambda _: None, table_as_planned=True)
+    assert set(proxy.kernel) == {"ep-node1", "ep-node2"} and all(v is not None for v in proxy.kernel.values())
+    data = json.loads(content)
+    data["nodes"] = ["ep-node2", "ep-node3"]
+    path.write_text(json.dumps(data))
+    proxy.reload()
+    assert proxy.kernel["ep-node2"] is not None and proxy.kernel["ep-node3"] is None and "ep-node1" not in proxy.kernel
+    again = kube_proxy.KubeProxy(path, lambda _: None, table_as_planned=False)   # an agent started again
+    assert all(v is None for v in again.kernel.values())
