@@ -277,6 +277,19 @@ def write(results: dict, out_dir: Path) -> Path:
             else:
                 checks.append([label, str(v), "—"])
 
+    ep = results.get("endpoints")
+    if ep and "error" not in ep:
+        lines += [f"## 7. Endpoints follow readiness on a lab of {ep.get('lab')} ({ep.get('date')})", "",
+                  "From the agent marking a pod's container running (`startedAt`) to the kernel of the last node "
+                  "announcing the Service chain that sends to it (`nft monitor rules` in every node's namespace): "
+                  "the agent's kube-proxy sends one transaction per node, rewriting that Service only.", "",
+                  _table(["event", "median s", "max s"],
+                         [["a crash-looping pod running again", s(ep.get("restart"), 3), s(ep.get("restart_max"), 3)],
+                          ["a new pod applied", s(ep.get("new_pod"), 3), s(ep.get("new_pod_max"), 3)]]), ""]
+        worst = max((v for v in (ep.get("restart_max"), ep.get("new_pod_max")) if v is not None), default=None)
+        checks.append(["a new ready endpoint in the Service's rules within 200 ms (worst of the runs)",
+                       f"{s(worst, 3)} s", verdict(None if worst is None else worst <= 0.2)])
+
     if checks:
         lines += ["## Targets", "", _table(["target", "measured", ""], checks), ""]
     notes = Path(__file__).resolve().parent / "NOTES.md"

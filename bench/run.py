@@ -9,6 +9,7 @@ bench/RESULTS.md is rendered from all of them):
   memory        RSS of everything podlab runs for 1000 pods with workloads vs Mininet's 1000 hosts
   dataplane     iperf3 pod -> pod: one node, across nodes with host routes, across VXLAN
   interaction   `podlab trace`, `podlab get pods`, the TUI's first screen on a 1000-pod lab
+  endpoints     a pod becoming ready -> in every node's kube-proxy rules (bench/endpoint_latency.py)
 
     python bench/run.py                       # everything (Mininet at 1000 hosts takes minutes)
     python bench/run.py --quick               # small sizes, one repeat: for trying
@@ -49,7 +50,7 @@ import settle  # noqa: E402
 from procmem import rss_pss_kb  # noqa: E402
 from lab import api, state  # noqa: E402
 
-SECTIONS = ("bringup", "cluster", "reachability", "memory", "dataplane", "interaction")
+SECTIONS = ("bringup", "cluster", "reachability", "memory", "dataplane", "interaction", "endpoints")
 MININET_PYTHON = "/usr/bin/python3"
 MININET_ROOT_NETNS = False   # --mininet-root-netns: Mininet as shipped, in the root namespace (see mininet_peer.py)
 PODLAB = [sys.executable, "-m", "lab"]
@@ -599,8 +600,34 @@ def section_interaction(opts: argparse.Namespace, work: Workdir, results: dict) 
     return out
 
 
+def section_endpoints(opts: argparse.Namespace, work: Workdir, results: dict) -> dict:
+    """A Service's rules follow readiness: from a pod marked running (its container restarted after
+    CrashLoopBackOff, or a new pod applied) to its endpoint in every node's kube-proxy table."""
+    import endpoint_latency
+    nodes, replicas = opts.endpoint_lab
+    stop = work.dir / "flappy-stop"
+    path, name = work.topology(endpoint_latency.lab_yaml(nodes, replicas, stop))
+    work.labs.append(name)
+    try:
+        lab = api.up(api.load_topology(str(path), name))
+        runs = endpoint_latency.measure(lab, stop, restarts=opts.repeat, new_pods=opts.repeat)
+    finally:
+        if state.lab_dir(name).exists():
+            api.down(name)
+        work.labs.remove(name)
+    out: dict[str, Any] = {"lab": f"{nodes} nodes, a Service over {replicas + 1} pods (kindnet)", "runs": runs}
+    for kind, values in runs.items():
+        out[kind] = median(values)
+        out[f"{kind}_max"] = max((v for v in values if v is not None), default=None)
+    out["ok"] = all(v is not None for values in runs.values() for v in values)
+    log(f"endpoints: ready -> in the rules of all {nodes} nodes: restart {report_s(out['restart'])} s "
+        f"(max {report_s(out['restart_max'])}), new pod {report_s(out['new_pod'])} s (max {report_s(out['new_pod_max'])})")
+    return out
+
+
 RUNNERS = {"bringup": section_bringup, "cluster": section_cluster, "reachability": section_reachability,
-           "memory": section_memory, "dataplane": section_dataplane, "interaction": section_interaction}
+           "memory": section_memory, "dataplane": section_dataplane, "interaction": section_interaction,
+           "endpoints": section_endpoints}
 
 
 # --- the machine, and what must not change ------------------------------------------------
@@ -695,6 +722,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     opts.mininet_repeat = opts.mininet_repeat or opts.repeat
     opts.cluster_repeat = 1 if q else 2
     opts.vxlan_cluster = (5, 4) if q else (50, 20)
+    opts.endpoint_lab = (3, 6) if q else (10, 40)
     opts.vpc_cluster = (20, 2) if q else (200, 2)
     opts.reach_pods = 20 if q else 100
     opts.memory_pods = max(opts.sizes) if q else 1000

@@ -299,6 +299,9 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
         pending = ch.plan.addresses.pending
         if ch.empty and {p.name for p in pending} == before:
             say(f"lab {name}: nothing to change")
+            if desired.text != lab.topology.text:   # the record still does: a Deployment of 0 replicas deleted
+                _record(state.lab_dir(name), desired, ch.plan, lab.scheduling)
+                return Lab(name, ch.plan)
             return lab
         features.require(ch.ops)
         if workloads.agent_pid(name) is None:

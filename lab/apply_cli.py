@@ -1,5 +1,5 @@
-"""`podlab apply -f FILE` and `podlab delete pod NAME | -f FILE`: change a running lab in place, with
-podlab topology documents or Kubernetes manifests (v1 Pods so far), as kubectl does."""
+"""`podlab apply -f FILE` and `podlab delete pod|deployment|service|namespace NAME | -f FILE`: change a
+running lab in place, with podlab topology documents or Kubernetes manifests, as kubectl does."""
 from __future__ import annotations
 
 import argparse
@@ -16,16 +16,30 @@ if TYPE_CHECKING:
 
 NEEDS_ROOT = {"apply", "delete", "scale", "rollout"}
 
+# What `delete` takes, by kubectl's names and short names; how kubectl prints one deleted, and how
+# the API server names its resource when it is not found (pkg/cmd/delete: `<kind>[.<group>] "<name>" deleted`).
+DELETABLE = {"pod": ("pod", "pods", "po"), "deployment": ("deployment", "deployments", "deploy"),
+             "service": ("service", "services", "svc"), "namespace": ("namespace", "namespaces", "ns")}
+KIND_OF = {alias: kind for kind, aliases in DELETABLE.items() for alias in aliases}
+PRINTED = {"pod": "pod", "deployment": "deployment.apps", "service": "service", "namespace": "namespace"}
+RESOURCE = {"pod": "pods", "deployment": "deployments.apps", "service": "services", "namespace": "namespaces"}
+SECTION = {"pod": "pods", "deployment": "deployments", "service": "services"}   # in the lab's document
+# The NamespaceLifecycle admission plugin's immortal namespaces.
+IMMORTAL = ("default", "kube-system", "kube-public")
+
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
     sp = sub.add_parser("apply", help="create or update pods of a running lab from Kubernetes manifests (v1 Pod) "
                         "or a podlab topology document, like kubectl apply -f")
     sp.add_argument("-f", "--filename", required=True, help="a YAML file (several documents allowed), or - for stdin")
     sp.add_argument("--lab", help="which lab, when several are up")
-    sp = sub.add_parser("delete", help="delete pods of a running lab, like kubectl delete")
-    sp.add_argument("kind", nargs="?", choices=["pod", "pods", "po"], help="what to delete")
+    sp = sub.add_parser("delete", help="delete pods, Deployments, Services or whole namespaces of a running lab, "
+                        "like kubectl delete")
+    sp.add_argument("kind", nargs="?", choices=list(KIND_OF), metavar="KIND",
+                    help="pod | deployment | service | namespace (or kubectl's short names: po, deploy, svc, ns)")
     sp.add_argument("names", nargs="*", metavar="NAME")
     sp.add_argument("-f", "--filename", help="delete what this file's manifests name")
+    sp.add_argument("-n", "--namespace", default="default", help="the namespace of what is named (default: default)")
     sp.add_argument("--lab", help="which lab, when several are up")
     sp = sub.add_parser("scale", help="set a Deployment's replicas in a running lab, like kubectl scale")
     sp.add_argument("kind", choices=["deployment", "deploy"])
@@ -68,9 +82,27 @@ def _load(lab: Lab, document: dict[str, Any], source: str, gone: set[str] = froz
     """The desired state: the edited document placed over the lab's placement (pods keep their
     nodes; a Deployment's pods that went are replaced by new ones)."""
     from lab import topology
+    _keep_cluster_ips(lab, document)
     bound = topology.without(lab.scheduling, set(gone), lab.topology.pods) if lab.scheduling else None
     return topology.loads(yaml.safe_dump(document, sort_keys=False), source=f"lab {lab.name}'s record with {source}",
                           default_name=lab.document_name, bound=bound)
+
+
+def _keep_cluster_ips(lab: Lab, document: dict[str, Any]) -> None:
+    """Every Service that stays keeps its ClusterIP and NodePorts: they never change while it exists
+    (without this, one deleted before it would hand its address on to the next)."""
+    known = {(s.namespace, s.name): s for s in lab.topology.services}
+    for svc in document.get("services") or []:
+        had = known.get((svc.get("namespace", "default"), svc.get("name")))
+        if had is None:
+            continue
+        if had.cluster_ip is not None and "clusterIP" not in svc:
+            svc["clusterIP"] = str(had.cluster_ip)
+        node_ports = {(p.port, p.protocol): p.node_port for p in had.ports if p.node_port}
+        for port in svc.get("ports") or []:       # NodePorts likewise
+            if isinstance(port, dict) and "nodePort" not in port and svc.get("type") == "NodePort":
+                if (np := node_ports.get((port.get("port"), port.get("protocol", "TCP")))) is not None:
+                    port["nodePort"] = np
 
 
 def _with_pods(lab: Lab, pods: list[dict[str, Any]], drop: set[str], source: str) -> Topology:
@@ -90,16 +122,11 @@ def _with_objects(lab: Lab, found: Any, source: str) -> Topology:
     """The lab's document with the manifests' objects created or replacing those of the same name.
     Services keep their ClusterIPs: a Service's address never changes while it exists."""
     document = _document(lab)
-    ips = {(s.namespace, s.name): s.cluster_ip for s in lab.topology.services}
     for key, entries in (("pods", found.pods), ("deployments", found.deployments), ("services", found.services)):
         if not entries:
             continue
         names = {e["name"] for e in entries}
         document[key] = [e for e in document.get(key) or [] if e.get("name") not in names] + entries
-    for svc in document.get("services") or []:
-        ip = ips.get((svc.get("namespace", "default"), svc.get("name")))
-        if ip is not None and "clusterIP" not in svc:
-            svc["clusterIP"] = str(ip)
     if found.services and "services" not in document:
         document["services"] = []
     return _load(lab, document, source)
@@ -190,16 +217,90 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """kubectl delete: what exists goes (a namespace with everything in it; a Deployment with its
+    pods); each name not found is an error of its own, as the API server says it, and the exit
+    status is 1 if there was one."""
     from lab import api, manifests
     lab = api.pick(args.lab)
-    names = set(args.names)
+    wanted: list[tuple[str, str, str]] = []          # (kind, namespace, name), in the order given
     if args.filename:
         text, source = _read(args.filename)
         if not manifests.is_manifest(text):
-            raise PodlabError(f"{source}: delete -f takes Kubernetes manifests (kind: Pod)")
-        names |= {p["name"] for p in manifests.read(text, source).pods}
-    elif not args.kind or not names:
-        raise PodlabError("say what to delete: 'podlab delete pod NAME' or 'podlab delete -f FILE'")
-    api.change(lab.name, lambda lab: _with_pods(lab, [], names, "deletions"), lambda line: print(line, file=out),
-               current=lab)
-    return 0
+            raise PodlabError(f"{source}: delete -f takes Kubernetes manifests (kind: Pod, Deployment, Service, "
+                              "Namespace)")
+        found = manifests.read(text, source)
+        for kind, entries in (("pod", found.pods), ("deployment", found.deployments), ("service", found.services)):
+            wanted += [(kind, e.get("namespace", args.namespace), e["name"]) for e in entries]
+        wanted += [("namespace", "", ns) for ns in found.namespaces]
+    elif not args.kind or not args.names:
+        raise PodlabError("say what to delete: 'podlab delete pod|deployment|service|namespace NAME' "
+                          "or 'podlab delete -f FILE'")
+    else:
+        kind = KIND_OF[args.kind]
+        wanted = [(kind, "" if kind == "namespace" else args.namespace, n) for n in dict.fromkeys(args.names)]
+    deleted, _, errors = _delete_objects(lab, _document(lab), wanted)
+    if deleted:
+        def desired(now: Lab) -> Topology:
+            # taken out of the lab as it is when this change's turn comes (another may have gone first)
+            document = _document(now)
+            _, gone_pods, _ = _delete_objects(now, document, wanted)
+            return _load(now, document, "deletions", gone_pods)
+        api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
+        for kind, name in deleted:
+            if kind != "pod":              # the change named each pod deleted already
+                print(f'{PRINTED[kind]} "{name}" deleted', file=out)
+    for reason, message in errors:
+        print(f"Error from server ({reason}): {message}", file=err)
+    return 1 if errors else 0
+
+
+def _delete_objects(lab: Lab, document: dict[str, Any], wanted: list[tuple[str, str, str]]
+                    ) -> tuple[list[tuple[str, str]], set[str], list[tuple[str, str]]]:
+    """Take the objects named out of the lab's document: (what was deleted, the pods that go with
+    it, an error for each that could not be). A bare pod goes; a Deployment's pod is replaced."""
+    from lab.services import schema
+    deleted: list[tuple[str, str]] = []
+    gone: set[str] = set()
+    errors: list[tuple[str, str]] = []                # (reason, message), as the API server answers
+    pods = {p.name: p for p in lab.topology.pods}
+    builtin = {schema.KUBERNETES: "the API server's", schema.DNS: "the cluster DNS's"}
+
+    def used(ns: str) -> bool:
+        return any(e.get("namespace", "default") == ns for key in SECTION.values() for e in document.get(key) or [])
+
+    for kind, ns, name in wanted:
+        if kind == "namespace":
+            if name in IMMORTAL:
+                errors.append(("Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted'))
+            elif not used(name):
+                errors.append(("NotFound", f'namespaces "{name}" not found'))
+            else:
+                for key in SECTION.values():
+                    if key in document:
+                        document[key] = [e for e in document[key] if e.get("namespace", "default") != name]
+                gone |= {p.name for p in lab.topology.pods if p.namespace == name}
+                deleted.append((kind, name))
+            continue
+        if kind == "pod":
+            pod = pods.get(name)
+            if pod is None or pod.namespace != ns:
+                errors.append(("NotFound", f'pods "{name}" not found'))
+                continue
+            document["pods"] = [e for e in document.get("pods") or [] if e.get("name") != name]
+            gone.add(name)
+            deleted.append((kind, name))
+            continue
+        if kind == "service" and (ns, name) in builtin:
+            raise PodlabError(f'service "{name}" in namespace {ns} is {builtin[(ns, name)]}, which podlab makes '
+                              "itself: it cannot be deleted")
+        section = SECTION[kind]
+        entries = document.get(section) or []
+        left = [e for e in entries if not (e.get("name") == name and e.get("namespace", "default") == ns)]
+        if len(left) == len(entries):
+            errors.append(("NotFound", f'{RESOURCE[kind]} "{name}" not found'))
+            continue
+        document[section] = left          # services: [] stays: the lab keeps kube-proxy and its DNS
+        if kind == "deployment":
+            gone |= {p.name for p in lab.topology.pods if p.deployment == name and p.namespace == ns}
+        deleted.append((kind, name))
+    return deleted, gone, errors

@@ -20,8 +20,9 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateVeth, DelFdb, DelNeighbour, DelRoute,
-                     LinkUp, Op, SetHairpin, SetLinkConf, StartDaemon, UpdateDaemon, WriteFile, ordered)
+from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateNamespace, CreateVeth, DelFdb,
+                     DelNeighbour, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, StartDaemon, UpdateDaemon, WriteFile,
+                     ordered)
 from lab.planner import Plan
 
 
@@ -100,8 +101,19 @@ def diff(current: Plan, new: Plan) -> Change:
         made = [op for op in new.ops if id(op) in fresh]
     made = [op for op in made if not (isinstance(op, StartDaemon) and _daemon_key(op) in kept_daemons)]
     made += _updated_daemons(current, new, old_daemons, new_daemons, kept_daemons)
+    # kube-proxy's table is the agent's to keep once loaded (each Service rewritten as its ready
+    # endpoints change, lab.services.kube_proxy): loaded here only into a namespace this change makes.
+    new_namespaces = {op.ns for op in made if isinstance(op, CreateNamespace)}
+    made = [op for op in made if not (isinstance(op, ApplyNft) and op.kept and op.ns not in new_namespaces)]
     ops = tuple(ordered(undo + made))
-    return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops),
+    restarted = _restarted(new, ops)
+    if restarted:
+        # They leave the agent's spec while their daemon's files are rewritten, so the spec is written
+        # whole again for them to come back, also when no pod came or went (a Service deleted).
+        specs = {path for op in new.ops if isinstance(op, StartDaemon) and op.kind == "agent" for path in op.config}
+        ops = tuple(ordered([*ops, *(op for op in new.ops if isinstance(op, WriteFile) and op.path in specs
+                                     and op not in ops)]))
+    return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, restarted,
                   tuple(sorted((ns, veth) for ns, veth in gone_veths if veth)), tuple(nodes_added),
                   tuple(nodes_removed), tuple(sorted(gone_nodes)))
 

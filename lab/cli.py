@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("what", choices=["nodes", "node", "pods", "pod", "po", "no",
                                      "services", "service", "svc", "endpoints", "endpoint", "ep"])
     sp.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")
-    sp.add_argument("-w", "--watch", action="store_true", help="pods: after the listing, print each pod that "
-                    "changes (created, deleted, its status or address), as kubectl get -w does; Ctrl-C ends")
+    sp.add_argument("-w", "--watch", action="store_true", help="after the listing, print each row that changes "
+                    "(a pod created, deleted, its status or address; a Service's endpoints), as kubectl get -w "
+                    "does; Ctrl-C ends")
     sp.add_argument("--watch-seconds", type=float, default=None, help=argparse.SUPPRESS)   # tests: stop after this
     lab_flag(sp)
 
@@ -200,8 +201,9 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     lab = api.pick(args.lab)
+    watching = getattr(args, "watch", False)
     if args.what in service_cli.GET_CHOICES:
-        return service_cli.cmd_get(lab, args.what, args.output, out)
+        return service_cli.cmd_get(lab, args.what, args.output, out, watching, getattr(args, "watch_seconds", None))
     if args.what in ("nodes", "node", "no"):
         rows = render.node_rows(lab)
         if args.output == "json":
@@ -225,42 +227,16 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.output == "wide":
             cols += ["IP", "NODE", "NETNS"]
             keys += ["ip", "node", "netns"]
-    print(render.table(cols, [[r[k] if k != "age" else render.age(r[k]) for k in keys] for r in rows]), file=out)
-    if getattr(args, "watch", False) and args.what in ("pods", "pod", "po"):
-        return _watch_pods(lab.name, rows, cols, keys, args.watch_seconds, out)
-    return 0
-
-
-def _watch_pods(name: str, rows: list[dict], cols: list[str], keys: list[str], seconds: float | None,
-                out: TextIO) -> int:
-    """kubectl get -w: one line per pod whose row changed since the last look (a new pod, another
-    status or address), and a line for each pod that went; twice a second, from the lab's record
-    and the agent's status."""
-    import time
-    shown = {r["name"]: tuple(r[k] for k in keys if k != "age") for r in rows}
-    width = [len(c) for c in cols]
-    deadline = time.monotonic() + seconds if seconds is not None else None
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                lab = api.Lab(name)
-            except PodlabError:
-                print(f"lab {name} is down", file=out)
-                return 0
-            now = render.pod_rows(lab, workloads.read_status(name), workloads.agent_alive(name))
-            current = {r["name"]: r for r in now}
-            for r in now:
-                key = tuple(r[k] for k in keys if k != "age")
-                if shown.get(r["name"]) != key:
-                    shown[r["name"]] = key
-                    print("   ".join(str(r[k] if k != "age" else render.age(r[k])).ljust(w)
-                                     for k, w in zip(keys, width)).rstrip(), file=out, flush=True)
-            for gone in [n for n in shown if n not in current]:
-                del shown[gone]
-                print(f"{gone}   deleted", file=out, flush=True)
-    except KeyboardInterrupt:
-        pass
+    def cells(rows: list[dict]) -> list[list[str]]:
+        return [[str(r[k] if k != "age" else render.age(r[k])) for k in keys] for r in rows]
+    print(render.table(cols, cells(rows)), file=out)
+    if watching and args.what in ("pods", "pod", "po"):
+        from lab import watch
+        return watch.watch(lab.name, cols, cells(rows), lambda lab: cells(render.pod_rows(
+            lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name))), 1, args.watch_seconds, out)
+    if watching:
+        raise PodlabError("get -w watches pods, services and endpoints; nodes come and go only with the cluster "
+                          "document")
     return 0
 
 

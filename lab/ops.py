@@ -173,6 +173,10 @@ class ApplyNft:
     ns: str
     table: str               # what it makes, e.g. "ip kube-proxy", for plans and messages
     ruleset: str
+    # Kept by a daemon of the lab once loaded (kube-proxy's table: the agent's kube-proxy rewrites
+    # each Service as its endpoints come and go): a change of a running lab loads it only into a
+    # namespace it makes, and leaves the table the namespaces already have to that daemon.
+    kept: bool = False
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def table_problems(podlab, node):
     if table is None:
         return [f"{node} has no table ip {nft.TABLE}: nothing there turns a ClusterIP into a pod address"]
     elements, rules = table
-    splan = endpoints.plan(podlab.topology, podlab.addresses)
+    splan = endpoints.now(podlab.topology, podlab.addresses, podlab.lab.name)   # ready pods, as kube-proxy has them
     problems, expected = [], {}
     for svc in splan.services:
         if svc.headless:

@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
 
 
 def _splan(lab: Lab) -> ServicePlan:
+    """The Services as they are now: endpoints are the ready pods (a plan's would be every pod)."""
     from lab.services import endpoints
-    return endpoints.plan(lab.topology, lab.addresses)
+    return endpoints.now(lab.topology, lab.addresses, lab.name)
 
 
 def _require_services(lab: Lab) -> ServicePlan:
@@ -92,30 +93,36 @@ def _shown(addresses: list[str], wide: bool) -> str:
     return ",".join(addresses[:MAX_SHOWN_ENDPOINTS]) + f" + {len(addresses) - MAX_SHOWN_ENDPOINTS} more..."
 
 
-def cmd_get(lab: Lab, what: str, output: str, out: TextIO) -> int:
-    """`podlab get services|endpoints` (cli.cmd_get hands these over)."""
+def cmd_get(lab: Lab, what: str, output: str, out: TextIO, watching: bool = False,
+            seconds: float | None = None) -> int:
+    """`podlab get services|endpoints [-w]` (cli.cmd_get hands these over)."""
     from lab import render
     _require_services(lab)
     wide = output == "wide"
-    if what in ("services", "service", "svc"):
-        rows = service_rows(lab)
-        if output == "json":
-            print(json.dumps([{k: v for k, v in r.items() if k != "portsText"} for r in rows], indent=2), file=out)
-            return 0
-        cols = ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
-        table = [[r["namespace"], r["name"], r["type"], r["clusterIP"], r["externalIP"], r["portsText"],
-                  render.age(r["age"])]
-                 + ([",".join(f"{k}={v}" for k, v in r["selector"].items()) or "<none>"] if wide else [])
-                 for r in rows]
-    else:
-        rows = endpoint_rows(lab)
-        if output == "json":
-            print(json.dumps(rows, indent=2), file=out)
-            return 0
-        cols = ["NAMESPACE", "NAME", "ENDPOINTS", "AGE"]
-        table = [[r["namespace"], r["name"], _shown(r["endpoints"], wide), render.age(r["age"])] for r in rows]
+    services = what in ("services", "service", "svc")
+    if output == "json":
+        rows = service_rows(lab) if services else endpoint_rows(lab)
+        print(json.dumps([{k: v for k, v in r.items() if k != "portsText"} for r in rows], indent=2), file=out)
+        return 0
+    cols, table = _listing(lab, services, wide)
     print(render.table(cols, table), file=out)
+    if watching:
+        from lab import watch
+        return watch.watch(lab.name, cols, table, lambda lab: _listing(lab, services, wide)[1], 2, seconds, out)
     return 0
+
+
+def _listing(lab: Lab, services: bool, wide: bool) -> tuple[list[str], list[list[str]]]:
+    """The columns and rows kubectl prints for Services or Endpoints."""
+    from lab import render
+    if services:
+        cols = ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
+        return cols, [[r["namespace"], r["name"], r["type"], r["clusterIP"], r["externalIP"], r["portsText"],
+                       render.age(r["age"])]
+                      + ([",".join(f"{k}={v}" for k, v in r["selector"].items()) or "<none>"] if wide else [])
+                      for r in service_rows(lab)]
+    return (["NAMESPACE", "NAME", "ENDPOINTS", "AGE"],
+            [[r["namespace"], r["name"], _shown(r["endpoints"], wide), render.age(r["age"])] for r in endpoint_rows(lab)])
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,10 +6,13 @@ pods without such a port are not endpoints of that port). hostNetwork pods are e
 their node's address. The `kubernetes` Service's endpoint is the API server's address, the first
 node's on port 6443, as kubeadm puts it; nothing listens there in a lab.
 
-Pure: the same topology and address plan always give the same endpoints, in file order.
+Pure: the same topology and address plan (and set of ready pods) always give the same endpoints,
+in file order. A plan assumes every pod ready (it is about to start); a running lab's endpoints are
+its ready pods only (now(): the workload agent's view, which its kube-proxy follows).
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -94,7 +97,8 @@ def target_port(port: ServicePort, pod: Pod) -> int | None:
     return None
 
 
-def plan(topo: Topology, addrs: AddressPlan) -> ServicePlan:
+def plan(topo: Topology, addrs: AddressPlan, ready: Collection[str] | None = None) -> ServicePlan:
+    """The Services' endpoints: the selected pods in `ready` (None: every selected pod)."""
     if not topo.cluster_services:
         return ServicePlan((), None, None)
     ips = {p.name: p for p in addrs.pods}
@@ -108,12 +112,19 @@ def plan(topo: Topology, addrs: AddressPlan) -> ServicePlan:
                 backends = (Backend(None, first_node.name, first_node.ip, schema.API_SERVER_PORT),)
             else:
                 backends = tuple(Backend(p.name, p.node, ips[p.name].ip, number) for p in chosen
-                                 if (number := target_port(sp, p)) is not None)
+                                 if (ready is None or p.name in ready) and (number := target_port(sp, p)) is not None)
             ports.append(PortPlan(sp, backends))
         out.append(ServiceAddr(svc, tuple(ports), tuple(p.name for p in chosen)))
     dns = next((s for s in out if (s.namespace, s.name) == schema.DNS), None)
     dns_pod = next((p.name for p in topo.pods if schema.is_dns_pod(p)), None)
     return ServicePlan(tuple(out), dns.ip if dns else None, dns_pod)
+
+
+def now(topo: Topology, addrs: AddressPlan, lab: str) -> ServicePlan:
+    """A running lab's endpoints: the pods its workload agent reports ready (agent.json), as its
+    kube-proxy has them."""
+    from lab import workloads
+    return plan(topo, addrs, workloads.ready_pods(workloads.read_status(lab)))
 
 
 def port_label(port: ServicePort) -> str:

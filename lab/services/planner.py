@@ -4,7 +4,9 @@ Per node, when the topology has a `services:` key: kube-proxy's nftables table, 
 netfilter switch it relies on, and a default route if the design gave the node none (a process
 on the node connecting to a ClusterIP needs some route before nat-output can DNAT it; real
 nodes have their subnet's gateway). Per node with hostPorts: the portmap table. And the cluster
-DNS: dnsmasq's configuration, dnsmasq as a daemon, every pod's resolv.conf and hosts.
+DNS: dnsmasq's configuration, dnsmasq as a daemon, every pod's resolv.conf and hosts. And
+kube-proxy.json, from which the workload agent keeps each node's kube-proxy table to the ready
+endpoints once the lab runs (lab.services.kube_proxy).
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from ipaddress import IPv4Network
 from lab import designs
 from lab.addressing import AddressPlan
 from lab.model import Topology
-from lab.ops import AddRoute, ApplyNft, Op, SetSysctl
-from lab.services import dns, endpoints, nft, resolv
+from lab import state
+from lab.ops import AddRoute, ApplyNft, Op, SetSysctl, WriteFile
+from lab.services import dns, endpoints, kube_proxy, nft, resolv
 
 DEFAULT = IPv4Network("0.0.0.0/0")
 # Pods on one node reach a ClusterIP through the node (routed) but the endpoint's answer comes
@@ -22,6 +25,7 @@ DEFAULT = IPv4Network("0.0.0.0/0")
 # DNAT. kubeadm's preflight demands it; here it is per namespace, so the host's stays as it is.
 # Designs without a node bridge (ptp) route every packet through the node and need none of it.
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
+KUBE_PROXY_SPEC = state.in_lab_dir(kube_proxy.SPEC_FILE)
 
 
 def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
@@ -51,9 +55,13 @@ def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
                         SetSysctl(node.netns, "net.ipv4.conf.default.send_redirects", "0")]
             if node.netns not in defaults:
                 out.append(AddRoute(node.netns, DEFAULT, via=addrs.router_ip))
-            out.append(ApplyNft(node.netns, f"ip {nft.TABLE}", ruleset))
+            out.append(ApplyNft(node.netns, f"ip {nft.TABLE}", ruleset, kept=True))
         if host_ports:
             out.append(ApplyNft(node.netns, f"ip {nft.HOSTPORT_TABLE}", host_ports))
     if splan:
+        nodes = [n.netns for n in addrs.nodes]
+        out.append(WriteFile(KUBE_PROXY_SPEC, kube_proxy.record(splan, topo.pod_cidr, nodes),
+                             "kube-proxy's Services and their possible endpoints (the workload agent keeps "
+                             "each node's table to the ready ones)", show=False))
         out += dns.ops(topo, addrs, splan) + resolv.files(topo, addrs, splan)
     return out

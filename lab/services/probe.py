@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.model import Pod
 from lab.services import dnsclient, resolv, schema
-from lab.services.endpoints import PortPlan, ServiceAddr, ServicePlan, plan as service_plan
+from lab.services.endpoints import PortPlan, ServiceAddr, ServicePlan, now
 
 if TYPE_CHECKING:
     from lab.api import Lab
@@ -310,7 +310,7 @@ def _landed_on_self(job: _Job, r: Result) -> bool:
 
 
 def run(lab: Lab) -> tuple[list[Result], list[str]]:
-    splan = service_plan(lab.topology, lab.addresses)
+    splan = now(lab.topology, lab.addresses, lab.name)     # the ready pods: what kube-proxy sends to
     todo, notes = jobs(lab, splan)
     todo += node_port_jobs(lab, splan)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:

@@ -10,6 +10,7 @@ Files in the lab's state directory (lab.state):
   agent.pid        the agent's PID, while it runs
   agent.json       its status, rewritten atomically on every change
   agent.log        its own output; logs/<pod>_<container>.log the output of command containers
+  kube-proxy.json  in a lab with Services: what the agent's kube-proxy keeps (lab.services.kube_proxy)
 
 This module is imported by the agent too, so it stays light: stdlib, lab.state, lab.errors.
 """
@@ -22,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from lab.errors import PodlabError
 WORKLOADS = ("http", "echo", "idle", "command")
 AGENT_MODULE = "lab.workloads.agent"
 SPEC_FILE = "agent-spec.json"     # in the lab's state directory
+KUBE_PROXY_SPEC = "kube-proxy.json"
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 HANDSHAKE = b"recorded\n"
 NETWORK_READY = b"network ready\n"   # after HANDSHAKE, to an agent started with --network-later
@@ -179,6 +181,25 @@ def read_status(lab: str) -> dict:
         return json.loads((state.lab_dir(lab) / "agent.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+RUNNING = "Running"
+
+
+def pod_ready(states: Collection[str]) -> bool:
+    """Whether a pod is Ready, from its containers' states: it has containers and every one is
+    running. podlab has no readiness probes, and Kubernetes counts a container without one ready
+    as soon as it has started; one that exited, waits to restart or has not started is not."""
+    return bool(states) and all(s == RUNNING for s in states)
+
+
+def ready_pods(status: dict) -> set[str]:
+    """The pods the agent's status (read_status) reports Ready: the endpoints Services may use."""
+    pods = status.get("pods") if isinstance(status, dict) else None
+    if not isinstance(pods, dict):
+        return set()
+    return {name for name, pod in pods.items() if isinstance(pod, dict) and isinstance(pod.get("containers"), dict)
+            and pod_ready([c.get("state") for c in pod["containers"].values() if isinstance(c, dict)])}
 
 
 def _log_tail(lab: str, lines: int = 20) -> str:
@@ -340,16 +361,21 @@ def _gone(pid: int, lab: str) -> bool:
 
 
 def reload_agent(lab: str, pods: set[str], timeout: float = 30.0) -> None:
-    """Have the lab's agent read its spec again (SIGHUP) and wait until it serves exactly `pods`."""
+    """Have the lab's agent read its spec again (SIGHUP) and wait until it has: it serves exactly
+    `pods`, and its kube-proxy has brought the Services' rules to the pods that are ready (the
+    agent counts its reloads in its status, and writes it once each is done)."""
     pid = agent_pid(lab)
     if pid is None:
         raise PodlabError(f"the workload agent of lab {lab!r} is not running: 'sudo podlab restart-agent --lab {lab}'")
+    before = read_status(lab)
+    done = before.get("reloads", 0) if before.get("pid") == pid else 0
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if set(read_status(lab).get("pods", {})) == pods:
+        status = read_status(lab)
+        if status.get("pid") == pid and status.get("reloads", 0) > done and set(status.get("pods", {})) == pods:
             return
-        time.sleep(0.01)
+        time.sleep(0.005)
     raise PodlabError(f"the workload agent of lab {lab!r} did not take up its new spec within {timeout:g} s:\n"
                       f"{_log_tail(lab)}")
 

@@ -10,6 +10,11 @@ pod's network and UTS namespaces before exec, restarted with kubelet's back-off 
 
 Status goes to agent.json (atomically, at most every STATUS_INTERVAL); SIGTERM/SIGINT stop
 the command containers (SIGTERM, then SIGKILL after STOP_GRACE) and end the agent.
+
+In a lab with Services the agent is kube-proxy too (lab.services.kube_proxy): the moment a pod
+becomes ready or unready (a container starts, exits, waits to restart), or the lab changes
+(SIGHUP), each node's kube-proxy table is brought to the ready endpoints, one transaction per
+node that rewrites only the Services that changed.
 """
 from __future__ import annotations
 
@@ -30,8 +35,8 @@ from functools import partial
 
 from lab import state
 from lab.engine import netns, nsexec
-from lab.workloads import (HANDSHAKE, NETWORK_READY, ContainerSpec, PodSpec, Spec, agent_pid, load_spec, read_status, servers,
-                           write_json_atomic)
+from lab.workloads import (HANDSHAKE, KUBE_PROXY_SPEC, NETWORK_READY, RUNNING, ContainerSpec, PodSpec, Spec,
+                           agent_pid, load_spec, pod_ready, read_status, servers, write_json_atomic)
 from lab.workloads.http_server import HttpListener
 
 STATUS_INTERVAL = 0.5
@@ -140,6 +145,7 @@ class Container:
     proc: subprocess.Popen | None = None
     closers: list = field(default_factory=list)  # HTTP listeners and UDP transports
     task: asyncio.Task | None = None
+    started_at: float | None = None   # when it last started running (wall clock, as Kubernetes' startedAt)
 
     def close_sockets(self) -> None:
         """Its listening sockets: while one is open, it keeps the pod's namespace alive."""
@@ -149,7 +155,8 @@ class Container:
 
     def status(self) -> dict:
         return {"state": self.state, "restarts": self.restarts,
-                "pid": self.proc.pid if self.proc else None, "message": self.message}
+                "pid": self.proc.pid if self.proc else None, "message": self.message,
+                "startedAt": self.started_at if self.state == RUNNING else None}
 
 
 @dataclass
@@ -175,6 +182,57 @@ class Agent:
         self.dirty = True
         self.agent_restarts = 0
         self._carry_over(read_status(spec.lab))
+        self.reloads = 0
+        self.kube_proxy = self._kube_proxy()
+        self.endpoints_live = False      # kube-proxy follows readiness once the network is set up
+        self._sync_wanted = False
+        self._sync_task: asyncio.Task | None = None
+        self._sync_lock = asyncio.Lock()
+
+    def _kube_proxy(self):
+        """The lab's kube-proxy, if it has Services (the plan wrote kube-proxy.json)."""
+        path = self.dir / KUBE_PROXY_SPEC
+        if not path.exists():
+            return None
+        from lab.services import kube_proxy
+        try:
+            # A first agent finds the table `up` loaded; one started again assumes nothing.
+            return kube_proxy.KubeProxy(path, log, table_as_planned=self.agent_restarts == 0)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log(f"kube-proxy: {path}: {e}; Services will not follow the pods' readiness")
+            return None
+
+    def ready_pods(self) -> set[str]:
+        return {p.spec.pod for p in self.pods
+                if not p.gone and pod_ready([c.state for c in p.containers.values()])}
+
+    def readiness_changed(self) -> None:
+        """A pod may have become (un)ready: kube-proxy catches up at the loop's next turn (one sync
+        for everything that changed meanwhile, and one more if more changes while it runs)."""
+        if self.kube_proxy is None or not self.endpoints_live:
+            return
+        self._sync_wanted = True
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._follow_readiness())
+
+    async def _follow_readiness(self) -> None:
+        while self._sync_wanted:
+            self._sync_wanted = False
+            await self.sync_endpoints()
+
+    async def sync_endpoints(self) -> None:
+        """Each node's Services brought to the pods ready now; the status written after, so that
+        agent.json's readiness is what the rules hold."""
+        if self.kube_proxy is None:
+            return
+        async with self._sync_lock:
+            try:
+                sent = await self.kube_proxy.sync(self.ready_pods())
+            except Exception as e:   # noqa: BLE001  (kube-proxy failing must not stop the pods' serving)
+                log(f"kube-proxy: sync failed: {e!r}")
+                return
+            if sent:
+                self.write_status()
 
     def _carry_over(self, previous: dict) -> None:
         """A new agent for a lab that had one (it died, `podlab restart-agent` started this one):
@@ -193,15 +251,24 @@ class Agent:
             log("previous agent.json unreadable: restart counts start again at 0")
 
     def set(self, pod: Pod, c: Container, state_: str, message: str = "") -> None:
-        if (c.state, c.message) != (state_, message) and state_ != "Running":
+        if (c.state, c.message) != (state_, message) and state_ != RUNNING:
             log(f"{pod.spec.pod}/{c.spec.name}: {state_} {message}")
+        was = c.state
         c.state, c.message = state_, message
+        if state_ == RUNNING and was != RUNNING:
+            c.started_at = time.time()
         self.dirty = True
+        if (was == RUNNING) != (state_ == RUNNING):
+            self.readiness_changed()
 
     def status(self) -> dict:
-        return {"pid": os.getpid(), "lab": self.lab, "ready": self.ready, "agentRestarts": self.agent_restarts,
-                "pods": {p.spec.pod: {"containers": {n: c.status() for n, c in p.containers.items()}}
-                         for p in self.pods}}
+        out = {"pid": os.getpid(), "lab": self.lab, "ready": self.ready, "agentRestarts": self.agent_restarts,
+               "reloads": self.reloads,
+               "pods": {p.spec.pod: {"containers": {n: c.status() for n, c in p.containers.items()}}
+                        for p in self.pods}}
+        if self.kube_proxy is not None:
+            out["kubeProxy"] = self.kube_proxy.status()
+        return out
 
     def write_status(self) -> None:
         self.dirty = False
@@ -247,7 +314,7 @@ class Agent:
             if c.spec.workload == "command":
                 c.task = asyncio.create_task(self.supervise(pod, c))
             else:
-                self.set(pod, c, "Running")
+                self.set(pod, c, RUNNING)
 
     def spawn(self, pod: Pod, c: Container) -> subprocess.Popen:
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOSTNAME": pod.spec.pod,
@@ -295,7 +362,7 @@ class Agent:
             except (OSError, subprocess.SubprocessError) as e:
                 reason = f"cannot start {c.spec.command[0]}: {getattr(e, 'strerror', None) or e}"
             else:
-                self.set(pod, c, "Running")
+                self.set(pod, c, RUNNING)
                 code = await self.wait_exit(c)
                 reason = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
             if pod.gone:
@@ -344,6 +411,13 @@ class Agent:
         self.pods = keep + added
         for pod in added:
             await self.start_pod(pod)
+        if self.kube_proxy is not None:
+            # The pods that went are endpoints no more before their namespaces go (the caller waits
+            # for this reload); the new ones are once they run (their command's first start: one turn).
+            await asyncio.sleep(0)
+            self.kube_proxy.reload()
+            await self.sync_endpoints()
+        self.reloads += 1
         self.write_status()
         log(f"reload: {len(gone)} pods stopped, {len(added)} started, {len(self.pods)} served")
 
@@ -448,6 +522,9 @@ class Agent:
                 self.ready = True
                 self.write_status()
                 log(f"agent for lab {self.lab}: {len(self.pods)} pods ready")
+                # kube-proxy's tables are loaded by now (the network is set up): follow readiness.
+                self.endpoints_live = True
+                await self.sync_endpoints()
             background = [asyncio.create_task(self.flush_status()), asyncio.create_task(self.watch_namespaces())]
             await stop.wait()
             for t in background:

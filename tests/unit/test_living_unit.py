@@ -79,14 +79,20 @@ def test_changes_a_running_lab_cannot_take_are_refused_with_the_reason():
         change.plan_change(current, _topo(a, "design: kindnet\nservices: []\n"))
 
 
-def test_in_a_lab_with_services_a_new_pod_reloads_kube_proxy_and_restarts_the_dns():
-    from lab.ops import ApplyNft
+def test_in_a_lab_with_services_a_new_pod_is_left_to_the_agents_kube_proxy_and_restarts_the_dns():
+    """kube-proxy's tables are not loaded again whole: the change writes kube-proxy.json, from which
+    the agent's kube-proxy rewrites the one Service, once the new pod is ready."""
+    import json
+
+    from lab.ops import ApplyNft, WriteFile
     svc = "design: kindnet\nservices:\n  - {name: web, selector: {app: web}, ports: [{port: 80}]}\n"
     a = "  - {name: a, node: node1, image: nginx, labels: {app: web}}\n"
     current = planner.build(_topo(a, svc))
     ch = change.plan_change(current, _topo(a + "  - {name: b, node: node2, image: nginx, labels: {app: web}}\n", svc))
-    tables = [op for op in ch.ops if isinstance(op, ApplyNft)]
-    assert tables and all(op.table == "ip kube-proxy" for op in tables)
+    assert not [op for op in ch.ops if isinstance(op, ApplyNft)]
+    spec = next(json.loads(op.content) for op in ch.ops if isinstance(op, WriteFile) and op.path.endswith("kube-proxy.json"))
+    web = next(p for p in spec["ports"] if p["service"] == "web")
+    assert [pod for pod, _ip, _port in web["endpoints"]] == ["a", "b"]
     assert [n for n in ch.restarted if n.startswith("kube-dns-")] == list(ch.restarted) and ch.restarted
 
 
