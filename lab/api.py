@@ -20,6 +20,7 @@ from lab.addressing import AddressPlan
 from lab.designs import Design
 from lab.errors import PodlabError
 from lab.model import Topology
+from lab.ops import WriteFile
 from lab.planner import Plan
 
 if TYPE_CHECKING:
@@ -278,6 +279,13 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
             workloads.reload_agent(name, kept)
 
         def serve_new() -> None:
+            # The whole spec again: let_go left out the pods it stopped, and a change that restarts one
+            # (the DNS pod, for a new Service) but adds none has no new spec among its ops to write it.
+            spec = next(op.content for op in ch.plan.ops if isinstance(op, WriteFile)
+                        and op.path == state.in_lab_dir(workloads.SPEC_FILE))
+            tmp = spec_path.with_name(f".{spec_path.name}.tmp")
+            tmp.write_text(spec)
+            tmp.rename(spec_path)
             workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
 
         try:

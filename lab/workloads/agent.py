@@ -255,6 +255,14 @@ class Agent:
                     self.set(pod, c, "Error", f"cannot make its volumes: {e.strerror or e}")
                 return
         if pod.init:
+            try:        # which namespace is the pod's, for watch_namespaces (bind_all says it for the others)
+                st = os.stat(netns.netns_path(pod.spec.netns))
+            except OSError as e:
+                pod.gone = True
+                for c in pod.all_containers():
+                    self.set(pod, c, "Error", f"network namespace {pod.spec.netns}: {e.strerror}")
+                return
+            pod.ns_id = (st.st_dev, st.st_ino)
             for c in pod.containers.values():
                 self.set(pod, c, "Waiting", reason="PodInitializing")
             pod.task = asyncio.create_task(init.initialize(self, pod))
