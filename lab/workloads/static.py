@@ -45,10 +45,15 @@ def answer(view: View, target: str) -> tuple[int, bytes, str, dict[str, str]]:
     path = unquote(target)
     if "\0" in path or not path.startswith("/"):
         return 400, error_page(400, "Bad Request"), "text/html", {}
-    clean = posixpath.normpath(path)
-    if clean.startswith("/.."):
-        return 400, error_page(400, "Bad Request"), "text/html", {}
-    rel = clean.lstrip("/") if clean != "/" else ""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if not parts:        # above the root: nginx refuses the request
+                return 400, error_page(400, "Bad Request"), "text/html", {}
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    rel = "/".join(parts)
     found = _locate(view, rel)
     if found is not None and found.is_dir():
         if not path.endswith("/"):
