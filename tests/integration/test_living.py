@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
 
-from lab import api, check, cli
+from lab import api, check, cli, render, workloads
 
 SEED_004 = {
     "nginx_pod.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx-pod\n  labels:\n    app: nginx\nspec:\n"
@@ -152,6 +153,12 @@ def test_seed_001s_deployment_and_service_manifests_apply_to_a_lab_with_services
         lab = api.Lab("live001")
         pods = [p for p in lab.topology.pods if p.deployment == "nginx"]
         assert len(pods) == 3 and {p.node for p in pods} == {"node1", "node2"}
+        # Their init containers run first (a moment); endpoints list every pod, ready or not, so wait
+        # as `kubectl rollout status` would before asking the Service.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(
+                r["status"] == "Running" for r in render.pod_rows(lab, workloads.read_status("live001"), True)):
+            time.sleep(0.1)
         code, out, _ = podlab("exec", "--lab", "live001", "client", "--", "wget", "-qO-", "-T", "3",
                               "http://nginx-service.default.svc.cluster.local/")
         assert code == 0 and any(f"Welcome to the home page of host {p.name}!" in out for p in pods), out
