@@ -205,7 +205,8 @@ def teardown(lab: str, say: Say = _quiet) -> list[str]:
         raise PodlabError(f"could not remove namespaces {', '.join(leftovers[:5])}: the journal is kept in {d}")
     pods_left = volumes.remove_recorded(lab)   # the pods' volumes, by the agent's records of them
     if pods_left:
-        raise PodlabError(f"could not remove the volumes of pods {', '.join(pods_left[:5])}: the journal is kept in {d}")
+        raise PodlabError(f"could not remove the volumes of pods {', '.join(pods_left[:5])}: "
+                          f"the journal is kept in {d}")
     shutil.rmtree(d, ignore_errors=True)
     if d.exists():
         raise PodlabError(f"could not remove {d} (a mount inside it?); see 'findmnt -R {d}'")

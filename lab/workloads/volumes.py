@@ -64,7 +64,8 @@ def recorded(lab: str) -> list[Path]:
         kind, path = entry.get("kind"), entry.get("path")
         if kind in ("pod-dir", "pod-dir-removed") and isinstance(path, str):
             live[path] = kind == "pod-dir"
-    return [Path(p) for p, alive in live.items() if alive and Path(p).parent == parent and Path(p).name not in ("", ".", "..")]
+    return [Path(p) for p, alive in live.items()
+            if alive and Path(p).parent == parent and Path(p).name not in ("", ".", "..")]
 
 
 def remove_recorded(lab: str) -> list[str]:
