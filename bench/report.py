@@ -259,6 +259,14 @@ def write(results: dict, out_dir: Path) -> Path:
                         verdict(ch["delete"] < 0.5)],
                        ["one pod at least 5x faster than down + up", f"{s(rebuild / ch['apply'], 1)}x",
                         verdict(rebuild / ch["apply"] >= 5)]]
+        sc = it.get("scale")
+        if isinstance(sc, dict) and sc.get("up_10_110") is not None:
+            rebuild = (it.get("cli_up") or 0) + (it.get("cli_down") or 0)
+            lines += [f"A Deployment scaled in the running lab with `podlab scale`: 10 -> 110 replicas {s(sc['up_10_110'])} s "
+                      f"({s(sc.get('up_inside'))} s of it the change), 110 -> 10 {s(sc.get('down_110_10'))} s "
+                      f"({s(sc.get('down_inside'))} s); down + up: {s(rebuild)} s.", ""]
+            checks.append(["scaling a Deployment 10 -> 110 under 2 s (whole command)", f"{s(sc['up_10_110'])} s",
+                           verdict(sc["up_10_110"] < 2)])
         for label, key, limit in (("trace under 1 s", "trace", TARGETS["trace_s"]),
                                   ("get pods under 1 s", "get_pods", TARGETS["get_pods_s"]),
                                   ("TUI first screen under 2 s", "tui_first_screen", TARGETS["tui_s"])):

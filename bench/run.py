@@ -522,6 +522,36 @@ def _one_pod_changes(opts: argparse.Namespace, work: Workdir, name: str) -> dict
     return out
 
 
+SCALER = ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: bench-scaler\nspec:\n  replicas: 10\n"
+          "  selector:\n    matchLabels: {app: scaler}\n  template:\n    metadata:\n      labels: {app: scaler}\n"
+          "    spec:\n      containers:\n      - name: web\n        image: nginx\n")
+
+
+def _scale_changes(opts: argparse.Namespace, work: Workdir, name: str) -> dict:
+    """A Deployment of 10 applied into the running lab, then `podlab scale` to 110 and back to 10:
+    whole commands, and the change inside each."""
+    manifest = work.dir / "scaler.yaml"
+    manifest.write_text(SCALER)
+    t, code, tail = _timed([*PODLAB, "apply", "--lab", name, "-f", str(manifest)])
+    if code != 0:
+        raise RuntimeError(f"podlab apply of the scaler failed: {tail}")
+    runs: dict[str, list[float | None]] = {"up_10_110": [], "up_inside": [], "down_110_10": [], "down_inside": []}
+    ok = True
+    for _ in range(opts.repeat):
+        for key, n in (("up", 110), ("down", 10)):
+            t, code, tail = _timed([*PODLAB, "scale", "--lab", name, "deployment", "bench-scaler", "--replicas", str(n)])
+            ok = ok and code == 0
+            runs["up_10_110" if key == "up" else "down_110_10"].append(t)
+            m = re.search(r"changed in ([0-9.]+) s", tail)
+            runs[f"{key}_inside"].append(float(m[1]) if m else None)
+    _timed([*PODLAB, "delete", "--lab", name, "-f", str(manifest)])
+    out: dict[str, Any] = {k: median([x for x in v if x is not None]) for k, v in runs.items()}
+    out["ok"], out["runs"] = ok, runs
+    log(f"interaction: scale a Deployment 10 -> 110 in the running lab: {report_s(out['up_10_110'])} s "
+        f"(change {report_s(out['up_inside'])} s), 110 -> 10: {report_s(out['down_110_10'])} s")
+    return out
+
+
 def section_interaction(opts: argparse.Namespace, work: Workdir, results: dict) -> dict:
     nodes, per = opts.vxlan_cluster
     path, name = work.topology(vxlan_yaml(nodes, per))
@@ -551,6 +581,7 @@ def section_interaction(opts: argparse.Namespace, work: Workdir, results: dict) 
         else:
             out["trace"] = "not available"
         out["change"] = _one_pod_changes(opts, work, name)
+        out["scale"] = _scale_changes(opts, work, name)
         if (ROOT / "tui" / "app.py").exists():
             runs = []
             for _ in range(opts.repeat):

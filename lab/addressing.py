@@ -76,6 +76,10 @@ class AddressPlan:
     # The address each node's IPAM handed out last (host-local's last_reserved_ip; Calico's place in
     # its blocks): a new pod gets the next free one after it, so a replaced pod gets a new address.
     last: tuple[tuple[str, IPv4Address], ...] = ()
+    # What was handed to a node last: its underlay address and (host-local designs) its pod block, as
+    # Kubernetes' node IPAM (cidrset's nextCandidate) keeps it: a joining node gets the next free
+    # after these, wrapping, so a node that left does not hand its block straight to the next one.
+    last_node: tuple[IPv4Address, IPv4Network] | None = None
 
     def node(self, name: str) -> NodeAddr:
         try:

@@ -7,6 +7,9 @@
   the one its node handed out last, wrapping round the block, so a replaced pod gets a new address.
 - On the underlay, .1 is the VPC router (or the gateway), nodes start at .11 as in the
   reference's 192.168.56.11, and outside hosts follow the nodes.
+- In a running lab nodes join and leave: one that stays keeps its addresses and blocks, one that
+  leaves gives them back, and one that joins gets the next free address and block after those
+  handed out last, wrapping round (Kubernetes' cidrset; Calico IPAM picks its block as it does).
 
 Pure: the same topology always gives the same plan. A lab keeps the allocation it was built with
 as a record in its state (record/from_record): every later command reads it, not the file.
@@ -27,36 +30,30 @@ from lab.model import Pod, Topology
 
 def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan:
     """The address plan of `topo`: a new one, or (`previous`, a running lab's) the one it has, changed
-    only where the pods changed."""
+    only where the pods and nodes changed."""
     design = designs.of(topo)
     hosts = topo.node_subnet
-    if previous is not None and [n.name for n in previous.nodes] != [n.name for n in topo.nodes]:
-        raise PodlabError("the node list changed: nodes joining or leaving a running lab is not supported yet; "
-                          "'podlab down' and 'podlab up' the new design")
     pool = calico_ipam.Pool(topo.pod_cidr, topo.node_mask) if design.attachment.ipam == "calico" else None
     if previous is not None:
-        nodes = list(previous.nodes)
-        if pool is not None:
-            pool.keep({n.name: list(n.blocks) for n in nodes})
+        nodes, joined, last_node = _running_nodes(topo, previous, pool)
     else:
         blocks = (pool.take_block(n.name) for n in topo.nodes) if pool else topo.pod_cidr.subnets(new_prefix=topo.node_mask)
         nodes = []
         for i, (node, block) in enumerate(zip(topo.nodes, blocks)):
-            nodes.append(NodeAddr(
-                name=node.name, index=i, netns=naming.netns_name(topo.name, node.name),
-                ip=hosts[NODE_IP_OFFSET + i], block=block, gateway=design.attachment.gateway(block),
-                vtep_mac=vtep_mac(topo.name, node.name)))
+            nodes.append(_node(topo, node.name, i, hosts[NODE_IP_OFFSET + i], block))
+        joined = {n.name for n in nodes}
+        last_node = (nodes[-1].ip, nodes[-1].block) if nodes else None
     by_node = {n.name: n for n in nodes}
 
     prefixlen = design.pod_prefixlen(topo)
     wanted = {pod.name: pod for pod in topo.pods}
     kept = {p.name: p for p in (previous.pods if previous is not None else ())
             if p.name in wanted and wanted[p.name].node == p.node and wanted[p.name].host_network == p.host_network}
-    last = dict(previous.last) if previous is not None else {}
+    last = {node: ip for node, ip in previous.last if node in by_node} if previous is not None else {}
     ipam = Ipam(pool, last, kept)
     if pool is not None and design.backend.tunnel_address:
         for n in nodes:         # the tunnel device's: the first block's first address
-            if previous is None:
+            if n.name in joined:
                 ipam.address(n)
             else:
                 ipam.used.add(int(n.block.network_address))
@@ -82,8 +79,10 @@ def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan
                  else pairs if design.attachment.bridge else 0)
     static = dynamic_neighbours(len(pods), len(nodes) + len(topo.outside), arp_pairs) > SHARED_ARP_BUDGET
     first_outside = NODE_IP_OFFSET + len(nodes)
-    outside = tuple(HostAddr(h.name, naming.netns_name(topo.name, h.name), hosts[first_outside + i])
-                    for i, h in enumerate(topo.outside))
+    # A running lab's outside hosts keep their addresses (they cannot change in place: lab.change).
+    outside = previous.outside if previous is not None else tuple(
+        HostAddr(h.name, naming.netns_name(topo.name, h.name), hosts[first_outside + i])
+        for i, h in enumerate(topo.outside))
     return AddressPlan(
         lab=topo.name, underlay_netns=naming.netns_name(topo.name, "underlay"),
         router_ip=hosts[1], underlay_prefixlen=hosts.prefixlen,
@@ -94,7 +93,66 @@ def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan
         static_neighbours=static if previous is None else previous.static_neighbours,
         static_pod_pairs=(static and design.attachment.bridge and pairs <= STATIC_PAIRS_LIMIT) if previous is None
         else previous.static_pod_pairs,
-        last=tuple(sorted(ipam.last.items())))
+        last=tuple(sorted(ipam.last.items())), last_node=last_node)
+
+
+def _node(topo: Topology, name: str, index: int, ip: IPv4Address, block: IPv4Network) -> NodeAddr:
+    return NodeAddr(name=name, index=index, netns=naming.netns_name(topo.name, name), ip=ip, block=block,
+                    gateway=designs.of(topo).attachment.gateway(block), vtep_mac=vtep_mac(topo.name, name))
+
+
+def _running_nodes(topo: Topology, previous: AddressPlan, pool: calico_ipam.Pool | None
+                   ) -> tuple[list[NodeAddr], set[str], tuple[IPv4Address, IPv4Network] | None]:
+    """A running lab's nodes once its node list changed: those that stay keep everything; those that
+    left give back their underlay address and blocks (Kubernetes' node IPAM releases a deleted node's
+    podCIDR; Calico's controllers release its block affinities); a joining node gets the next free
+    address and block after the ones handed out last, wrapping round, as cidrset.AllocateNext does
+    (Calico IPAM: a block as it picks one, lab.calico_ipam). Also which nodes joined, and what was
+    handed out last."""
+    had = {n.name: n for n in previous.nodes}
+    stay = [n.name for n in topo.nodes if n.name in had]
+    if pool is not None:
+        pool.keep({name: list(had[name].blocks) for name in stay})
+    last_ip, last_block = previous.last_node or (max((n.ip for n in previous.nodes), default=topo.node_subnet[1]),
+                                                 max((n.block for n in previous.nodes), default=None))
+    ips = {int(had[name].ip) for name in stay} | {int(h.ip) for h in previous.outside} | {int(previous.router_ip)}
+    blocks = {int(had[name].block.network_address) for name in stay}
+    index = max((n.index for n in previous.nodes), default=-1) + 1
+    nodes, joined = [], set()
+    for node in topo.nodes:
+        if node.name in had:
+            nodes.append(had[node.name])
+            continue
+        last_ip = _next_free(int(topo.node_subnet[NODE_IP_OFFSET]), int(topo.node_subnet.broadcast_address), ips,
+                             int(last_ip), f"the node subnet {topo.node_subnet} has no free address left for node "
+                                           f"{node.name}")
+        if pool is not None:
+            block = pool.take_block(node.name)
+        else:
+            size = 2 ** (32 - topo.node_mask)
+            start = int(topo.pod_cidr.network_address)
+            after = int(last_block.network_address) if last_block is not None else start - size
+            found = _next_free(0, topo.pod_cidr.num_addresses // size, {(b - start) // size for b in blocks},
+                               (after - start) // size, f"the pod CIDR {topo.pod_cidr} has no free /{topo.node_mask} "
+                                                        f"block left for node {node.name}")
+            block = last_block = IPv4Network((start + found * size, topo.node_mask))
+        blocks.add(int(block.network_address))
+        nodes.append(_node(topo, node.name, index, IPv4Address(last_ip), block))
+        joined.add(node.name)
+        index += 1
+    last_node = (IPv4Address(last_ip), last_block) if last_block is not None else previous.last_node
+    return nodes, joined, last_node
+
+
+def _next_free(first: int, stop: int, used: set[int], after: int, full: str) -> int:
+    """The first of first .. stop-1 not in `used` (and then taken into it) after `after`, wrapping round."""
+    count = stop - first
+    for step in range(1, count + 1):
+        candidate = first + (after - first + step) % count
+        if candidate not in used:
+            used.add(candidate)
+            return candidate
+    raise PodlabError(full)
 
 
 def _check_veth_names(lab: str, pods: list[PodAddr]) -> None:
@@ -167,6 +225,7 @@ def record(a: AddressPlan) -> dict[str, Any]:
             "nodes": [[n.name, n.index, n.netns, str(n.ip), str(n.block), str(n.gateway), n.vtep_mac,
                        [str(b) for b in n.extra_blocks]] for n in a.nodes],
             "last": [[node, str(ip)] for node, ip in a.last],
+            "last_node": [str(a.last_node[0]), str(a.last_node[1])] if a.last_node else None,
             "pods": [[p.name, p.node, p.netns, str(p.ip), p.prefixlen, p.veth, p.host_network] for p in a.pods],
             "outside": [[h.name, h.netns, str(h.ip)] for h in a.outside]}
 
@@ -184,4 +243,5 @@ def from_record(r: dict[str, Any]) -> AddressPlan:
         outside=tuple(HostAddr(name, netns, IPv4Address(ip)) for name, netns, ip in r["outside"]),
         capacity=Capacity(*(int(x) for x in r["capacity"])), pod_mtu=int(r["pod_mtu"]),
         static_neighbours=bool(r["static_neighbours"]), static_pod_pairs=bool(r["static_pod_pairs"]),
-        last=tuple((node, IPv4Address(ip)) for node, ip in r.get("last", [])))
+        last=tuple((node, IPv4Address(ip)) for node, ip in r.get("last", [])),
+        last_node=(IPv4Address(r["last_node"][0]), IPv4Network(r["last_node"][1])) if r.get("last_node") else None)

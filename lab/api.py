@@ -70,7 +70,7 @@ class Lab:
         self.document_name = Path(self.meta.get("source") or TOPOLOGY_RECORD).stem
         if plan is not None and plan.topology.name == name:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
-            self.topology, self.plan = plan.topology, plan
+            self.topology, self._plan, self._addresses = plan.topology, plan, plan.addresses
             self.scheduling = self._recorded_scheduling()
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
@@ -86,7 +86,16 @@ class Lab:
         topo = topology.loads((self.dir / TOPOLOGY_RECORD).read_text(), source=source,
                               default_name=self.document_name, bound=self.scheduling)
         self.topology: Topology = replace(topo, name=name)
-        self.plan: Plan = planner.build(self.topology, addrs)
+        self._addresses = addrs
+        self._plan: Plan | None = None
+
+    @property
+    def plan(self) -> Plan:
+        """The lab's ops, planned again over its record when first asked for: most commands need only
+        the addresses and the topology (a 1000-pod lab's plan costs ~0.2 s)."""
+        if self._plan is None:
+            self._plan = planner.build(self.topology, self._addresses)
+        return self._plan
 
     def _recorded_scheduling(self) -> topology.Scheduling | None:
         """The placement the record holds (with each Deployment's next ordinal: what the pods alone
@@ -110,7 +119,7 @@ class Lab:
 
     @property
     def addresses(self) -> AddressPlan:
-        return self.plan.addresses
+        return self._addresses
 
     @property
     def created(self) -> float:
@@ -237,7 +246,7 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
 def _record(d: Path, topo: Topology, plan: Plan, previous: topology.Scheduling | None = None) -> None:
     """What every later command reads: the document as it was loaded (not the file as it is now),
     the allocation, and where the pods were put (lab.topology.placement)."""
-    scheduling = topology.scheduling_of(topo.pods, previous)
+    scheduling = topology.scheduling_of(topo.pods, previous, [n.name for n in topo.nodes])
     record = {**allocation.record(plan.addresses), "scheduling": scheduling.record()}
     for name, text in ((TOPOLOGY_RECORD, topo.text), (ALLOCATION_RECORD, json.dumps(record) + "\n")):
         tmp = d / f".{name}.tmp"
@@ -277,6 +286,9 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
             spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
             workloads.write_json_atomic(spec_path, spec)
             workloads.reload_agent(name, kept)
+            if ch.node_namespaces:      # a leaving node's BIRD, a shell left in it: they hold its namespace
+                from lab import clean
+                clean.kill_inside(name, only=set(ch.node_namespaces))
 
         def serve_new() -> None:
             # The whole spec again: let_go left out the pods it stopped, and a change that restarts one
@@ -295,13 +307,34 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
                               f"'sudo podlab down {name}' removes the lab") from None
         _record(state.lab_dir(name), desired, ch.plan, lab.scheduling)
         Journal(name).record("change-done")
+        for node in ch.nodes_removed:
+            say(f"node/{node} deleted")
         for pod in ch.removed:
             say(f"pod/{pod} deleted")
+        for node in ch.nodes_added:
+            n = ch.plan.addresses.node(node)
+            say(f"node/{node} created ({n.ip}, pod CIDR {n.block})")
         new = {p.name: p for p in ch.plan.addresses.pods}
         for pod in ch.added:
             say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
         say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations)")
         return Lab(name, ch.plan)
+
+
+def cordon(name: str, node: str, cordoned: bool = True) -> bool:
+    """Mark a running lab's node unschedulable (or schedulable again), as `kubectl cordon` sets
+    spec.unschedulable: its pods stay, new pods go elsewhere (lab.topology.placement). Recorded in
+    the lab's placement state; whether it changed."""
+    with state.locked(name), state.private_files():
+        lab = Lab(name)
+        if node not in {n.name for n in lab.addresses.nodes}:
+            raise PodlabError(f'nodes "{node}" not found in lab {name} (nodes: '
+                              f'{", ".join(n.name for n in lab.addresses.nodes)})')
+        bound = lab.scheduling or topology.scheduling_of(lab.topology.pods)
+        if (node in bound.cordoned) == cordoned:
+            return False
+        _record(state.lab_dir(name), lab.topology, lab.plan, bound.with_cordon(node, cordoned))
+        return True
 
 
 def restart_agent(lab: str, say: Say = _quiet) -> int:

@@ -4,7 +4,12 @@ The new plan is planned over the lab's allocation kept as state (lab.allocation:
 addresses, new pods get the next free ones), then compared with the plan the lab was built from:
 the ops only the new plan has are made, the namespaces of pods that went are removed (with them
 their veths, and every route and neighbour entry on those), and the workload agent reloads its
-spec. Pure: no root. What cannot change in place yet (the design, the network, the node list,
+spec. Nodes join and leave the same way: a joining node's namespace, uplink, bridge and its
+routes, neighbours and FDB entries on the others are new ops; a leaving node's namespace goes
+(with its pods, which placement put elsewhere) and what the other namespaces held for it is
+deleted (routes, permanent neighbours, FDB entries). A daemon that stays and whose configuration
+is rewritten (BIRD, when a peer comes or goes or its node takes a block) is reconfigured in place
+(UpdateDaemon). Pure: no root. What cannot change in place yet (the design, the network,
 Services, outside hosts) is refused with the reason, and nothing is done.
 """
 from __future__ import annotations
@@ -15,8 +20,8 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import (AddAddress, AddNeighbour, AddRoute, ApplyNft, CreateVeth, DelNeighbour, LinkUp, Op, SetHairpin,
-                     SetLinkConf, StartDaemon, WriteFile, ordered)
+from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateVeth, DelFdb, DelNeighbour, DelRoute,
+                     LinkUp, Op, SetHairpin, SetLinkConf, StartDaemon, UpdateDaemon, WriteFile, ordered)
 from lab.planner import Plan
 
 
@@ -29,6 +34,9 @@ class Change:
     ops: tuple[Op, ...]              # to make, in execution order
     restarted: tuple[str, ...] = ()  # pods whose daemon's configuration changed (the DNS pod's dnsmasq)
     gone_links: tuple[tuple[str, str], ...] = ()   # (node namespace, host veth) of the pods that went
+    nodes_added: tuple[str, ...] = ()
+    nodes_removed: tuple[str, ...] = ()
+    node_namespaces: tuple[str, ...] = ()   # the leaving nodes': whatever runs in them is stopped first
 
     @property
     def empty(self) -> bool:
@@ -43,19 +51,36 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     new_pods = {p.name: p for p in addrs.pods}
     removed = [n for n in old_pods if n not in new_pods or new_pods[n] != old_pods[n]]
     added = [n for n in new_pods if n not in old_pods or new_pods[n] != old_pods[n]]
-    gone_ns = {old_pods[n].netns for n in removed if not old_pods[n].host_network}
+    old_nodes = {n.name: n for n in current.addresses.nodes}
+    new_nodes = [n.name for n in addrs.nodes]
+    nodes_removed = [n for n in old_nodes if n not in new_nodes]
+    nodes_added = [n for n in new_nodes if n not in old_nodes]
+    gone_nodes = {old_nodes[n].netns for n in nodes_removed}
+    underlay = current.addresses.underlay_netns
+    gone_ns = {old_pods[n].netns for n in removed if not old_pods[n].host_network} | gone_nodes
+    # The veths that go with a removed namespace on its other side: a pod's on its node (unless the
+    # node goes too), a leaving node's uplink port on the underlay switch.
     gone_veths = {(current.addresses.node(old_pods[n].node).netns, old_pods[n].veth) for n in removed
-                  if old_pods[n].veth}
+                  if old_pods[n].veth and old_pods[n].node not in nodes_removed}
+    gone_veths |= {(underlay, n) for n in nodes_removed}
+    # Set differences compare the hashes the sets hold: hashing 40,000 ops again for each
+    # membership test (ipaddress hashes in Python) cost more than all the rest of a change.
     before, after = set(current.ops), set(new.ops)
-    _daemons_unchanged(current, new)
+    gone = {id(op) for op in before - after}
+    fresh = {id(op) for op in after - before}
+    old_daemons, new_daemons = _daemons(current.ops), _daemons(new.ops)
+    kept_daemons = old_daemons.keys() & new_daemons.keys()
     undo: list[Op] = []
     for op in current.ops:
-        # Files are written again whole, nftables tables loaded again whole in place of the old ones.
-        replaced = isinstance(op, (WriteFile, ApplyNft))
-        if op in after or replaced or _goes_with(op, gone_ns, gone_veths):
+        if id(op) not in gone:
             continue
-        if isinstance(op, AddNeighbour):    # a static entry another namespace held for a gone pod
-            undo.append(DelNeighbour(op.ns, op.dev, op.address))
+        # Files are written again whole, nftables tables loaded again whole in place of the old ones.
+        if isinstance(op, (WriteFile, ApplyNft)) or _goes_with(op, gone_ns, gone_veths):
+            continue
+        if isinstance(op, StartDaemon) and _daemon_key(op) in kept_daemons:
+            continue            # still running: updated below
+        if (undone := _undo(op)) is not None:   # what another namespace held for a gone pod or node
+            undo.append(undone)
         else:
             raise PodlabError(f"this change would have to undo '{_describe(op)}', which podlab cannot do in a "
                               "running lab yet; 'podlab down' and 'podlab up' the new design instead")
@@ -63,12 +88,60 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     # but the old objects go with the old namespace, so they are made again.
     # In execution order; the deletions first among the neighbour entries (a pod replaced keeps its name).
     if gone_ns or gone_veths:
-        made = [op for op in new.ops if op not in before or _goes_with(op, gone_ns, gone_veths)]
+        made = [op for op in new.ops if id(op) in fresh or _goes_with(op, gone_ns, gone_veths)]
     else:
-        made = [op for op in new.ops if op not in before]
+        made = [op for op in new.ops if id(op) in fresh]
+    made = [op for op in made if not (isinstance(op, StartDaemon) and _daemon_key(op) in kept_daemons)]
+    made += _updated_daemons(current, new, old_daemons, new_daemons, kept_daemons)
     ops = tuple(ordered(undo + made))
     return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, _restarted(new, ops),
-                  tuple(sorted((ns, veth) for ns, veth in gone_veths if veth)))
+                  tuple(sorted((ns, veth) for ns, veth in gone_veths if veth)), tuple(nodes_added),
+                  tuple(nodes_removed), tuple(sorted(gone_nodes)))
+
+
+def _undo(op: Op) -> Op | None:
+    """The op that removes what `op` made in a namespace that stays, where podlab knows one."""
+    if isinstance(op, AddNeighbour):
+        return DelNeighbour(op.ns, op.dev, op.address)
+    if isinstance(op, AddFdb):
+        return DelFdb(op.ns, op.dev, op.mac, op.dst)
+    if isinstance(op, AddRoute):
+        return DelRoute(op.ns, op.dst, op.dev, op.via)
+    return None
+
+
+DaemonKey = tuple[str, str | None, tuple[str, ...]]
+
+
+def _daemon_key(op: StartDaemon) -> DaemonKey:
+    """Which running process a StartDaemon is (its readiness may change with the cluster, it stays the same one)."""
+    return op.name, op.ns, op.argv
+
+
+def _daemons(ops: tuple[Op, ...]) -> dict[DaemonKey, StartDaemon]:
+    """The engine's own daemons (BIRD) of a plan; the agent's containers follow their pods."""
+    return {_daemon_key(op): op for op in ops if isinstance(op, StartDaemon) and op.kind == "process"}
+
+
+def _updated_daemons(current: Plan, new: Plan, old_daemons: dict[DaemonKey, StartDaemon],
+                     new_daemons: dict[DaemonKey, StartDaemon], kept: set[DaemonKey]) -> list[UpdateDaemon]:
+    """The daemons that stay and whose configuration or readiness changes: a BIRD whose node got or
+    lost a peer, or took a block, reads its new configuration in place (BIRD reads it once, at start
+    and on `configure`); one whose peers' blocks changed is only waited for."""
+    if not kept:
+        return []
+    old_files = {op.path: op.content for op in current.ops if isinstance(op, WriteFile)}
+    new_files = {op.path: op.content for op in new.ops if isinstance(op, WriteFile)}
+    out = []
+    for key in sorted(kept, key=repr):
+        op = new_daemons[key]
+        rewritten = any(old_files.get(path) != new_files.get(path) for path in op.config)
+        if rewritten and not (op.control and op.reconfigure):
+            raise PodlabError(f"this change rewrites the configuration of {op.name} in {op.ns}, which cannot be told "
+                              "to read it again; 'podlab down' and 'podlab up' the new design instead")
+        if rewritten or op != old_daemons[key]:
+            out.append(UpdateDaemon(op, rewritten))
+    return out
 
 
 def _restarted(new: Plan, ops: tuple[Op, ...]) -> tuple[str, ...]:
@@ -79,30 +152,19 @@ def _restarted(new: Plan, ops: tuple[Op, ...]) -> tuple[str, ...]:
                  and op.kind == "container" and op.container and written & set(op.config))
 
 
-def _daemons_unchanged(current: Plan, new: Plan) -> None:
-    """A daemon of the engine's (BIRD) reads its configuration once: one that would change (a Calico
-    node taking another block) cannot be changed in place yet."""
-    configs = {path for op in current.ops if isinstance(op, StartDaemon) and op.kind == "process" for path in op.config}
-    old = {op.path: op.content for op in current.ops if isinstance(op, WriteFile) and op.path in configs}
-    for op in new.ops:
-        if isinstance(op, WriteFile) and op.path in old and old[op.path] != op.content:
-            raise PodlabError(f"this change rewrites {op.what} (a node took another block), and podlab does not "
-                              "reconfigure a running BIRD yet; 'podlab down' and 'podlab up' the new design instead")
-
-
 def _same_cluster(old: Topology, new: Topology) -> None:
     changed = [what for what, a, b in (
         ("the design", old.design, new.design), ("the network", (old.pod_cidr, old.node_mask, old.node_subnet,
                                                                  old.service_cidr, old.mtu, old.bridge),
                                                   (new.pod_cidr, new.node_mask, new.node_subnet, new.service_cidr,
                                                    new.mtu, new.bridge)),
-        ("the nodes", old.nodes, new.nodes), ("the outside hosts", old.outside, new.outside),
+        ("the outside hosts", old.outside, new.outside),
         ("Calico's settings", old.calico, new.calico)) if a != b]
     if old.cluster_services != new.cluster_services:
         changed.append("whether the lab has Services")
     if changed:
-        raise PodlabError(f"this change touches {', '.join(changed)}: only pods can be added to or removed from a "
-                          "running lab yet; 'podlab down' and 'podlab up' the new design instead")
+        raise PodlabError(f"this change touches {', '.join(changed)}: only pods and nodes can be added to or removed "
+                          "from a running lab yet; 'podlab down' and 'podlab up' the new design instead")
 
 
 def _goes_with(op: Op, gone_ns: set[str], gone_veths: set[tuple[str, str | None]]) -> bool:

@@ -53,15 +53,17 @@ def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-def _owned_namespaces(lab: str) -> tuple[list[int], dict[str, set[int]]]:
+def _owned_namespaces(lab: str, only: set[str] | None = None) -> tuple[list[int], dict[str, set[int]]]:
     """Open fds on the lab's namespaces that are still its own (the fds pin them while we look),
-    and their inode numbers by kind ("net", "uts")."""
+    and their inode numbers by kind ("net", "uts"); `only`: of these names alone."""
     journal = Journal(lab)
     uts_dir = str(state.lab_dir(lab) / "uts") + "/"
     uts_paths = {e["name"]: e.get("uts") for e in journal.of_kind("netns") if isinstance(e.get("name"), str)}
     fds: list[int] = []
     inodes: dict[str, set[int]] = {"net": set(), "uts": set()}
     for name, record in journal.made_namespaces().items():
+        if only is not None and name not in only:
+            continue
         uts = uts_paths.get(name)
         places = [("net", _netns_path(name), ns_id(record, "net"))]
         if isinstance(uts, str) and uts.startswith(uts_dir) and "/../" not in uts:
@@ -166,9 +168,9 @@ def kill_recorded(lab: str, grace: float = STOP_GRACE) -> list[int]:
     return _stop(pidfds, grace)
 
 
-def kill_inside(lab: str, grace: float = STOP_GRACE) -> list[int]:
-    """Stop every process living in one of the lab's namespaces; return their PIDs."""
-    fds, inodes = _owned_namespaces(lab)
+def kill_inside(lab: str, grace: float = STOP_GRACE, only: set[str] | None = None) -> list[int]:
+    """Stop every process living in one of the lab's namespaces (`only`: in these); return their PIDs."""
+    fds, inodes = _owned_namespaces(lab, only)
     pidfds: dict[int, int] = {}
     try:
         if not any(inodes.values()):

@@ -7,8 +7,8 @@ import shlex
 from functools import singledispatch
 
 from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
-                     CreateVeth, CreateVxlan, DelNeighbour, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster,
-                     SetSysctl, SetSysctls, StartDaemon, WriteFile)
+                     CreateVeth, CreateVxlan, DelFdb, DelNeighbour, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf,
+                     SetMaster, SetSysctl, SetSysctls, StartDaemon, UpdateDaemon, WriteFile)
 
 
 @singledispatch
@@ -105,7 +105,9 @@ def _(op: AddRoute) -> str:
 
 @command.register
 def _(op: DelRoute) -> str:
-    return f"ip -n {op.ns} route del {op.dst} dev {op.dev}"
+    via = f" via {op.via}" if op.via else ""
+    dev = f" dev {op.dev}" if op.dev else ""
+    return f"ip -n {op.ns} route del {op.dst}{via}{dev}"
 
 
 @command.register
@@ -121,6 +123,11 @@ def _(op: DelNeighbour) -> str:
 @command.register
 def _(op: AddFdb) -> str:
     return f"ip netns exec {op.ns} bridge fdb append {op.mac} dev {op.dev} dst {op.dst} self permanent"
+
+
+@command.register
+def _(op: DelFdb) -> str:
+    return f"ip netns exec {op.ns} bridge fdb del {op.mac} dev {op.dev} dst {op.dst} self"
 
 
 @command.register
@@ -143,6 +150,15 @@ def _(op: StartDaemon) -> str:
     if op.kind == "process":
         return f"ip netns exec {op.ns} {argv} &    # {op.name}, started once the network is set up"
     return f"{argv} &    # the workload agent: it serves every pod's containers"
+
+
+@command.register
+def _(op: UpdateDaemon) -> str:
+    d = op.daemon
+    if op.reconfigure and d.control and d.reconfigure:
+        return (f"birdc -s {d.control} {d.reconfigure}    # {d.name} in {d.ns} reads its new configuration; "
+                "sessions whose configuration did not change stay up")
+    return f"# {d.name} in {d.ns}: running; its configuration is unchanged, what it learns changes"
 
 
 def render(ops: list[Op] | tuple[Op, ...]) -> list[str]:

@@ -107,10 +107,12 @@ class AddRoute:
 
 @dataclass(frozen=True)
 class DelRoute:
-    """Remove a route the kernel made: the ptp plugin deletes eth0's connected route."""
+    """Remove a route: one the kernel made (the ptp plugin deletes eth0's connected route), or in a
+    running lab one the plan made for a node that left (its block's route on the other nodes)."""
     ns: str
     dst: IPv4Network
-    dev: str
+    dev: str | None = None
+    via: IPv4Address | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,15 @@ class DelNeighbour:
 @dataclass(frozen=True)
 class AddFdb:
     """A VXLAN forwarding entry: frames for `mac` go to the VTEP at `dst`."""
+    ns: str
+    dev: str
+    mac: str
+    dst: IPv4Address
+
+
+@dataclass(frozen=True)
+class DelFdb:
+    """Remove a VXLAN forwarding entry (a running lab's node that left: the VTEP it was)."""
     ns: str
     dev: str
     mac: str
@@ -219,11 +230,25 @@ class StartDaemon:
     ready: Readiness | None
     package: str             # the Debian package with argv[0], named when it is missing
     container: str | None = None   # kind "container": "<pod>/<container>"
+    # How a running one is told to read its configuration again, in place (a running lab's change):
+    # the command `reconfigure` sent on its control socket `control` ("$LAB_DIR/..."), which speaks
+    # BIRD's CLI protocol (lab.bgp.birdc), as birdc does. None: it cannot be.
+    control: str | None = None
+    reconfigure: str | None = None
+
+
+@dataclass(frozen=True)
+class UpdateDaemon:
+    """A running lab's daemon that stays, in a change: told to read its rewritten configuration
+    (`reconfigure`: its own command, e.g. BIRD's `configure`), then waited for until it is ready as
+    the new plan's `daemon` says (BIRD: the sessions and routes the new node list gives it)."""
+    daemon: StartDaemon
+    reconfigure: bool
 
 
 Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin | SetLinkConf
-      | AddAddress | AddRoute | DelRoute | AddNeighbour | DelNeighbour | AddFdb | SetSysctls | SetSysctl | ApplyNft
-      | WriteFile | StartDaemon)
+      | AddAddress | AddRoute | DelRoute | AddNeighbour | DelNeighbour | AddFdb | DelFdb | SetSysctls | SetSysctl
+      | ApplyNft | WriteFile | StartDaemon | UpdateDaemon)
 
 # Execution order. Within a phase, ops on different namespaces are independent.
 PHASE: dict[type, int] = {
@@ -243,9 +268,11 @@ PHASE: dict[type, int] = {
     AddNeighbour: 8,
     DelNeighbour: 8,
     AddFdb: 8,
+    DelFdb: 8,
     ApplyNft: 9,             # after routes: `fib daddr type local` and DNAT need the addresses in place
     WriteFile: 10,
     StartDaemon: 11,         # once the network is set up; the engine starts the agent's interpreter early
+    UpdateDaemon: 11,
 }
 
 

@@ -161,7 +161,10 @@ def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[
 def node_rows(lab: Any) -> list[dict[str, Any]]:
     from lab.engine import netns
     now = time.time()
-    return [{"name": n.name, "status": "Ready" if netns.exists(n.netns) else "NotReady", "age": now - lab.created,
+    # kubectl prints a cordoned node's status as Ready,SchedulingDisabled (spec.unschedulable).
+    cordoned = set(lab.scheduling.cordoned) if getattr(lab, "scheduling", None) else set()
+    return [{"name": n.name, "status": ("Ready" if netns.exists(n.netns) else "NotReady")
+             + (",SchedulingDisabled" if n.name in cordoned else ""), "age": now - lab.created,
              "ip": str(n.ip), "podCIDR": str(n.block), "netns": n.netns} for n in lab.addresses.nodes]
 
 

@@ -50,6 +50,10 @@ else
   echo "install: Python packages already present"
 fi
 
+# podlab's own modules compiled ahead: where PYTHONDONTWRITEBYTECODE is set (CI images, some
+# shells) every command would otherwise compile ~80 modules again (0.15 s of a 0.2 s `get pods`).
+"$venv/bin/python" -m compileall -q "$here/lab" "$here/tui" >/dev/null
+
 # Compare resolved paths: a project reached through a symlink must not relink on every run.
 if [ "$(readlink -f "$bin_link" 2>/dev/null)" != "$(readlink -f "$venv/bin/podlab")" ]; then
   ln -sf "$venv/bin/podlab" "$bin_link"

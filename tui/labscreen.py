@@ -224,8 +224,8 @@ class LabScreen(Screen[None]):
     def tick(self) -> None:
         self._ticks += 1
         slow = self._ticks % SLOW_EVERY == 0
-        if self.source.live and slow:
-            self.load_cluster()
+        if self.source.live and (slow or self.source.changed()):
+            self.load_cluster()      # a lab that changed (pods applied, deleted) is shown at the next tick
         if self.tabs.active == "map" and not slow:
             # the map reads every node: redrawn on every SLOW_EVERY-th tick (and when shown, or on `r`)
             if self.current is not None:
@@ -237,11 +237,14 @@ class LabScreen(Screen[None]):
 
     def on_cluster_read(self, message: ClusterRead) -> None:
         first = self.cluster is None
-        self.cluster = message.cluster
+        old, self.cluster = self.cluster, message.cluster
         self.tree.show(message.cluster)
-        if first:
+        if first or _names(old) != _names(message.cluster):
             names = [e.name for e in message.cluster.entities()]
             self.run_panel.set_names(names + (["router"] if message.cluster.router else []))
+        if self.current is not None and message.cluster.find(self.current.name) is None:
+            self._show_where(self.current, None)
+        if first:
             c = message.cluster
             start = next((p for ps in c.pods.values() for p in ps), None) or (c.nodes[0] if c.nodes else c.underlay)
             self.tree.reveal(start.name)
@@ -267,6 +270,8 @@ class LabScreen(Screen[None]):
         self.tabs.hide_tab("bgp")
 
     def _show_where(self, e: Entity, error: str | None) -> None:
+        if self.cluster is not None and self.cluster.find(e.name) is None:
+            error = "gone: deleted from the lab"     # rather than its namespace's absence, read a moment later
         where = Text.assemble((f"{e.kind} ", "dim"), (e.name, "bold"))
         if e.ip:
             where.append(f" {e.ip}")
@@ -442,3 +447,7 @@ class LabScreen(Screen[None]):
         if self._runs_bird(self.current):
             yield SystemCommand("Show BGP", "this node's BGP sessions and routes, from its BIRD (key b)",
                                 lambda: self.action_tab("bgp"))
+
+
+def _names(cluster: Cluster | None) -> set[str]:
+    return {e.name for e in cluster.entities()} if cluster is not None else set()

@@ -27,6 +27,9 @@ NOT_LIVE = "preview of a plan: nothing runs here (bring the lab up to send packe
 class PlanSource:
     live = False
 
+    def changed(self) -> bool:
+        return False      # a plan preview is read once
+
     def __init__(self, plan: Any):
         self.plan = plan
         self.topology = plan.topology

@@ -101,6 +101,10 @@ class Workload:
 class Source(Protocol):
     live: bool                 # True: reads a running lab's kernel state
 
+    def changed(self) -> bool:
+        """Whether the cluster's shape changed since cluster() was last read (pods applied, deleted)."""
+        ...
+
     @property
     def name(self) -> str: ...
     def cluster(self) -> Cluster: ...
@@ -156,7 +160,7 @@ class LabSource:
     live = True
 
     def __init__(self, lab: Any):
-        self.lab = lab                         # lab.api.Lab
+        self.lab = lab                         # lab.api.Lab: swapped whole when the lab changes
         self._veths: dict[tuple[str, str], tuple[str, str]] | None = None
         self._owners: dict[str, str] | None = None
         self._bird_sockets: dict[str, str] | None = None
@@ -165,8 +169,21 @@ class LabSource:
     def name(self) -> str:
         return self.lab.name
 
+    def changed(self) -> bool:
+        # One stat: a change (podlab apply, delete, scale, rollout) rewrites the lab's record.
+        return not self.lab.record_unchanged()
+
+    def _reread(self) -> None:
+        """The lab as its record says now; what was derived from the old plan is derived again."""
+        from lab import api
+        fresh = api.Lab(self.lab.name)
+        self._veths = self._owners = self._bird_sockets = None
+        self.lab = fresh   # one assignment: workers reading the old Lab meanwhile see a whole one
+
     def cluster(self) -> Cluster:
         from lab import render, workloads
+        if self.changed():
+            self._reread()
         lab = self.lab
         a, topo = lab.addresses, lab.topology
         targets = lab.targets()
@@ -191,7 +208,7 @@ class LabSource:
     def _birds(self) -> dict[str, str]:
         from lab.bgp.cli import birds
         if self._bird_sockets is None:
-            self._bird_sockets = birds(self.lab)      # from the plan, which a lab never changes
+            self._bird_sockets = birds(self.lab)      # from the plan: read again when the lab changes
         return self._bird_sockets
 
     def snapshot(self, entity: Entity) -> Snapshot:

@@ -65,14 +65,16 @@ class ClusterTree(Vertical):
 
     def show(self, cluster: Cluster) -> None:
         """Show a (re-read) cluster, keeping expanded nodes and the cursor where they were."""
-        first = self.cluster is None
-        self.cluster = cluster
-        if first:
+        old, self.cluster = self.cluster, cluster
+        if old is None:
             self._rebuild()
+        elif [e.name for e in old.entities()] != [e.name for e in cluster.entities()]:
+            # pods came or went (podlab apply, delete, scale): the lines again, the open nodes kept open
+            self._rebuild(keep_open={name for name, line in self._node_lines.items() if line.is_expanded})
         else:
             self._relabel()
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, keep_open: set[str] | frozenset[str] = frozenset()) -> None:
         c = self.cluster
         if c is None:
             return
@@ -101,6 +103,9 @@ class ClusterTree(Vertical):
                 shown += len(hits)
             else:
                 line = tree.root.add(entity_label(n), n, allow_expand=bool(pods))
+                if n.name in keep_open and pods:
+                    self._fill(line)
+                    line.expand()
             self._node_lines[n.name] = line
         outside = [h for h in c.outside if not q or matches(h, q)]
         if outside:

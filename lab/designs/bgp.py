@@ -40,7 +40,10 @@ class BgpBackend(Backend):
             ops += [WriteFile(conf, text, f"BIRD's configuration on {node.name} (as Calico's confd writes it)"),
                     StartDaemon("bird", "process", node.netns, tuple(bird.bird_argv(conf, sock)), (conf,),
                                 BgpEstablished(node.netns, sock, len(sessions), _remote_blocks(addrs, node)),
-                                "bird2")]
+                                # BIRD reads its file once; `configure` makes it read it again in place
+                                # (a peer joined or left, its node took a block), as confd's bird.toml
+                                # has it done (reload_cmd `sv hup bird`: BIRD's SIGHUP is `configure`).
+                                "bird2", control=sock, reconfigure="configure")]
         return ops
 
     def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:

@@ -21,7 +21,7 @@ from lab import faults, state, workloads
 from lab.engine import netns, nsexec
 from lab.engine.journal import Journal
 from lab.errors import PodlabError
-from lab.ops import AgentReady, AnswersDns, BgpEstablished, Op, StartDaemon, WriteFile
+from lab.ops import AgentReady, AnswersDns, BgpEstablished, Op, StartDaemon, UpdateDaemon, WriteFile
 
 READY_TIMEOUT = 15.0
 BGP_TIMEOUT = 60.0
@@ -92,6 +92,43 @@ class Daemons:
         workloads.discard_agent(self.proc)
 
 
+def change_daemons(lab: str, ops: list[Op] | tuple[Op, ...]) -> None:
+    """A running lab's change, once its network and files are in place: the engine's new daemons
+    start (a joining node's BIRD), those that stay and whose configuration was rewritten are told to
+    read it again in place (BIRD's `configure`: a session whose configuration did not change stays
+    Established), and each is waited for until it is ready as the new plan says, exactly: no
+    session or learned route for a node that left either."""
+    starts = [op for op in ops if isinstance(op, StartDaemon) and op.kind == "process"]
+    updates = [op for op in ops if isinstance(op, UpdateDaemon)]
+    if starts:
+        Journal(lab).record_many("daemon", [{"name": d.name, "kind": d.kind, "ns": d.ns, "argv": list(d.argv),
+                                            "container": d.container} for d in starts])
+    for d in starts:
+        _start_process(lab, d)
+    for u in updates:
+        if u.reconfigure:
+            _reconfigure(lab, u.daemon)
+    for d in starts + [u.daemon for u in updates]:
+        if isinstance(d.ready, BgpEstablished):
+            _wait_bgp(lab, d, d.ready, exact=True)
+
+
+def _reconfigure(lab: str, d: StartDaemon) -> None:
+    """Send a running daemon its reconfigure command on its control socket (BIRD: `configure`, which
+    reads the file again; nest/proto.c protos_commit keeps every protocol whose configuration is the
+    same, starts the new ones and shuts down the ones gone)."""
+    from lab.bgp import birdc
+    if not (d.control and d.reconfigure):
+        raise PodlabError(f"plan error: {d.name} in {d.ns} cannot be reconfigured in place")
+    sock = state.expand(d.control, lab)
+    try:
+        birdc.command(sock, d.reconfigure)
+    except birdc.BirdError as e:
+        raise PodlabError(f"{d.name} in {d.ns} refused its new configuration ({e}); its log:\n"
+                          + _tail(_log_path(lab, d))) from None
+    faults.point("daemon reconfigured")
+
+
 def _start_process(lab: str, d: StartDaemon) -> int:
     """Start a daemon of the engine's own in its namespace (through nsenter: no Python between fork
     and exec), in a session of its own so it outlives `up`; journalled by PID and start time. If
@@ -112,8 +149,11 @@ def _start_process(lab: str, d: StartDaemon) -> int:
     return proc.pid
 
 
-def _wait_bgp(lab: str, daemon: StartDaemon, check: BgpEstablished, timeout: float = BGP_TIMEOUT) -> None:
-    """Until BIRD's sessions are all Established and the node's kernel holds every remote block by BGP."""
+def _wait_bgp(lab: str, daemon: StartDaemon, check: BgpEstablished, timeout: float = BGP_TIMEOUT,
+              exact: bool = False) -> None:
+    """Until BIRD's sessions are all Established and the node's kernel holds every remote block by BGP.
+    `exact` (after a change): and BIRD has no other session, the kernel no other route learned by BGP
+    (a node that left: its session removed, its blocks withdrawn)."""
     from lab.bgp import birdc
     sock = state.expand(check.socket, lab)
     deadline = time.monotonic() + timeout
@@ -123,11 +163,16 @@ def _wait_bgp(lab: str, daemon: StartDaemon, check: BgpEstablished, timeout: flo
         try:
             sessions = [p for p in birdc.protocols(sock) if p.proto == "BGP"]
             up = [p for p in sessions if p.bgp_state == "Established"]
-            if len(up) >= check.sessions:
-                missing = wanted - _bird_routes(check.ns)
-                if not missing:
+            if len(up) >= check.sessions and not (exact and len(sessions) > check.sessions):
+                learned = _bird_routes(check.ns)
+                missing = wanted - learned
+                extra = learned - wanted if exact else set()
+                if not missing and not extra:
                     return
-                last = f"all {len(up)} sessions Established, {len(missing)} routes not in the kernel yet"
+                last = (f"all {len(up)} sessions Established, {len(missing)} routes not in the kernel yet"
+                        + (f", {len(extra)} routes of blocks withdrawn still there" if extra else ""))
+            elif exact and len(sessions) > check.sessions:
+                last = f"{len(sessions)} BGP sessions, {check.sessions} wanted: a removed one is still shutting down"
             else:
                 down = [f"{p.name} {p.info}" for p in sessions if p.bgp_state != "Established"][:3]
                 last = f"{len(up)}/{check.sessions} sessions Established ({'; '.join(down)})"
@@ -139,12 +184,14 @@ def _wait_bgp(lab: str, daemon: StartDaemon, check: BgpEstablished, timeout: flo
 
 
 def _bird_routes(ns: str) -> set[str]:
-    """The destinations the kernel of `ns` holds as learned by BIRD (proto bird)."""
+    """The destinations the kernel of `ns` holds as learned by BIRD (proto bird, unicast: not the
+    node's own blocks, which BIRD's static protocol writes as blackholes)."""
     from lab.netlink import dump, wire
     sock = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_RAW, 0)
     try:
         sock.bind((0, 0))
-        return {f"{r.dst}/{r.dst_len}" for r in dump.routes(sock) if r.proto == wire.RTPROT_BIRD and r.dst}
+        return {f"{r.dst}/{r.dst_len}" for r in dump.routes(sock)
+                if r.proto == wire.RTPROT_BIRD and r.dst and r.type == wire.RTN_UNICAST}
     finally:
         sock.close()
 

@@ -32,16 +32,21 @@ class Request:
     kernel answers EEXIST for this very object and nothing else (an address: the same local
     address and prefix on the same device); elsewhere what is in the way may differ from what
     was asked (a route to the same destination via another gateway, a link of that name), so
-    EEXIST fails like any error."""
+    EEXIST fails like any error. `gone_ok`: a deletion whose object is not there (ENOENT,
+    ESRCH: removed by hand meanwhile) is done."""
     type: int
     flags: int
     body: bytes
     what: str | Callable[[], str]
     exists_ok: bool = False
+    gone_ok: bool = False
 
     def encode(self, seq: int, ack: bool = True) -> bytes:
         flags = self.flags | wire.NLM_F_REQUEST | (wire.NLM_F_ACK if ack else 0)
         return wire.HEADER.pack(wire.HEADER.size + len(self.body), self.type, flags, seq, 0) + self.body
+
+
+_GONE = (errno.ENOENT, errno.ESRCH)
 
 
 class NetlinkError(OSError):
@@ -97,7 +102,8 @@ class Channel:
                 if mtype == wire.NLMSG_ERROR and seq in sent:
                     code = wire.error_code(payload)
                     req = sent.pop(seq)
-                    if code and failure is None and not (code == errno.EEXIST and req.exists_ok):
+                    if code and failure is None and not (code == errno.EEXIST and req.exists_ok) \
+                            and not (code in _GONE and req.gone_ok):
                         failure = NetlinkError(code, req.what)
                     done = done or seq == final
         if failure:

@@ -18,6 +18,7 @@ from lab import naming, state
 from lab.designs import Design
 from lab.model import SERVICE_TYPES, Container, ContainerPort, Pod, Service, ServicePort
 from lab.topology.checker import Checker, YamlPath, choice
+from lab.topology import placement
 from lab.topology.pods import parse_labels
 from lab.topology.schema import SERVICE_PORT_SCHEMA, SERVICE_SCHEMA, is_port_name
 from lab.topology.wording import show
@@ -58,7 +59,8 @@ class _Draft:
 def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, Any],
           placed: list[tuple[Pod, YamlPath]], nodes: list[str],
           service_cidr: IPv4Network | None,
-          design: Design | None) -> tuple[tuple[Service, ...], list[tuple[Pod, YamlPath]]]:
+          design: Design | None, bound: placement.Scheduling | None = None
+          ) -> tuple[tuple[Service, ...], list[tuple[Pod, YamlPath]]]:
     """The file's Services (with kubernetes and kube-dns), and the pods with the DNS pod added."""
     _check_host_ports(checker, placed)
     if "services" not in document:
@@ -87,9 +89,13 @@ def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, A
         checker.add(("network", "serviceCIDR"), f"serviceCIDR {service_cidr} is too small for Services: the DNS "
                                                 f"Service takes its .{DNS_OFFSET}; use a /28 or larger, e.g. 10.96.0.0/12")
         return (), placed
-    dns_pod = _dns_pod(lab, nodes[0])
+    name, node, ordinal = placement.replica(lab, DNS_DEPLOYMENT, nodes, [p for p, _ in placed], bound)
+    if node is None:
+        checker.add(("services",), f"the cluster DNS pod {name}: "
+                    + placement.unschedulable(nodes, nodes, set(bound.cordoned if bound else ())))
+        return (), placed
     services = _allocate(checker, drafts, service_cidr)
-    return services, placed + [(dns_pod, ("services",))]
+    return services, placed + [(_dns_pod(lab, name, node, ordinal), ("services",))]
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,16 +308,16 @@ def _node_ports(checker: Checker, drafts: list[_Draft]) -> dict[int, ServicePort
 # ---------------------------------------------------------------------------------------
 # The DNS pod, and hostPorts
 # ---------------------------------------------------------------------------------------
-def _dns_pod(lab: str, node: str) -> Pod:
-    """kube-system's DNS pod, as kubeadm and GKE run it (labels k8s-app=kube-dns) on the first node.
+def _dns_pod(lab: str, name: str, node: str, ordinal: int) -> Pod:
+    """kube-system's DNS pod, as kubeadm and GKE run it (labels k8s-app=kube-dns): on the first node,
+    and when that node is drained or leaves, replaced by a new one elsewhere (lab.topology.placement.replica).
 
     Its container runs dnsmasq on the configuration the plan writes (lab.services.dns).
     """
-    name = naming.deployment_pod_names(lab, DNS_DEPLOYMENT, 1)[0]
     labels = {**DNS_POD_LABELS, "pod-template-hash": naming.pod_template_hash(lab, DNS_DEPLOYMENT)}
     ports = (ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp"))
     container = Container(DNS_CONTAINER, "dnsmasq", (53,), ("dnsmasq", "--keep-in-foreground", f"--conf-file={state.in_lab_dir(DNS_CONFIG)}"), ports)
-    return Pod(name, node, (container,), "kube-system", False, tuple(sorted(labels.items())), DNS_DEPLOYMENT)
+    return Pod(name, node, (container,), "kube-system", False, tuple(sorted(labels.items())), DNS_DEPLOYMENT, ordinal)
 
 
 def is_dns_pod(pod: Pod) -> bool:

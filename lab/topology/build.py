@@ -51,7 +51,7 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
     # Imported here: lab.services.schema builds on this package's checker, so it imports lab.topology.
     from lab.services import schema as service_schema
     services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr,
-                                              parts)
+                                              parts, bound)
     check_unique_names(checker, nodes, placed, outside)
     if net.pod_cidr is not None and net.node_mask is not None:
         if calico is not None:

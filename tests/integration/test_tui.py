@@ -284,3 +284,44 @@ def test_the_welcome_screen_brings_a_design_up_and_opens_it(tmp_path):
             api.down(name)
     assert namespaces and all(not netns.exists(n) for n in namespaces)
     assert_no_residue(name, namespaces)
+
+
+def test_the_tree_follows_pods_applied_and_deleted_while_it_runs(lab_from_yaml, tmp_path):
+    """A change made by another command (podlab apply, delete) shows in a running TUI at its next tick:
+    the new pod in the tree under its node, then gone from it; a pod being shown says it was deleted."""
+    import io
+
+    from lab import cli
+    live = lab_from_yaml(DESIGN, prefix="tuilive")
+    manifest = tmp_path / "extra.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: extra}\n"
+                        "spec:\n  nodeName: node1\n  containers:\n  - {name: web, image: nginx}\n")
+
+    def podlab(*args: str) -> None:
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main([*args, "--lab", live.name], out, err) == 0, err.getvalue()
+
+    async def scenario(app, pilot):
+        screen = app.screen
+
+        def shown() -> set[str]:
+            names: set[str] = set()
+
+            def walk(node) -> None:
+                for child in node.children:
+                    if child.data is not None:
+                        names.add(child.data.name)
+                    walk(child)
+            walk(screen.tree.tree.root)
+            return names
+        await select(app, pilot, "client")          # node1's pods are open in the tree
+        assert "extra" not in shown()
+        await asyncio.to_thread(podlab, "apply", "-f", str(manifest))
+        await until(pilot, lambda: "extra" in shown(), timeout=5, what="the applied pod in the tree")
+        assert screen.cluster.find("extra").node == "node1"
+        assert "3 pods" in str(screen.tree.tree.root.label)
+        await select(app, pilot, "extra")
+        await asyncio.to_thread(podlab, "delete", "pod", "extra")
+        await until(pilot, lambda: "extra" not in shown(), timeout=5, what="the deleted pod gone from the tree")
+        assert "gone" in str(app.screen.query_one("#where").content)
+    run(live, scenario, refresh=0.5)
