@@ -293,11 +293,12 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
         def serve_new() -> None:
             # The whole spec again: let_go left out the pods it stopped, and a change that restarts one
             # (the DNS pod, for a new Service) but adds none has no new spec among its ops to write it.
-            spec = next(op.content for op in ch.plan.ops if isinstance(op, WriteFile)
-                        and op.path == state.in_lab_dir(workloads.SPEC_FILE))
-            tmp = spec_path.with_name(f".{spec_path.name}.tmp")
-            tmp.write_text(spec)
-            tmp.rename(spec_path)
+            spec = next((op.content for op in ch.plan.ops if isinstance(op, WriteFile)
+                         and op.path == state.in_lab_dir(workloads.SPEC_FILE)), None)
+            if spec is not None:
+                tmp = spec_path.with_name(f".{spec_path.name}.tmp")
+                tmp.write_text(spec)
+                tmp.rename(spec_path)
             workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
 
         try:
