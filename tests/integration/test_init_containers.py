@@ -217,3 +217,18 @@ def test_containers_share_volumes_at_their_own_mount_paths_read_only_when_asked(
     assert "wrote" not in lines and any("Read-only file system" in line for line in lines), lines
     assert not (volumes.volume_dir(LAB, "sidecars", "cache") / "no").exists()
     assert not any(Path(p).exists() for p in HOST_PATHS)
+
+
+def test_after_the_agent_is_killed_down_still_removes_the_volumes_by_their_records(lab):
+    """Last in this module: the fixture's `down` then finds the pods' directories from the journal
+    alone (nobody stops the pods), and removes them."""
+    import os
+    import signal
+    pid = workloads.agent_pid(LAB)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and workloads.agent_alive(LAB):
+        time.sleep(0.05)
+    assert not workloads.agent_alive(LAB)
+    assert volumes.recorded(LAB) and all(d.is_dir() for d in volumes.recorded(LAB))
