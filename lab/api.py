@@ -22,6 +22,7 @@ from lab.addressing import AddressPlan, PendingPod
 from lab.designs import Design
 from lab.errors import PodlabError
 from lab.model import Topology
+from lab.ops import WriteFile
 from lab.planner import Plan
 
 if TYPE_CHECKING:

@@ -3,6 +3,8 @@
 What belongs to a lab is what its journal (lab.engine.journal) says it made:
   - namespaces, by identity: the (dev, inode, ctime) recorded when each was made, checked
     against what the name refers to now (a name taken since by another program is not ours);
+  - pod directories (their emptyDir volumes): the ones the agent recorded making and not removing
+    (lab.workloads.volumes), each inside the lab's own pods/ directory;
   - processes: the ones it started (the workload agent), by PID *and* start time, so a
     recycled PID is never signalled; and every process living in one of its namespaces
     (a command container's children, a shell left in a pod): /proc/PID/ns/net (or uts) is
@@ -194,6 +196,7 @@ def teardown(lab: str, say: Say = _quiet) -> list[str]:
     alive), then namespaces and their mounts, then the state directory. Works from the
     journal alone, so a lab whose `up` was killed halfway goes too."""
     from lab import workloads
+    from lab.workloads import volumes
     workloads.stop_agent(lab)
     started = kill_recorded(lab)
     stopped = kill_inside(lab)
@@ -202,6 +205,10 @@ def teardown(lab: str, say: Say = _quiet) -> list[str]:
     leftovers = apply.leftovers(lab)
     if leftovers:
         raise PodlabError(f"could not remove namespaces {', '.join(leftovers[:5])}: the journal is kept in {d}")
+    pods_left = volumes.remove_recorded(lab)   # the pods' volumes, by the agent's records of them
+    if pods_left:
+        raise PodlabError(f"could not remove the volumes of pods {', '.join(pods_left[:5])}: "
+                          f"the journal is kept in {d}")
     shutil.rmtree(d, ignore_errors=True)
     if d.exists():
         raise PodlabError(f"could not remove {d} (a mount inside it?); see 'findmnt -R {d}'")
@@ -220,7 +227,8 @@ def kill_container_leftovers(lab: str, grace: float = STOP_GRACE) -> list[int]:
     """
     from lab.workloads import read_status
     sessions = {c.get("pid") for p in read_status(lab).get("pods", {}).values() if isinstance(p, dict)
-                for c in p.get("containers", {}).values() if isinstance(c, dict)} - {None}
+                for key in ("initContainers", "containers")
+                for c in (p.get(key) or {}).values() if isinstance(c, dict)} - {None}
     if not sessions:
         return []
     fds, inodes = _owned_namespaces(lab)

@@ -1,10 +1,12 @@
 """Kubernetes manifests as podlab reads them: v1 Pod, apps/v1 Deployment, v1 Service and v1 Namespace,
 as entries of a lab's topology document.
 
-`kubectl apply -f nginx_pod.yaml` of seed 004 works verbatim. Fields that matter for the network
-(name, namespace, labels, nodeName, hostNetwork, each container's image, command, args and ports; a
-Deployment's replicas, selector and template; a Service's type, selector, ports and clusterIP) are
-emulated; others podlab accepts and lists once as "not emulated". An unknown kind or field is an error
+`kubectl apply -f nginx_pod.yaml` of seed 004 works verbatim, and seed 001's Deployment with its
+init container and emptyDir. Fields that matter for the network (name, namespace, labels, nodeName,
+hostNetwork, each container's image, command, args and ports; a Deployment's replicas, selector and
+template; a Service's type, selector, ports and clusterIP) and for what the pods run (initContainers,
+emptyDir volumes and volumeMounts) are emulated; others podlab accepts and lists once as "not
+emulated". An unknown kind or field is an error
 naming the document, its path and line, and nothing changes. Namespaces need no object in podlab (a
 pod's namespace is a name): a Namespace document is accepted.
 """
@@ -19,12 +21,13 @@ from lab.errors import PodlabError
 
 KINDS = {("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Namespace")}
 NOT_EMULATED = {"resources", "livenessProbe", "readinessProbe", "startupProbe", "securityContext",
-                "imagePullPolicy", "env", "envFrom", "volumeMounts", "workingDir", "terminationMessagePath",
+                "imagePullPolicy", "env", "envFrom", "workingDir", "terminationMessagePath",
                 "terminationMessagePolicy", "lifecycle", "stdin", "tty"}
 POD_SPEC_NOT_EMULATED = {"restartPolicy", "imagePullSecrets", "serviceAccountName", "serviceAccount",
-                         "terminationGracePeriodSeconds", "securityContext", "volumes", "tolerations",
-                         "affinity", "priorityClassName", "schedulerName", "dnsPolicy", "enableServiceLinks",
-                         "initContainers"}
+                         "terminationGracePeriodSeconds", "securityContext", "tolerations",
+                         "affinity", "priorityClassName", "schedulerName", "dnsPolicy", "enableServiceLinks"}
+MOUNT_NOT_EMULATED = {"mountPropagation", "recursiveReadOnly"}
+EMPTY_DIR_NOT_EMULATED = {"medium", "sizeLimit"}
 
 
 @dataclass
@@ -101,7 +104,7 @@ def _deployment(doc: dict, where: "_Where", not_emulated: list[str]) -> dict[str
     entry: dict[str, Any] = {"name": name, "replicas": int(spec.get("replicas", 1))}
     if meta.get("namespace"):
         entry["namespace"] = meta["namespace"]
-    for key in ("labels", "containers", "hostNetwork"):
+    for key in ("labels", "containers", "hostNetwork", "initContainers", "volumes"):
         if key in pod:
             entry[key] = pod[key]
     if "node" in pod:
@@ -181,15 +184,28 @@ def _pod(doc: dict, where: _Where | _Nested, not_emulated: list[str]) -> dict[st
     for key in spec:
         if key in POD_SPEC_NOT_EMULATED:
             not_emulated.append(f"spec.{key}")
-        elif key not in ("containers", "nodeName", "hostNetwork"):
+        elif key not in ("containers", "nodeName", "hostNetwork", "initContainers", "volumes"):
             raise where.error(("spec", key), f"unknown field spec.{key} (or one podlab does not know yet)")
     if spec.get("nodeName"):
         entry["node"] = spec["nodeName"]
     if spec.get("hostNetwork"):
         entry["hostNetwork"] = True
+    if spec.get("volumes"):
+        entry["volumes"] = _volumes(spec["volumes"], where, not_emulated)
+    if spec.get("initContainers"):
+        entry["initContainers"] = _containers(spec["initContainers"], "initContainers", where, not_emulated)
+    entry["containers"] = _containers(spec["containers"], "containers", where, not_emulated)
+    return entry
+
+
+def _containers(raw: Any, key: str, where: _Where | _Nested, not_emulated: list[str]) -> list[dict[str, Any]]:
+    """spec.containers or spec.initContainers as podlab's topology writes them."""
+    if not isinstance(raw, list):
+        raise where.error(("spec", key), f"spec.{key} must be a list of containers")
+    init = key == "initContainers"
     containers = []
-    for j, c in enumerate(spec["containers"]):
-        at = ("spec", "containers", j)
+    for j, c in enumerate(raw):
+        at = ("spec", key, j)
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("image"), str):
             raise where.error(at, "a container needs a name and an image")
         out: dict[str, Any] = {"name": c["name"], "image": c["image"]}
@@ -201,13 +217,62 @@ def _pod(doc: dict, where: _Where | _Nested, not_emulated: list[str]) -> dict[st
             if not isinstance(port, dict) or "containerPort" not in port:
                 raise where.error(at + ("ports", k), "a port needs containerPort")
             ports.append({key: port[key] for key in ("containerPort", "name", "protocol", "hostPort") if key in port})
-        if ports:
+        if ports and not init:
             out["ports"] = ports
-        for key in c:
-            if key in NOT_EMULATED:
-                not_emulated.append(f"spec.containers[{j}].{key}")
-            elif key not in ("name", "image", "command", "args", "ports"):
-                raise where.error(at + (key,), f"unknown field {key}")
+        if c.get("volumeMounts"):
+            out["volumeMounts"] = _mounts(c["volumeMounts"], at, where, not_emulated)
+        for field_ in c:
+            if field_ in NOT_EMULATED or (init and field_ == "ports"):
+                not_emulated.append(f"spec.{key}[{j}].{field_}")
+            elif init and field_ == "restartPolicy":
+                raise where.error(at + (field_,), "an init container with a restartPolicy is a sidecar, which "
+                                                  "podlab does not emulate yet: make it one of spec.containers")
+            elif field_ not in ("name", "image", "command", "args", "ports", "volumeMounts"):
+                raise where.error(at + (field_,), f"unknown field {field_}")
         containers.append(out)
-    entry["containers"] = containers
-    return entry
+    return containers
+
+
+def _mounts(raw: Any, at: tuple, where: _Where | _Nested, not_emulated: list[str]) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise where.error(at + ("volumeMounts",), "volumeMounts must be a list")
+    out = []
+    for k, m in enumerate(raw):
+        here = at + ("volumeMounts", k)
+        if not isinstance(m, dict):
+            raise where.error(here, "a volume mount is a mapping with name and mountPath")
+        for field_ in m:
+            if field_ in MOUNT_NOT_EMULATED:
+                not_emulated.append(f"spec.{at[1]}[{at[2]}].volumeMounts[{k}].{field_}")
+            elif field_ in ("subPath", "subPathExpr"):
+                raise where.error(here + (field_,), f"{field_} is not emulated yet: podlab mounts the whole volume; "
+                                                    "mount it whole and use the subdirectory's path")
+            elif field_ not in ("name", "mountPath", "readOnly"):
+                raise where.error(here + (field_,), f"unknown field {field_}")
+        out.append({key: m[key] for key in ("name", "mountPath", "readOnly") if key in m})
+    return out
+
+
+def _volumes(raw: Any, where: _Where | _Nested, not_emulated: list[str]) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise where.error(("spec", "volumes"), "spec.volumes must be a list")
+    out = []
+    for k, v in enumerate(raw):
+        at = ("spec", "volumes", k)
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str):
+            raise where.error(at, "a volume needs a name")
+        sources = [key for key in v if key != "name"]
+        if sources != ["emptyDir"]:
+            other = next((key for key in sources if key != "emptyDir"), None)
+            raise where.error(at + ((other,) if other else ()),
+                              f"{other} volumes are not emulated yet: podlab runs emptyDir volumes (emptyDir: {{}})"
+                              if other else "a volume needs a source: podlab runs emptyDir volumes (emptyDir: {})")
+        empty_dir = v["emptyDir"] or {}
+        if not isinstance(empty_dir, dict):
+            raise where.error(at + ("emptyDir",), "emptyDir is a mapping: emptyDir: {}")
+        for key in empty_dir:
+            if key not in EMPTY_DIR_NOT_EMULATED:
+                raise where.error(at + ("emptyDir", key), f"unknown field {key}")
+            not_emulated.append(f"spec.volumes[{k}].emptyDir.{key}")
+        out.append({"name": v["name"], "emptyDir": {}})
+    return out

@@ -33,12 +33,29 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """Where a container sees one of its pod's volumes."""
+    volume: str
+    mount_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A pod's volume. emptyDir is the one kind emulated: a directory made when the pod starts,
+    shared by its containers, removed with the pod (lab.workloads.volumes)."""
+    name: str
+    kind: str = "emptyDir"
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str = "busybox"
     ports: tuple[int, ...] = ()
     command: tuple[str, ...] = ()
     port_specs: tuple[ContainerPort, ...] = ()   # the ports as declared (name, protocol, hostPort)
+    volume_mounts: tuple[VolumeMount, ...] = ()
 
     @property
     def workload(self) -> str:
@@ -58,6 +75,8 @@ class Pod:
     labels: tuple[tuple[str, str], ...] = ()
     deployment: str | None = None
     ordinal: int | None = None      # which of its Deployment's pods (names follow it; lab.topology.placement)
+    init_containers: tuple[Container, ...] = ()   # run in order, each to completion, before `containers`
+    volumes: tuple[Volume, ...] = ()
 
 
 @dataclass(frozen=True)

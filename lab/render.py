@@ -95,24 +95,51 @@ def _address_lines(t: Topology, a: AddressPlan, design: designs.Design) -> list[
             f"a node takes a block, and another when its blocks are full ({taken} taken)"]
 
 
-def _restarts(pod_status: dict[str, Any] | None) -> int:
+def _restarts(pod_status: dict[str, Any] | None, key: str = "containers") -> int:
     try:
-        return sum(int(c.get("restarts", 0)) for c in (pod_status or {}).get("containers", {}).values())
+        return sum(int(c.get("restarts", 0)) for c in (pod_status or {}).get(key, {}).values())
     except (AttributeError, TypeError, ValueError):
         return 0
 
 
-def _pod_state(pod_status: dict[str, Any] | None, containers: int, agent_alive: bool) -> tuple[str, str, int]:
+def _initializing(pod_status: dict[str, Any], init: list[str]) -> str | None:
+    """kubectl's STATUS while a pod's init containers have not all completed (its printer's rules:
+    the first init container that has not exited 0 decides), or None once they have."""
+    states = pod_status.get("initContainers", {})
+    for i, name in enumerate(init):
+        c = states.get(name) or {}
+        if not isinstance(c, dict):
+            c = {}
+        reason = c.get("reason") or ""
+        if c.get("state") == "Terminated" and c.get("exitCode") == 0:
+            continue
+        if c.get("state") == "Terminated":
+            return f"Init:{reason}" if reason else f"Init:ExitCode:{c.get('exitCode')}"
+        if c.get("state") == "Waiting" and reason and reason != "PodInitializing":
+            return f"Init:{reason}"
+        return f"Init:{i}/{len(init)}"
+    return None
+
+
+def _pod_state(pod_status: dict[str, Any] | None, containers: int, agent_alive: bool,
+               init: list[str] | None = None) -> tuple[str, str, int]:
     if not agent_alive or pod_status is None:
         # Nothing serves the pod; the restarts counted so far stay visible, as kubectl keeps them.
-        return f"0/{containers}", "Unknown", _restarts(pod_status)
+        return f"0/{containers}", "Unknown", _restarts(pod_status) + _restarts(pod_status, "initContainers")
     cs = pod_status.get("containers", {})
     running = sum(1 for c in cs.values() if c.get("state") == "Running")
+    initializing = _initializing(pod_status, init or [])
+    if initializing:
+        # While initializing, kubectl counts the init containers' restarts.
+        return f"{running}/{containers}", initializing, _restarts(pod_status, "initContainers")
     restarts = _restarts(pod_status)
+    waiting = [c.get("reason") for c in cs.values() if c.get("state") == "Waiting" and c.get("reason")]
     if running == containers:
         status = "Running"
     elif any(c.get("state") == "Error" for c in cs.values()):
         status = "Error"
+    elif waiting:
+        status = waiting[0]      # kubectl: the first container waiting with a reason (PodInitializing, ...)
     else:
         status = "CrashLoopBackOff" if restarts else "ContainerCreating"
     return f"{running}/{containers}", status, restarts
@@ -123,7 +150,7 @@ def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[
     rows = []
     for pod, addr in zip(lab.topology.pods, lab.addresses.pods):
         ready, status, restarts = _pod_state(agent_status.get("pods", {}).get(pod.name), len(pod.containers),
-                                             agent_alive)
+                                             agent_alive, [c.name for c in pod.init_containers])
         rows.append({"name": pod.name, "ready": ready, "status": status, "restarts": restarts,
                      "age": now - lab.created, "ip": str(addr.ip), "node": pod.node, "netns": addr.netns,
                      "namespace": pod.namespace, "hostNetwork": pod.host_network,

@@ -23,7 +23,8 @@ The work happens in three steps:
   network      mode, routing and the network: section (CIDRs, overlaps, MTU, bridge)
   hosts        the nodes: and outside: sections
   pods         the pods: and deployments: sections, and labels
-  containers   a pod's containers and their ports
+  containers   a pod's containers (and init containers), their ports
+  volumes      a pod's volumes (emptyDir) and its containers' volume mounts
   placement    deployments expanded into pods, and pods put on nodes
   capacity     whether it all fits: node blocks, pods per node, bridge ports, nodeSubnet
 

@@ -1,4 +1,5 @@
-"""A pod's containers: image:/command: shorthand or a containers: list, and their ports.
+"""A pod's containers: image:/command: shorthand or a containers: list, their ports and volume
+mounts; and its initContainers:, commands run to completion before the containers start.
 
 The containers of a pod share one network namespace, so a port is declared once per pod.
 """
@@ -9,7 +10,8 @@ from typing import Any
 from lab import naming
 from lab.model import Container, ContainerPort
 from lab.topology.checker import Checker, YamlPath, choice, has_type
-from lab.topology.schema import CONTAINER_SCHEMA, PORT_SCHEMA, PROTOCOLS, is_port_name
+from lab.topology.schema import CONTAINER_SCHEMA, INIT_CONTAINER_SCHEMA, PORT_SCHEMA, PROTOCOLS, Field, is_port_name
+from lab.topology.volumes import volume_mounts
 from lab.topology.wording import describe, quote_hint, show
 
 
@@ -77,8 +79,10 @@ def _ports(checker: Checker, path: YamlPath, raw: list[Any],
     return tuple(ports), tuple(specs)
 
 
-def _container(checker: Checker, path: YamlPath, raw: Any, used_ports: dict[tuple[int, str], str]) -> Container | None:
-    spec = checker.fields(path, raw, CONTAINER_SCHEMA, "a container")
+def _container(checker: Checker, path: YamlPath, raw: Any, used_ports: dict[tuple[int, str], str],
+               volumes: set[str], schema: dict[str, Field] = CONTAINER_SCHEMA,
+               what: str = "a container") -> Container | None:
+    spec = checker.fields(path, raw, schema, what)
     if spec is None or "name" not in spec:
         return None
     problem = naming.dns_label_problem(spec["name"], "container name")
@@ -87,10 +91,44 @@ def _container(checker: Checker, path: YamlPath, raw: Any, used_ports: dict[tupl
     image = _image(checker, path + ("image",), spec["image"]) if "image" in spec else Container.image
     command = _command(checker, path + ("command",), spec.get("command", []))
     ports, port_specs = _ports(checker, path + ("ports",), spec.get("ports", []), used_ports)
-    return Container(spec["name"], image, ports, command, port_specs)
+    mounts = volume_mounts(checker, path + ("volumeMounts",), spec.get("volumeMounts", []), volumes)
+    return Container(spec["name"], image, ports, command, port_specs, mounts)
 
 
-def pod_containers(checker: Checker, path: YamlPath, spec: dict[str, Any], what: str) -> tuple[Container, ...]:
+def _unique(checker: Checker, path: YamlPath, containers: list[Container | None],
+            first_use: dict[str, YamlPath]) -> tuple[Container, ...]:
+    """The containers whose names no earlier one took (init containers and containers share one
+    set of names, as in Kubernetes); `first_use` carries the names across calls."""
+    kept = []
+    for index, container in enumerate(containers):
+        if container is None:
+            continue
+        if container.name in first_use:
+            checker.add(path + (index, "name"),
+                        f"container name {show(container.name)} is already used in this pod by "
+                        f"{checker.where(first_use[container.name])}: names are unique within a pod")
+            continue
+        first_use[container.name] = path + (index, "name")
+        kept.append(container)
+    return tuple(kept)
+
+
+def pod_init_containers(checker: Checker, path: YamlPath, raw: list[Any], volumes: set[str],
+                        first_use: dict[str, YamlPath]) -> tuple[Container, ...]:
+    """initContainers:, each a command (it must end: a built-in image's server never would)."""
+    at = path + ("initContainers",)
+    parsed = [_container(checker, at + (index,), item, {}, volumes, INIT_CONTAINER_SCHEMA, "an init container")
+              for index, item in enumerate(raw)]
+    for index, container in enumerate(parsed):
+        if container is not None and not container.command:
+            checker.add(at + (index, "command"), f"init container {show(container.name)} needs a command: it must "
+                                                 "run to completion, e.g. command: [sh, -c, 'echo hi > /work/x']")
+    return _unique(checker, at, parsed, first_use)
+
+
+def pod_containers(checker: Checker, path: YamlPath, spec: dict[str, Any], what: str,
+                   volumes: set[str] = frozenset(),
+                   first_use: dict[str, YamlPath] | None = None) -> tuple[Container, ...]:
     shorthand = [k for k in ("image", "command") if k in spec]
     if "containers" in spec and shorthand:
         checker.add(path + (shorthand[0],), f"use either image:/command: (one container) or containers: (a list), "
@@ -100,20 +138,9 @@ def pod_containers(checker: Checker, path: YamlPath, spec: dict[str, Any], what:
         if not spec["containers"]:
             checker.add(path + ("containers",), f"containers: is empty; {what} needs at least one container")
         used_ports: dict[tuple[int, str], str] = {}
-        containers = []
-        first_use: dict[str, YamlPath] = {}
-        for index, raw in enumerate(spec["containers"]):
-            container = _container(checker, path + ("containers", index), raw, used_ports)
-            if container is None:
-                continue
-            if container.name in first_use:
-                checker.add(path + ("containers", index, "name"),
-                            f"container name {show(container.name)} is already used in this pod by "
-                            f"{checker.where(first_use[container.name])}: names are unique within a pod")
-                continue
-            first_use[container.name] = path + ("containers", index, "name")
-            containers.append(container)
-        return tuple(containers)
+        parsed = [_container(checker, path + ("containers", index), raw, used_ports, volumes)
+                  for index, raw in enumerate(spec["containers"])]
+        return _unique(checker, path + ("containers",), parsed, {} if first_use is None else first_use)
     if "image" not in spec:
         hint = "command: goes with an image: add 'image: busybox'" if "command" in spec else \
             "add 'image: busybox' (or nginx, echoserver), or a containers: list"
@@ -124,4 +151,7 @@ def pod_containers(checker: Checker, path: YamlPath, spec: dict[str, Any], what:
     if image and naming.dns_label_problem(name, "container name"):
         checker.add(path + ("image",), f"the container would be named {show(name)} after the image, which is not a "
                                        f"DNS label; use containers: [{{name: app, image: {image}}}] to name it")
+    if first_use and name in first_use:
+        checker.add(path + ("image",), f"the container would be named {show(name)} after the image, as an init "
+                                       f"container of this pod is; use containers: [{{name: app, image: {image}}}]")
     return (Container(name, image, (), _command(checker, path + ("command",), spec.get("command", []))),)

@@ -11,7 +11,7 @@ bare pod still in the document is made again on another node. A cordoned node (`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lab import naming
 from lab.model import Pod
@@ -127,8 +127,7 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
             continue
         template_hash = naming.pod_template_hash(lab, deployment.name)
         labels = {**deployment.workload.labels, "pod-template-hash": template_hash}
-        workload = Workload(deployment.workload.containers, deployment.workload.namespace,
-                            deployment.workload.host_network, labels)
+        workload = replace(deployment.workload, labels=labels)
         ordinals = _ordinals(bound, deployment.name, deployment.replicas)
         for ordinal, name in zip(ordinals, naming.deployment_pod_names(lab, deployment.name, deployment.replicas,
                                                                          ordinals)):
@@ -172,7 +171,8 @@ def _ordinals(bound: Scheduling | None, deployment: str, replicas: int) -> list[
 def _pod(name: str, node: str, workload: Workload, deployment: str | None, ordinal: int | None = None) -> Pod:
     return Pod(name=name, node=node, containers=workload.containers, namespace=workload.namespace,
                host_network=workload.host_network, labels=tuple(sorted(workload.labels.items())),
-               deployment=deployment, ordinal=ordinal)
+               deployment=deployment, ordinal=ordinal, init_containers=workload.init_containers,
+               volumes=workload.volumes)
 
 
 def scheduling_of(pods: tuple[Pod, ...] | list[Pod], previous: Scheduling | None = None,

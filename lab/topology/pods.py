@@ -1,4 +1,5 @@
-"""The pods: and deployments: sections, and the pod template they share (containers, namespace, labels)."""
+"""The pods: and deployments: sections, and the pod template they share (containers, init containers,
+volumes, namespace, labels)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -6,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab import naming
-from lab.model import Container
+from lab.model import Container, Volume
 from lab.topology.checker import Checker, YamlPath
-from lab.topology.containers import pod_containers
+from lab.topology.containers import pod_containers, pod_init_containers
 from lab.topology.schema import DEPLOYMENT_SCHEMA, LABEL_NAME, POD_SCHEMA, Field
+from lab.topology.volumes import pod_volumes
 from lab.topology.wording import describe, quote_hint, show
 
 
@@ -20,6 +22,8 @@ class Workload:
     namespace: str
     host_network: bool
     labels: dict[str, str]
+    init_containers: tuple[Container, ...] = ()
+    volumes: tuple[Volume, ...] = ()
 
 
 @dataclass
@@ -61,13 +65,17 @@ def parse_labels(checker: Checker, path: YamlPath, raw: dict[str, Any]) -> dict[
 
 
 def _workload(checker: Checker, path: YamlPath, spec: dict[str, Any], what: str) -> Workload:
-    containers = pod_containers(checker, path, spec, what)
+    volumes = pod_volumes(checker, path + ("volumes",), spec.get("volumes", []))
+    names = {v.name for v in volumes}
+    first_use: dict[str, YamlPath] = {}
+    init = pod_init_containers(checker, path, spec.get("initContainers", []), names, first_use)
+    containers = pod_containers(checker, path, spec, what, names, first_use)
     namespace = spec.get("namespace", "default")
     problem = naming.dns_label_problem(namespace, "namespace")
     if problem:
         checker.add(path + ("namespace",), problem)
     labels = parse_labels(checker, path + ("labels",), spec.get("labels", {}))
-    return Workload(containers, namespace, spec.get("hostNetwork", False), labels)
+    return Workload(containers, namespace, spec.get("hostNetwork", False), labels, init, volumes)
 
 
 def _entries(checker: Checker, key: str, raw: list[Any], schema: dict[str, Field],

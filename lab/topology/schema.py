@@ -32,10 +32,15 @@ NODE_SCHEMA = {"name": NAME}
 OUTSIDE_SCHEMA = {"name": NAME}
 _WORKLOAD = {
     "image": STR, "command": LIST, "containers": LIST, "hostNetwork": BOOL, "namespace": STR, "labels": MAP,
+    "initContainers": LIST, "volumes": LIST,
 }
 POD_SCHEMA = {"name": NAME, "node": STR, **_WORKLOAD}
 DEPLOYMENT_SCHEMA = {"name": NAME, "replicas": INT, "nodes": LIST, **_WORKLOAD}
-CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "ports": LIST}
+CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "ports": LIST, "volumeMounts": LIST}
+# An init container runs to completion: a command, nothing listening (its ports would mean nothing).
+INIT_CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "volumeMounts": LIST}
+VOLUME_SCHEMA = {"name": NAME, "emptyDir": MAP}     # emptyDir: {} (medium and sizeLimit are not emulated)
+VOLUME_MOUNT_SCHEMA = {"name": NAME, "mountPath": Field((str,), required=True), "readOnly": BOOL}
 PORT_SCHEMA = {"containerPort": Field((int,), required=True), "name": STR, "protocol": STR, "hostPort": INT}
 # Services (checked by lab.services.schema): clusterIP is an address in serviceCIDR, or None (headless).
 SERVICE_SCHEMA = {"name": NAME, "namespace": STR, "type": STR, "selector": MAP, "ports": LIST, "clusterIP": STR}

@@ -12,7 +12,8 @@ Files in the lab's state directory (lab.state):
   agent.log        its own output; logs/<pod>_<container>.log the output of command containers
   kube-proxy.json  in a lab with Services: what the agent's kube-proxy keeps (lab.services.kube_proxy)
 
-This module is imported by the agent too, so it stays light: stdlib, lab.state, lab.errors.
+This module is imported by the agent too, so it stays light: stdlib, lab.state, lab.errors,
+lab.engine.mountns.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import state
+from lab.engine.mountns import mount_path_problem
 from lab.errors import PodlabError
 
 WORKLOADS = ("http", "echo", "idle", "command")
@@ -38,9 +40,27 @@ _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 HANDSHAKE = b"recorded\n"
 NETWORK_READY = b"network ready\n"   # after HANDSHAKE, to an agent started with --network-later
 
+BACKOFF_CAP = 30
+BACKOFF_RESET = 600.0   # kubelet forgets a crash loop once the container has run for 10 minutes
+
+
+def backoff(failures: int) -> float:
+    """Seconds before restart number failures+1: 1, 2, 4, ... capped at 30 (kubelet's CrashLoopBackOff,
+    scaled down: 10 s doubling to 5 minutes there)."""
+    return float(min(BACKOFF_CAP, 2 ** min(failures, 10)))
+
+
 # Popen objects of agents this process started: kept so stop_agent can reap them
 # (otherwise a stopped agent stays a zombie child of a long-lived caller such as the TUI).
 _started: dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """One of the pod's volumes, seen by a container at `path`."""
+    volume: str
+    path: str
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,7 @@ class ContainerSpec:
     workload: str
     ports: tuple[int, ...] = ()
     command: tuple[str, ...] = ()
+    volume_mounts: tuple[MountSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,8 @@ class PodSpec:
     uts: str | None
     containers: tuple[ContainerSpec, ...]
     mounts: tuple[tuple[str, str], ...] = ()   # (file, path in the pod): its resolv.conf and hosts
+    init_containers: tuple[ContainerSpec, ...] = ()   # commands run in order, each to completion, first
+    volumes: tuple[str, ...] = ()              # its emptyDir volumes, by name (lab.workloads.volumes)
 
 
 @dataclass(frozen=True)
@@ -93,33 +116,54 @@ def parse_spec(data: object) -> Spec:
         # netns is a name under /run/netns: no path separators, so it cannot point elsewhere.
         need(isinstance(netns, str) and bool(_NAME.match(netns)), f"{at}.netns", f"invalid namespace name {netns!r}")
         need(uts is None or (isinstance(uts, str) and uts.startswith("/")), f"{at}.uts", "must be an absolute path")
-        containers: list[ContainerSpec] = []
+        volumes = p.get("volumes") or []
+        need(isinstance(volumes, list) and all(isinstance(v, str) and bool(_NAME.match(v)) for v in volumes)
+             and len(set(volumes)) == len(volumes), f"{at}.volumes", "must be a list of distinct volume names")
         seen: set[str] = set()
-        for j, c in enumerate(p.get("containers", [])):
-            cat = f"{at}.containers[{j}]"
-            need(isinstance(c, dict), cat, "must be an object")
-            cname = c.get("name")
-            need(isinstance(cname, str) and bool(_NAME.match(cname)), f"{cat}.name", f"invalid name {cname!r}")
-            need(cname not in seen, f"{cat}.name", f"duplicate container {cname!r}")
-            seen.add(cname)
-            command = c.get("command") or []
-            command = [real(x) for x in command] if isinstance(command, list) else command
-            workload = c.get("workload") or ("command" if command else "idle")
-            need(workload in WORKLOADS, f"{cat}.workload", f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
-            ports = c.get("ports") or []
-            need(isinstance(ports, list) and all(type(x) is int and 0 < x < 65536 for x in ports),
-                 f"{cat}.ports", "must be a list of port numbers 1-65535")
-            need(isinstance(command, list) and all(isinstance(x, str) for x in command),
-                 f"{cat}.command", "must be a list of strings (an argument list, not a shell string)")
-            need(workload != "command" or bool(command), f"{cat}.command", "a command container needs a command")
-            containers.append(ContainerSpec(cname, workload, tuple(ports), tuple(command)))
+        init = [_container(c, f"{at}.initContainers[{j}]", seen, set(volumes), real, need, init=True)
+                for j, c in enumerate(p.get("initContainers") or [])]
+        containers = [_container(c, f"{at}.containers[{j}]", seen, set(volumes), real, need)
+                      for j, c in enumerate(p.get("containers", []))]
         mounts = p.get("mounts") or []
         mounts = [[real(x) for x in m] if isinstance(m, list) else m for m in mounts] if isinstance(mounts, list) else mounts
         need(isinstance(mounts, list) and all(isinstance(m, list) and len(m) == 2 and all(
             isinstance(x, str) and x.startswith("/") for x in m) for m in mounts),
              f"{at}.mounts", "must be a list of [file, path] pairs of absolute paths")
-        pods.append(PodSpec(name, netns, uts, tuple(containers), tuple((m[0], m[1]) for m in mounts)))
+        pods.append(PodSpec(name, netns, uts, tuple(containers), tuple((m[0], m[1]) for m in mounts),
+                            tuple(init), tuple(volumes)))
     return Spec(lab, tuple(pods))
+
+
+def _container(c: object, cat: str, seen: set[str], volumes: set[str], real: Callable[[object], object],
+               need: Callable[[bool, str, str], None], init: bool = False) -> ContainerSpec:
+    """One container of a pod's spec; `seen`: the pod's container names so far (init ones too)."""
+    need(isinstance(c, dict), cat, "must be an object")
+    assert isinstance(c, dict)
+    cname = c.get("name")
+    need(isinstance(cname, str) and bool(_NAME.match(cname)), f"{cat}.name", f"invalid name {cname!r}")
+    need(cname not in seen, f"{cat}.name", f"duplicate container {cname!r}")
+    seen.add(cname)
+    command = c.get("command") or []
+    command = [real(x) for x in command] if isinstance(command, list) else command
+    workload = c.get("workload") or ("command" if command else "idle")
+    need(workload in WORKLOADS, f"{cat}.workload", f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
+    need(not init or workload == "command", f"{cat}.workload", "an init container runs a command to completion")
+    ports = c.get("ports") or []
+    need(isinstance(ports, list) and all(type(x) is int and 0 < x < 65536 for x in ports),
+         f"{cat}.ports", "must be a list of port numbers 1-65535")
+    need(isinstance(command, list) and all(isinstance(x, str) for x in command),
+         f"{cat}.command", "must be a list of strings (an argument list, not a shell string)")
+    need(workload != "command" or bool(command), f"{cat}.command", "a command container needs a command")
+    mounts = []
+    for k, m in enumerate(c.get("volumeMounts") or []):
+        mat = f"{cat}.volumeMounts[{k}]"
+        need(isinstance(m, dict) and m.get("name") in volumes, f"{mat}.name", "must name one of the pod's volumes")
+        path = m.get("mountPath")
+        problem = mount_path_problem(path) if isinstance(path, str) else "must be a path"
+        need(problem is None, f"{mat}.mountPath", problem or "")
+        need(type(m.get("readOnly", False)) is bool, f"{mat}.readOnly", "must be true or false")
+        mounts.append(MountSpec(m["name"], str(path), m.get("readOnly", False)))
+    return ContainerSpec(str(cname), workload, tuple(ports), tuple(command), tuple(mounts))
 
 
 def load_spec(path: Path | str) -> Spec:
@@ -137,7 +181,9 @@ def write_json_atomic(path: Path, data: object) -> None:
 def write_spec(lab: str, pods: list[dict]) -> Path:
     """Validate and write the agent's spec for `lab`; return its path.
 
-    Each pod: {"pod", "netns", "uts", "containers": [{"name", "workload", "ports", "command"}]}.
+    Each pod: {"pod", "netns", "uts", "mounts", "containers": [{"name", "workload", "ports", "command",
+    "volumeMounts": [{"name", "mountPath", "readOnly"}]}], and when it has them "initContainers" (as
+    containers) and "volumes" (names of emptyDirs)}.
     """
     data = {"lab": lab, "pods": pods}
     try:

@@ -7,6 +7,8 @@ has joined the pod's network namespace (lab.engine.netns.run_in); a socket keeps
 namespace, so the main thread serves them all from one asyncio loop (HTTP: http_server.py)
 and never changes namespace itself. `command` containers are real processes that join the
 pod's network and UTS namespaces before exec, restarted with kubelet's back-off when they exit.
+A pod's init containers run first (init.py: in order, each to completion, retried with back-off),
+then its containers start; its volumes (volumes.py) are made when it starts and removed with it.
 
 Status goes to agent.json (atomically, at most every STATUS_INTERVAL); SIGTERM/SIGINT stop
 the command containers (SIGTERM, then SIGKILL after STOP_GRACE) and end the agent.
@@ -24,6 +26,7 @@ import ctypes
 import errno
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,26 +37,20 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from lab import state
-from lab.engine import netns, nsexec
-from lab.workloads import (HANDSHAKE, KUBE_PROXY_SPEC, NETWORK_READY, RUNNING, ContainerSpec, PodSpec, Spec,
-                           agent_pid, load_spec, pod_ready, read_status, servers, write_json_atomic)
+from lab.engine import mountns, netns, nsexec
+from lab.workloads import (BACKOFF_RESET, HANDSHAKE, KUBE_PROXY_SPEC, NETWORK_READY, RUNNING, ContainerSpec, PodSpec,
+                           Spec, agent_pid, backoff, init, load_spec, pod_ready, read_status, servers, volumes,
+                           write_json_atomic)
 from lab.workloads.http_server import HttpListener
 
 STATUS_INTERVAL = 0.5
 WATCH_INTERVAL = 1.0
 STOP_GRACE = 2.0
-BACKOFF_CAP = 30
-BACKOFF_RESET = 600.0   # kubelet forgets a crash loop once the container has run for 10 minutes
 BACKLOG = 1024          # many clients at once (probes, benchmarks) must not see refused connections
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 Claim = tuple[str, int]  # (protocol, port)
-
-
-def backoff(failures: int) -> float:
-    """Seconds before restart number failures+1: 1, 2, 4, ... capped at 30 (kubelet's CrashLoopBackOff)."""
-    return float(min(BACKOFF_CAP, 2 ** min(failures, 10)))
 
 
 def listeners(c: ContainerSpec) -> list[Claim]:
@@ -139,9 +136,11 @@ def log(msg: str) -> None:
 @dataclass
 class Container:
     spec: ContainerSpec
-    state: str = "Waiting"
+    state: str = "Waiting"       # Waiting | Running | Terminated (an init container's end) | Error
     restarts: int = 0
     message: str = ""
+    reason: str = ""             # kubelet's: PodInitializing, CrashLoopBackOff; Completed, Error (Terminated)
+    exit_code: int | None = None
     proc: subprocess.Popen | None = None
     closers: list = field(default_factory=list)  # HTTP listeners and UDP transports
     task: asyncio.Task | None = None
@@ -154,9 +153,14 @@ class Container:
         self.closers.clear()
 
     def status(self) -> dict:
-        return {"state": self.state, "restarts": self.restarts,
-                "pid": self.proc.pid if self.proc else None, "message": self.message,
-                "startedAt": self.started_at if self.state == RUNNING else None}
+        out = {"state": self.state, "restarts": self.restarts,
+               "pid": self.proc.pid if self.proc else None, "message": self.message,
+               "startedAt": self.started_at if self.state == RUNNING else None}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.exit_code is not None:
+            out["exitCode"] = self.exit_code
+        return out
 
 
 @dataclass
@@ -165,6 +169,21 @@ class Pod:
     containers: dict[str, Container]
     ns_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the namespace: a new one of the same name is not ours
     gone: bool = False
+    init: dict[str, Container] = field(default_factory=dict)   # its init containers, in order
+    task: asyncio.Task | None = None      # its initialization (init.initialize), while it runs
+
+    @classmethod
+    def of(cls, spec: PodSpec) -> "Pod":
+        return cls(spec, {c.name: Container(c) for c in spec.containers},
+                   init={c.name: Container(c) for c in spec.init_containers})
+
+    def all_containers(self) -> list[Container]:
+        return [*self.init.values(), *self.containers.values()]
+
+    @property
+    def has_dir(self) -> bool:
+        """Whether it has a directory of its own (volumes.py): for its volumes and containers' mounts."""
+        return bool(self.spec.volumes)
 
 
 class Agent:
@@ -177,7 +196,7 @@ class Agent:
         self.network = asyncio.Event()
         self.dir = state.ensure_lab_dir(spec.lab)
         (self.dir / "logs").mkdir(exist_ok=True)
-        self.pods = [Pod(p, {c.name: Container(c) for c in p.containers}) for p in spec.pods]
+        self.pods = [Pod.of(p) for p in spec.pods]
         self.ready = False
         self.dirty = True
         self.agent_restarts = 0
@@ -243,18 +262,19 @@ class Agent:
             self.agent_restarts = int(previous.get("agentRestarts", 0)) + 1
             old_pods = previous.get("pods", {})
             for pod in self.pods:
-                old = old_pods.get(pod.spec.pod, {}).get("containers", {})
-                for name, c in pod.containers.items():
-                    if isinstance(old.get(name), dict):
-                        c.restarts = int(old[name].get("restarts", 0)) + 1
+                for key, mine in (("containers", pod.containers), ("initContainers", pod.init)):
+                    old = old_pods.get(pod.spec.pod, {}).get(key, {})
+                    for name, c in mine.items():
+                        if isinstance(old.get(name), dict):
+                            c.restarts = int(old[name].get("restarts", 0)) + 1
         except (AttributeError, TypeError, ValueError):
             log("previous agent.json unreadable: restart counts start again at 0")
 
-    def set(self, pod: Pod, c: Container, state_: str, message: str = "") -> None:
+    def set(self, pod: Pod, c: Container, state_: str, message: str = "", reason: str = "") -> None:
         if (c.state, c.message) != (state_, message) and state_ != RUNNING:
-            log(f"{pod.spec.pod}/{c.spec.name}: {state_} {message}")
+            log(f"{pod.spec.pod}/{c.spec.name}: {state_} {reason + ': ' if reason else ''}{message}")
         was = c.state
-        c.state, c.message = state_, message
+        c.state, c.message, c.reason = state_, message, reason
         if state_ == RUNNING and was != RUNNING:
             c.started_at = time.time()
         self.dirty = True
@@ -263,28 +283,61 @@ class Agent:
 
     def status(self) -> dict:
         out = {"pid": os.getpid(), "lab": self.lab, "ready": self.ready, "agentRestarts": self.agent_restarts,
-               "reloads": self.reloads,
-               "pods": {p.spec.pod: {"containers": {n: c.status() for n, c in p.containers.items()}}
-                        for p in self.pods}}
+               "reloads": self.reloads, "pods": {p.spec.pod: self._pod_status(p) for p in self.pods}}
         if self.kube_proxy is not None:
             out["kubeProxy"] = self.kube_proxy.status()
+        return out
+
+    @staticmethod
+    def _pod_status(p: Pod) -> dict:
+        out = {"containers": {n: c.status() for n, c in p.containers.items()}}
+        if p.init:
+            out["initContainers"] = {n: c.status() for n, c in p.init.items()}
         return out
 
     def write_status(self) -> None:
         self.dirty = False
         write_json_atomic(self.dir / "agent.json", self.status())
 
-    def bind_all(self) -> list[dict | OSError]:
+    def bind_all(self) -> list[dict | OSError | None]:
         """Every pod's sockets, opened by one helper thread that visits each pod's namespace in
-        turn (a thread per pod would cost ~1 ms each: a second for 1000 pods)."""
+        turn (a thread per pod would cost ~1 ms each: a second for 1000 pods). Not those of pods
+        with init containers: nothing may listen before they have run (None: opened then)."""
         def job(pod: Pod) -> dict:
             st = os.stat(netns.netns_path(pod.spec.netns))
             pod.ns_id = (st.st_dev, st.st_ino)
             return bind_pod(pod.spec)
-        return netns.run_in_each([(p.spec.netns, partial(job, p)) for p in self.pods])
+        plain = [p for p in self.pods if not p.init]
+        bound = dict(zip(map(id, plain), netns.run_in_each([(p.spec.netns, partial(job, p)) for p in plain])))
+        return [bound.get(id(p)) for p in self.pods]
 
     async def start_pod(self, pod: Pod, bound: dict | OSError | None = None) -> None:
-        """Serve a pod's containers; `bound` is what bind_all opened for it (None: open it now)."""
+        """Start a pod: its directory (volumes), then its init containers, or else its containers at
+        once; `bound` is what bind_all opened for it (None: open it when its containers start)."""
+        if pod.has_dir:
+            try:
+                volumes.make(self.lab, pod.spec.pod, pod.spec.volumes)
+            except OSError as e:
+                for c in pod.all_containers():
+                    self.set(pod, c, "Error", f"cannot make its volumes: {e.strerror or e}")
+                return
+        if pod.init:
+            try:        # which namespace is the pod's, for watch_namespaces (bind_all says it for the others)
+                st = os.stat(netns.netns_path(pod.spec.netns))
+            except OSError as e:
+                pod.gone = True
+                for c in pod.all_containers():
+                    self.set(pod, c, "Error", f"network namespace {pod.spec.netns}: {e.strerror}")
+                return
+            pod.ns_id = (st.st_dev, st.st_ino)
+            for c in pod.containers.values():
+                self.set(pod, c, "Waiting", reason="PodInitializing")
+            pod.task = asyncio.create_task(init.initialize(self, pod))
+            return
+        await self.serve(pod, bound)
+
+    async def serve(self, pod: Pod, bound: dict | OSError | None = None) -> None:
+        """Serve a pod's containers: built-in ones listen, command ones are supervised."""
         ns = pod.spec.netns
         try:
             if isinstance(bound, OSError):
@@ -304,9 +357,11 @@ class Agent:
             if isinstance(result, str):
                 self.set(pod, c, "Error", result)
                 continue
+            files = volumes.document_root(self.lab, pod.spec.pod, [(m.volume, m.path) for m in c.spec.volume_mounts]) \
+                if c.spec.workload == "http" else None
             for (proto, _port_), sock in result:
                 if proto == "tcp":
-                    c.closers.append(HttpListener(sock, pod.spec.pod, c.spec.workload, ns))
+                    c.closers.append(HttpListener(sock, pod.spec.pod, c.spec.workload, ns, files))
                 else:
                     transport, _ = await loop.create_datagram_endpoint(
                         partial(servers.UdpEcho, pod.spec.pod), sock=sock)
@@ -317,15 +372,32 @@ class Agent:
                 self.set(pod, c, RUNNING)
 
     def spawn(self, pod: Pod, c: Container) -> subprocess.Popen:
+        """Start a command container; mountns.MountError if its mounts cannot be made."""
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOSTNAME": pod.spec.pod,
                "HOME": "/root"}
-        # In the pod (its resolv.conf and hosts too), and dying with the agent even if it is SIGKILLed.
+        # In the pod (its resolv.conf and hosts too, and its volumes), and dying with the agent even if
+        # it is SIGKILLed.
         argv = nsexec.command(c.spec.command, pod.spec.netns, pod.spec.uts, mounts=pod.spec.mounts,
-                              die_with_parent=True, path=env["PATH"])
+                              view=self.view(pod, c), die_with_parent=True, path=env["PATH"])
         with open(self.dir / "logs" / f"{pod.spec.pod}_{c.spec.name}.log", "ab") as out:
             return subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd="/", env=env, start_new_session=True)  # own process group: stop reaches its children too
+
+    def view(self, pod: Pod, c: Container) -> mountns.Plan | None:
+        """A container's mounts: its pod's files and volumes (None: only the files, planned by nsexec).
+        Its staging is made afresh for each run, as a container restarted gets a new writable layer."""
+        if not c.spec.volume_mounts:
+            return None
+        scratch = volumes.mounts_dir(self.lab, pod.spec.pod, c.spec.name)
+        shutil.rmtree(scratch, ignore_errors=True)
+        binds = [mountns.Bind(src, dst, directory=False) for src, dst in pod.spec.mounts]
+        binds += [mountns.Bind(str(volumes.volume_dir(self.lab, pod.spec.pod, m.volume)), m.path, m.read_only)
+                  for m in c.spec.volume_mounts]
+        plan = mountns.plan(binds, str(scratch))
+        for d in plan.dirs:
+            os.makedirs(d, mode=0o700)
+        return plan
 
     async def wait_exit(self, c: Container) -> int:
         """Wait (without a thread or polling) until the container's process exits; then reap it."""
@@ -351,27 +423,30 @@ class Agent:
         self.dirty = True
         return code
 
+    async def run_once(self, pod: Pod, c: Container) -> tuple[int | None, str]:
+        """Run a command container until it exits: its exit code (None: it could not start), and why it ended."""
+        try:
+            c.proc = self.spawn(pod, c)
+        except (OSError, subprocess.SubprocessError, mountns.MountError) as e:
+            return None, f"cannot start {c.spec.command[0]}: {getattr(e, 'strerror', None) or e}"
+        self.set(pod, c, RUNNING)
+        code = await self.wait_exit(c)
+        return code, f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
+
     async def supervise(self, pod: Pod, c: Container) -> None:
         """Run a command container forever (restartPolicy Always), backing off while it keeps failing."""
         await self.network.wait()
         failures = 0
         while not pod.gone:
             started = time.monotonic()
-            try:
-                c.proc = self.spawn(pod, c)
-            except (OSError, subprocess.SubprocessError) as e:
-                reason = f"cannot start {c.spec.command[0]}: {getattr(e, 'strerror', None) or e}"
-            else:
-                self.set(pod, c, RUNNING)
-                code = await self.wait_exit(c)
-                reason = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
+            _code, reason = await self.run_once(pod, c)
             if pod.gone:
                 return
             if time.monotonic() - started >= BACKOFF_RESET:
                 failures = 0
             delay = backoff(failures)
             failures += 1
-            self.set(pod, c, "Waiting", f"CrashLoopBackOff: {reason}; restarting in {delay:g} s")
+            self.set(pod, c, "Waiting", f"CrashLoopBackOff: {reason}; restarting in {delay:g} s", "CrashLoopBackOff")
             await asyncio.sleep(delay)
             if pod.gone:
                 return
@@ -382,7 +457,7 @@ class Agent:
         pod.gone = True
         message = f"network namespace {pod.spec.netns} is gone"
         loop = asyncio.get_running_loop()
-        for c in pod.containers.values():
+        for c in pod.all_containers():
             c.close_sockets()
             if c.proc is not None:
                 _killpg(c.proc.pid, signal.SIGTERM)
@@ -406,8 +481,10 @@ class Agent:
             (keep if wanted.get(pod.spec.pod) == pod.spec else gone).append(pod)
         for pod in gone:
             await self.stop_pod(pod)
+            if pod.has_dir:
+                volumes.remove(self.lab, pod.spec.pod)    # a pod made again under its name gets new volumes
         have = {p.spec.pod for p in keep}
-        added = [Pod(p, {c.name: Container(c) for c in p.containers}) for p in spec.pods if p.pod not in have]
+        added = [Pod.of(p) for p in spec.pods if p.pod not in have]
         self.pods = keep + added
         for pod in added:
             await self.start_pod(pod)
@@ -424,11 +501,11 @@ class Agent:
     async def stop_pod(self, pod: Pod) -> None:
         """A pod the lab no longer has: its supervisors cancelled, sockets closed, processes ended."""
         pod.gone = True
-        tasks = [c.task for c in pod.containers.values() if c.task]
+        tasks = [t for t in (pod.task, *(c.task for c in pod.containers.values())) if t]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for c in pod.containers.values():
+        for c in pod.all_containers():
             c.close_sockets()
             if c.proc is not None:
                 _killpg(c.proc.pid, signal.SIGTERM)
@@ -466,11 +543,11 @@ class Agent:
                 self.write_status()
 
     async def stop_commands(self) -> None:
-        tasks = [c.task for p in self.pods for c in p.containers.values() if c.task]
+        tasks = [t for p in self.pods for t in (p.task, *(c.task for c in p.containers.values())) if t]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        running = [c for p in self.pods for c in p.containers.values() if c.proc is not None]
+        running = [c for p in self.pods for c in p.all_containers() if c.proc is not None]
         for c in running:
             _killpg(c.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
         deadline = time.monotonic() + STOP_GRACE

@@ -18,6 +18,7 @@ import sys
 
 from lab.workloads.servers import (MAX_HEAD, Address, DialAnswer, LargeAnswer, dial, head_end, respond, response,
                                   response_head)
+from lab.workloads.static import View
 
 ACCEPT_BATCH = 256        # connections accepted per wake-up before other work gets a turn
 ACCEPT_PAUSE = 1.0        # out of descriptors or memory: let the kernel hold the queue a while, as asyncio does
@@ -30,9 +31,10 @@ TOO_MANY = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 class HttpListener:
     """One listening socket of one pod's http or echo container."""
 
-    def __init__(self, sock: socket.socket, pod: str, workload: str, ns: str):
+    def __init__(self, sock: socket.socket, pod: str, workload: str, ns: str, files: View | None = None):
         self.sock = sock
         self.pod, self.workload, self.ns = pod, workload, ns
+        self.files = files    # an http container's document root, when a volume is mounted there
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self.loop.add_reader(sock.fileno(), self.accept)
@@ -76,7 +78,7 @@ class HttpListener:
             return
         end = head_end(data) if data else -1
         if end >= 0:
-            answer = respond(self.pod, self.workload, data[:end], client)
+            answer = respond(self.pod, self.workload, data[:end], client, self.files)
             if isinstance(answer, bytes):
                 try:
                     sent = conn.send(answer, socket.MSG_DONTWAIT)
@@ -134,7 +136,8 @@ class HttpConnection(asyncio.Protocol):
         self.received += data
         end = head_end(self.received)
         if end >= 0:
-            self.begin(respond(self.listener.pod, self.listener.workload, bytes(self.received[:end]), self.client))
+            self.begin(respond(self.listener.pod, self.listener.workload, bytes(self.received[:end]), self.client,
+                               self.listener.files))
         elif len(self.received) >= MAX_HEAD:
             self.begin(response(400, b"request head too large\n"))
 

@@ -6,7 +6,7 @@ import json
 
 from lab import state
 from lab.addressing import AddressPlan
-from lab.model import Topology
+from lab.model import Container, Pod, Topology
 from lab.ops import AgentReady, Op, StartDaemon, WriteFile
 from lab.workloads import AGENT_MODULE, SPEC_FILE
 
@@ -18,14 +18,30 @@ def ops(topo: Topology, addrs: AddressPlan, other_ops: list[Op]) -> list[Op]:
     for op in other_ops:
         if isinstance(op, WriteFile) and op.pod is not None and op.target is not None:
             mounts.setdefault(op.pod, []).append([op.path, op.target])
-    pods = [{"pod": pod.name, "netns": addr.netns, "uts": state.in_lab_dir(f"uts/{addr.netns}"),
-             "mounts": mounts.get(pod.name, []),
-             "containers": [{"name": c.name, "workload": c.workload, "ports": list(c.ports),
-                             "command": list(c.command)} for c in pod.containers]}
-            for pod, addr in zip(topo.pods, addrs.pods)]
+    pods = [_pod(pod, addr.netns, mounts.get(pod.name, [])) for pod, addr in zip(topo.pods, addrs.pods)]
     spec = json.dumps({"lab": topo.name, "pods": pods}, separators=(",", ":")) + "\n"   # C encoder: indent would be 10x slower
     containers = sum(len(p["containers"]) for p in pods)
     return [WriteFile(SPEC, spec, f"the workload agent's spec: {len(pods)} pods, {containers} containers",
                       show=False),
             StartDaemon("workload-agent", "agent", None, ("python3", "-m", AGENT_MODULE, "--lab", topo.name,
                                                          "--spec", SPEC), (SPEC,), AgentReady(), "python3")]
+
+
+def _pod(pod: Pod, netns: str, mounts: list[list[str]]) -> dict:
+    """A pod as the agent's spec says it (lab.workloads.parse_spec); init containers and volumes only
+    when it has them, so a thousand plain pods' spec stays as small as it was."""
+    out = {"pod": pod.name, "netns": netns, "uts": state.in_lab_dir(f"uts/{netns}"), "mounts": mounts,
+           "containers": [_container(c) for c in pod.containers]}
+    if pod.init_containers:
+        out["initContainers"] = [_container(c) for c in pod.init_containers]
+    if pod.volumes:
+        out["volumes"] = [v.name for v in pod.volumes]
+    return out
+
+
+def _container(c: Container) -> dict:
+    out = {"name": c.name, "workload": c.workload, "ports": list(c.ports), "command": list(c.command)}
+    if c.volume_mounts:
+        out["volumeMounts"] = [{"name": m.volume, "mountPath": m.mount_path, "readOnly": m.read_only}
+                               for m in c.volume_mounts]
+    return out

@@ -2,6 +2,8 @@
 
 http  stands in for nginx: every GET gets "Welcome to the home page of host <pod>!" (seed 001's page);
       /large?bytes=N sends N bytes (at most 10 MB) so MTU trouble shows up as a stalled transfer.
+      With a volume mounted at nginx's document root, it serves that volume's files instead, as
+      nginx does (static.py): the image's own page is hidden under the mount, as in a real pod.
 echo  stands in for Kubernetes' agnhost netexec (e2e tests): /hostname, /clientip, /echo?msg=, /dial
       over HTTP, and hostname / clientip / echo over UDP.
 Responses always close the connection: clients are curl and probes, not browsers. The HTTP side
@@ -17,12 +19,14 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 from lab.engine import netns
+from lab.workloads import static
 
 MAX_HEAD = 16 * 1024
 LARGE_CAP = 10 * 1024 * 1024
 DIAL_TIMEOUT = 3.0
 MAX_TRIES = 10
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed"}
 
 Address = tuple[str, int]
 
@@ -61,9 +65,11 @@ def parse_request(head: bytes) -> Request:
     return Request(method.upper(), url.path or "/", dict(parse_qsl(url.query, keep_blank_values=True)), headers)
 
 
-def response_head(status: int, length: int, content_type: str = "text/plain; charset=utf-8") -> bytes:
+def response_head(status: int, length: int, content_type: str = "text/plain; charset=utf-8",
+                  headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     return (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-            f"Server: podlab\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n"
+            f"Server: podlab\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n{extra}"
             f"Connection: close\r\n\r\n").encode()
 
 
@@ -218,12 +224,17 @@ class DialAnswer:
     with_body: bool = True
 
 
-def respond(pod: str, workload: str, head: bytes, client: Address) -> bytes | LargeAnswer | DialAnswer:
-    """The answer to a request head: its bytes, or what the caller must do for /large and /dial."""
+def respond(pod: str, workload: str, head: bytes, client: Address,
+            files: static.View | None = None) -> bytes | LargeAnswer | DialAnswer:
+    """The answer to a request head: its bytes, or what the caller must do for /large and /dial.
+    `files`: an http container's document root, when a volume is mounted there."""
     try:
         req = parse_request(head)
         if req.method not in ("GET", "HEAD"):
             return response(405, b"405 method not allowed\n")
+        if workload == "http" and files is not None:
+            status, body, ctype, headers = static.answer(files, req.path)
+            return response_head(status, len(body), ctype, headers) + (body if req.method == "GET" else b"")
         if workload == "http" and req.path == "/large":
             n = large_size(req.query)
             head_only = response_head(200, n, "application/octet-stream")

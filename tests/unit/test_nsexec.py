@@ -56,7 +56,7 @@ def test_mounts_get_a_private_mount_namespace_and_missing_targets_are_skipped(tm
     argv = nsexec.in_namespace("pod", mounts=[(str(src), str(dst)), ("/x/hosts", str(tmp_path / "absent"))])
     after = argv[argv.index("--") + 1:]
     assert after[:5] == ["unshare", "--mount", "--propagation", "private", "--"]
-    assert after[5:7] == ["sh", "-c"] and after[8:] == ["sh", str(src), str(dst), "--"]
+    assert after[5:7] == ["sh", "-c"] and after[8:] == ["sh", "bind", str(src), str(dst), "--"]
     assert nsexec.in_namespace("pod", mounts=[(str(src), str(tmp_path / "absent"))]) == nsexec.in_namespace("pod")
 
 
