@@ -46,34 +46,31 @@ def available() -> bool:
 
 
 class Contexts:
-    """One libnftables context per namespace, made on first use and kept."""
+    """libnftables transactions run inside lab namespaces.
+
+    A context is made for each transaction and freed after it: a context keeps its netlink socket,
+    and a socket keeps the namespace it was made in alive, so a kept one would hold a node's
+    namespace after the node left (or while a change cut short makes it again)."""
 
     def __init__(self) -> None:
         self.lib = _library()
-        self.by_ns: dict[str, int] = {}
 
     def run(self, jobs: list[tuple[str, str]]) -> list[str | None]:
         """Each (namespace, nft -f text) run as one transaction there; per job None, or the error
         nft printed. Blocking (a few ms a job): call it from a worker thread."""
         def job(ns: str, text: str):
             def run() -> str | None:
-                ctx = self.by_ns.get(ns)
-                if ctx is None:
-                    ctx = self.lib.nft_ctx_new(0)
-                    if not ctx:
-                        return "libnftables could not make a context"
+                ctx = self.lib.nft_ctx_new(0)
+                if not ctx:
+                    return "libnftables could not make a context"
+                try:
                     self.lib.nft_ctx_buffer_output(ctx)      # what a command prints stays with it
                     self.lib.nft_ctx_buffer_error(ctx)
-                    self.by_ns[ns] = ctx
-                if self.lib.nft_run_cmd_from_buffer(ctx, text.encode()) == 0:
-                    return None
-                return (self.lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace").strip() or "failed"
+                    if self.lib.nft_run_cmd_from_buffer(ctx, text.encode()) == 0:
+                        return None
+                    return (self.lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace").strip() or "failed"
+                finally:
+                    self.lib.nft_ctx_free(ctx)
             return run
         results = netns.run_in_each([(ns, job(ns, text)) for ns, text in jobs])
         return [f"namespace {ns}: {r}" if isinstance(r, OSError) else r for (ns, _), r in zip(jobs, results)]
-
-    def forget(self, ns: str) -> None:
-        """A namespace that went (a node removed): its context freed."""
-        ctx = self.by_ns.pop(ns, None)
-        if ctx is not None:
-            self.lib.nft_ctx_free(ctx)

@@ -130,9 +130,6 @@ class KubeProxy:
         except (OSError, ValueError, KeyError, TypeError) as e:
             self.log(f"kube-proxy: {self.path}: {e}; keeping the Services as they were")
             return
-        if self.contexts is not None:
-            for node in set(self.kernel) - set(spec.nodes):
-                self.contexts.forget(node)
         self.spec = spec
         self.kernel = {n: self.kernel.get(n) for n in spec.nodes}
 

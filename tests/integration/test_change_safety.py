@@ -114,7 +114,7 @@ def web_pods(lab: api.Lab) -> list[str]:
 CHANGES = {
     "scale": (lambda lab, f: ["scale", "deployment", "web", "--replicas", "4"],
               ["change intent written", "journal change", "pods let go", "journal netns x2", "journal netns-made",
-               "netns mounted", "netlink batch", "nftables loaded", "files written", "new pods served",
+               "netns mounted", "netlink batch", "files written", "new pods served",
                "record topology.yaml written", "record allocation.json written", "change ended"]),
     "delete a Deployment's pod": (lambda lab, f: ["delete", "pod", web_pods(lab)[0]],
                                   ["journal netns-removed", "journal mountpoint", "netlink batch",
