@@ -133,6 +133,11 @@ class KubeProxy:
         self.spec = spec
         self.kernel = {n: self.kernel.get(n) for n in spec.nodes}
 
+    def release_gone(self) -> None:
+        """Let go of the namespaces that went (see nftables.Contexts)."""
+        if self.contexts is not None:
+            self.contexts.release_gone()
+
     async def sync(self, ready: Collection[str]) -> int:
         """Bring every node's table to the ready endpoints; the number of transactions sent."""
         started = time.monotonic()

@@ -525,6 +525,8 @@ class Agent:
     async def watch_namespaces(self) -> None:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
+            if self.kube_proxy is not None:
+                self.kube_proxy.release_gone()      # its nft contexts must not keep a removed node alive
             for pod in self.pods:
                 if pod.gone:
                     continue
