@@ -5,7 +5,7 @@ addresses, new pods get the next free ones), then compared with the plan the lab
 the ops only the new plan has are made, the namespaces of pods that went are removed (with them
 their veths, and every route and neighbour entry on those), and the workload agent reloads its
 spec. Pure: no root. What cannot change in place yet (the design, the network, the node list,
-Services, outside hosts) is refused with the reason, and nothing is done.
+the cluster DNS switched on or off, outside hosts) is refused with the reason, and nothing is done.
 """
 from __future__ import annotations
 
@@ -72,8 +72,10 @@ def plan_change(current: Plan, desired: Topology) -> Change:
 
 
 def _restarted(new: Plan, ops: tuple[Op, ...]) -> tuple[str, ...]:
-    """Pods running a daemon whose configuration this change rewrites: dnsmasq reads its records once,
-    so the cluster DNS restarts (a moment without answers) to serve the pods that came and went."""
+    """Pods running a daemon whose configuration this change rewrites: dnsmasq reads its configuration
+    once, so a change of it (SRV records: a Service's named ports, the pods of a headless Service)
+    restarts the cluster DNS, a moment without answers. Its A records are not its configuration
+    (lab.services.dns): pods that come and go only rewrite those, which dnsmasq reads again itself."""
     written = {op.path for op in ops if isinstance(op, WriteFile)}
     return tuple(op.container.split("/", 1)[0] for op in new.ops if isinstance(op, StartDaemon)
                  and op.kind == "container" and op.container and written & set(op.config))
@@ -98,8 +100,15 @@ def _same_cluster(old: Topology, new: Topology) -> None:
                                                    new.mtu, new.bridge)),
         ("the nodes", old.nodes, new.nodes), ("the outside hosts", old.outside, new.outside),
         ("Calico's settings", old.calico, new.calico)) if a != b]
-    if old.cluster_services != new.cluster_services:
-        changed.append("whether the lab has Services")
+    # Every lab has Services (the cluster DNS's) unless it was made with `dns: false`; only such a
+    # lab would have to start kube-proxy (its tables, bridge netfilter and a route on every node),
+    # or a lab stop it, to take its first Service or drop its last.
+    if old.cluster_dns != new.cluster_dns:
+        changed.append(f"the cluster DNS (dns: {str(old.cluster_dns).lower()} -> {str(new.cluster_dns).lower()})")
+    elif old.cluster_services != new.cluster_services:
+        changed.append("whether the lab runs kube-proxy (it was made with dns: false and no services: key, so it "
+                       "has no Services to add one to)" if new.cluster_services else
+                       "whether the lab runs kube-proxy (with dns: false, no services: key would mean no Services)")
     if changed:
         raise PodlabError(f"this change touches {', '.join(changed)}: only pods can be added to or removed from a "
                           "running lab yet; 'podlab down' and 'podlab up' the new design instead")

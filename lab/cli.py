@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from lab import api, commands, planner, render, workloads
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-w", "--watch", action="store_true", help="pods: after the listing, print each pod that "
                     "changes (created, deleted, its status or address), as kubectl get -w does; Ctrl-C ends")
     sp.add_argument("--watch-seconds", type=float, default=None, help=argparse.SUPPRESS)   # tests: stop after this
+    sp.add_argument("-n", "--namespace", default="default", help="pods: those of this namespace (default: default, "
+                    "as kubectl; the cluster DNS pod is in kube-system)")
+    sp.add_argument("-A", "--all-namespaces", action="store_true", help="pods: those of every namespace, with a "
+                    "NAMESPACE column")
     lab_flag(sp)
 
     sp = sub.add_parser("exec", help="run a command in a pod, node or host: podlab exec POD -- CMD ...")
@@ -208,7 +213,10 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         keys = ["name", "status", "age", "ip", "podCIDR"] + (["netns"] if args.output == "wide" else [])
     else:
         agent_status, alive = workloads.read_status(lab.name), workloads.agent_alive(lab.name)
-        rows = render.pod_rows(lab, agent_status, alive)
+        # As kubectl: one namespace's pods (the default one unless -n), or every namespace's with -A.
+        shown: Callable[[dict], bool] = ((lambda r: True) if args.all_namespaces
+                                         else (lambda r, ns=args.namespace: r["namespace"] == ns))
+        rows = [r for r in render.pod_rows(lab, agent_status, alive) if shown(r)]
         if not alive:
             print(f"warning: {render.agent_down(lab.name, agent_status)}", file=err)
         if args.output == "json":
@@ -216,20 +224,26 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 0
         cols = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         keys = ["name", "ready", "status", "restarts", "age"]
+        if args.all_namespaces:
+            cols, keys = ["NAMESPACE", *cols], ["namespace", *keys]
         if args.output == "wide":
             cols += ["IP", "NODE", "NETNS"]
             keys += ["ip", "node", "netns"]
+        if not rows and not args.watch:
+            print(f"No resources found in {args.namespace} namespace." if not args.all_namespaces
+                  else "No resources found", file=err)
+            return 0
     print(render.table(cols, [[r[k] if k != "age" else render.age(r[k]) for k in keys] for r in rows]), file=out)
     if getattr(args, "watch", False) and args.what in ("pods", "pod", "po"):
-        return _watch_pods(lab.name, rows, cols, keys, args.watch_seconds, out)
+        return _watch_pods(lab.name, rows, cols, keys, args.watch_seconds, out, shown)
     return 0
 
 
 def _watch_pods(name: str, rows: list[dict], cols: list[str], keys: list[str], seconds: float | None,
-                out: TextIO) -> int:
+                out: TextIO, shown_row: Callable[[dict], bool] = lambda r: True) -> int:
     """kubectl get -w: one line per pod whose row changed since the last look (a new pod, another
     status or address), and a line for each pod that went; twice a second, from the lab's record
-    and the agent's status."""
+    and the agent's status. Only the pods `shown_row` lets through (a namespace's)."""
     import time
     shown = {r["name"]: tuple(r[k] for k in keys if k != "age") for r in rows}
     width = [len(c) for c in cols]
@@ -242,7 +256,8 @@ def _watch_pods(name: str, rows: list[dict], cols: list[str], keys: list[str], s
             except PodlabError:
                 print(f"lab {name} is down", file=out)
                 return 0
-            now = render.pod_rows(lab, workloads.read_status(name), workloads.agent_alive(name))
+            now = [r for r in render.pod_rows(lab, workloads.read_status(name), workloads.agent_alive(name))
+                   if shown_row(r)]
             current = {r["name"]: r for r in now}
             for r in now:
                 key = tuple(r[k] for k in keys if k != "age")

@@ -10,6 +10,7 @@ check.
 """
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -32,7 +33,13 @@ def write_files(lab: str, ops: list[Op] | tuple[Op, ...]) -> None:
         if isinstance(op, WriteFile):
             path = Path(state.expand(op.path, lab))
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(op.content)
+            if op.live:
+                # A dotfile beside it (dnsmasq's inotify ignores those), then renamed over it in one step.
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text(op.content)
+                os.replace(tmp, path)
+            else:
+                path.write_text(op.content)
 
 
 class Daemons:

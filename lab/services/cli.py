@@ -45,8 +45,8 @@ def _splan(lab: Lab) -> ServicePlan:
 
 def _require_services(lab: Lab) -> ServicePlan:
     if not lab.topology.cluster_services:
-        raise PodlabError(f"lab {lab.name} has no Services: its topology has no services: key (try "
-                          "'sudo podlab up services', or add 'services: []' for kube-proxy and cluster DNS)")
+        raise PodlabError(f"lab {lab.name} has no Services: its topology says dns: false and has no services: key "
+                          "(without 'dns: false' every lab has the cluster DNS and its Service)")
     return _splan(lab)
 
 
