@@ -20,6 +20,7 @@ from lab.addressing import AddressPlan
 from lab.designs import Design
 from lab.errors import PodlabError
 from lab.model import Topology
+from lab.ops import WriteFile
 from lab.planner import Plan
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
     the lab as the caller just read it, used if its record has not changed since (a 1000-pod lab's
     plan costs ~0.2 s to make again)."""
     from lab import change as changes
-    from lab.engine import apply, features
+    from lab.engine import apply, daemons, features
     from lab.engine.journal import Journal
     with state.locked(name), state.private_files():
         lab = current if current is not None and current.record_unchanged() else Lab(name)
@@ -269,6 +270,7 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
         started = time.monotonic()
         Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))
         spec_path = state.lab_dir(name) / workloads.SPEC_FILE
+        spec_op = next(op for op in ch.plan.ops if isinstance(op, WriteFile) and op.path.endswith(workloads.SPEC_FILE))
         kept = {p.name for p in lab.addresses.pods} - set(ch.removed) - set(ch.restarted)
 
         def let_go() -> None:
@@ -278,6 +280,10 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
             workloads.reload_agent(name, kept)
 
         def serve_new() -> None:
+            if ch.restarted and not any(isinstance(op, WriteFile) and op.path == spec_op.path for op in ch.ops):
+                # The pods are the same (a Service's SRV records changed): the spec let_go cut the
+                # restarted pods from is put back whole, or the agent would never start them again.
+                daemons.write_files(name, [replace(spec_op, live=True)])
             workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
 
         try:
