@@ -382,7 +382,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         lab = api.up(api.load_topology(None), say)
     say("")
-    cmd_get(argparse.Namespace(lab=lab.name, what="pods", output="wide"), out, err)
+    cmd_get(argparse.Namespace(lab=lab.name, what="pods", output="wide", all_namespaces=True, namespace="default",
+                               watch=False), out, err)
     say("\nchecking the Kubernetes network model (every pod to every pod, nodes to pods, ICMP and HTTP) ...")
     code = cmd_check(argparse.Namespace(lab=lab.name, output="text"), out, err)
     pod = lab.addresses.pods[0]
