@@ -274,6 +274,7 @@ def change(name: str, desired: Topology, say: Say = _quiet, current: Lab | None 
         kept = {p.name for p in lab.addresses.pods} - set(ch.removed) - set(ch.restarted)
 
         def let_go() -> None:
+            state.remove_pod_dirs(name, ch.removed)     # the kubelet's files go with the pod
             spec = json.loads(spec_path.read_text())
             spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
             workloads.write_json_atomic(spec_path, spec)

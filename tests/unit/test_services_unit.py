@@ -357,6 +357,34 @@ def test_resolv_conf_and_hosts_as_the_kubelet_writes_them():
         resolv.pod_dir("lab", "../etc")
 
 
+def test_kubelet_files_are_planned_for_command_pods_and_written_for_others_when_first_entered(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from lab import state
+    monkeypatch.setattr(state, "ROOT", tmp_path)
+    topo = load("pods:\n  - {name: web, node: node1, image: nginx}\n  - {name: sh, node: node2, image: busybox, "
+                "command: [sleep, '3600']}\n  - {name: hn, node: node2, image: busybox, hostNetwork: true}\n",
+                "name: kf\nnodes: [node1, node2]\n")
+    plan = planner.build(topo)
+    planned = {op.pod for op in plan.ops if isinstance(op, WriteFile) and op.pod}
+    assert planned == {"sh", plan.addresses.pods[-1].name}      # the command pod's and the DNS pod's (dnsmasq)
+    lab = SimpleNamespace(name="kf", topology=topo, addresses=plan.addresses)
+    mounts = resolv.mounts_for(lab, "web")
+    assert [target for _, target in mounts] == ["/etc/resolv.conf", "/etc/hosts"]
+    web_ip = plan.addresses.pod("web").ip
+    assert Path(mounts[1][0]).read_text().endswith(f"{web_ip}\tweb\n")
+    assert oct(Path(mounts[0][0]).stat().st_mode & 0o777) == "0o600"
+    Path(mounts[0][0]).write_text("nameserver 192.0.2.53\n")                 # edited inside the pod: it stays
+    assert resolv.mounts_for(lab, "web") == mounts and resolv.resolv_conf_of(lab, "web") == "nameserver 192.0.2.53\n"
+    assert resolv.mounts_for(lab, "hn") == []                                 # hostNetwork: the node's resolver
+    assert "nameserver 10.96.0.10" in resolv.resolv_conf_of(lab, "sh")       # not written yet: what it will be
+    state.remove_pod_dirs("kf", ["web"])
+    assert not resolv.pod_dir("kf", "web").exists()
+    bare = load("dns: false\npods: [{name: web, node: node1, image: nginx}]\n", "name: kf\nnodes: [node1]\n")
+    assert resolv.mounts_for(SimpleNamespace(name="kf", topology=bare, addresses=planner.build(bare).addresses),
+                             "web") == []
+
+
 # ---------------------------------------------------------------------------------------
 # The DNS client
 # ---------------------------------------------------------------------------------------
