@@ -192,6 +192,9 @@ def _wait_dns(lab: str, daemon: StartDaemon, check: AnswersDns, timeout: float =
     while time.monotonic() < deadline:
         try:
             sock = netns.socket_in(check.ns, socket.AF_INET, socket.SOCK_DGRAM)
+            # Connected: a query sent before the server listens comes back at once as refused (the
+            # port's ICMP unreachable), rather than as a lost datagram waited for.
+            sock.connect((str(check.server), 53))
         except OSError as e:
             raise PodlabError(f"cannot reach {daemon.name} in {check.ns}: {e}") from None
         try:
@@ -203,6 +206,6 @@ def _wait_dns(lab: str, daemon: StartDaemon, check: AnswersDns, timeout: float =
             last = str(e)
         finally:
             sock.close()
-        time.sleep(0.1)
+        time.sleep(0.01)
     raise PodlabError(f"{daemon.name} ({daemon.container or check.ns}) did not answer {check.name} at "
                       f"{check.server} within {timeout:g} s ({last}); its log:\n{_tail(_log_path(lab, daemon))}")
