@@ -85,6 +85,11 @@ class Lab:
                               f"unreadable ({e}); 'sudo podlab down {name}' and up again") from None
         topo = topology.loads((self.dir / TOPOLOGY_RECORD).read_text(), source=source,
                               default_name=self.document_name, bound=self.scheduling)
+        if {p.name for p in topo.pods} != {p.name for p in addrs.pods}:
+            # A record written by another podlab, whose loader made other pods of the same document
+            # (one before the cluster DNS was in every lab has no DNS pod).
+            raise PodlabError(f"lab {name}: its record's pods are not the ones its topology gives (was it made by "
+                              f"another version of podlab?); 'sudo podlab down {name}' and up again")
         self.topology: Topology = replace(topo, name=name)
         self.plan: Plan = planner.build(self.topology, addrs)
 
