@@ -84,7 +84,7 @@ def cpu_now() -> float:
 
 def l2_yaml(n: int, image: str = "nginx") -> str:
     """N pods on one node's bridge: the `l2` lab the bring-up section compares."""
-    mask = 32 - math.ceil(math.log2(n + 3))          # the node's block holds gateway, pods, broadcast
+    mask = 32 - math.ceil(math.log2(n + 4))          # the block holds gateway, pods, the DNS pod, broadcast
     return (f"description: {n} pods on one bridge (bench)\nmode: l2\n"
             f"network: {{podCIDR: 10.244.0.0/16, nodeCIDRMaskSize: {mask}}}\n"
             f"nodes: [node1]\ndeployments:\n  - {{name: web, replicas: {n}, image: {image}}}\n")

@@ -10,7 +10,7 @@ routes, neighbours and FDB entries on the others are new ops; a leaving node's n
 deleted (routes, permanent neighbours, FDB entries). A daemon that stays and whose configuration
 is rewritten (BIRD, when a peer comes or goes or its node takes a block) is reconfigured in place
 (UpdateDaemon). Pure: no root. What cannot change in place yet (the design, the network,
-Services, outside hosts) is refused with the reason, and nothing is done.
+the cluster DNS switched on or off, outside hosts) is refused with the reason, and nothing is done.
 """
 from __future__ import annotations
 
@@ -164,8 +164,10 @@ def _updated_daemons(current: Plan, new: Plan, old_daemons: dict[DaemonKey, Star
 
 
 def _restarted(new: Plan, ops: tuple[Op, ...]) -> tuple[str, ...]:
-    """Pods running a daemon whose configuration this change rewrites: dnsmasq reads its records once,
-    so the cluster DNS restarts (a moment without answers) to serve the pods that came and went."""
+    """Pods running a daemon whose configuration this change rewrites: dnsmasq reads its configuration
+    once, so a change of it (SRV records: a Service's named ports, the pods of a headless Service)
+    restarts the cluster DNS, a moment without answers. Its A records are not its configuration
+    (lab.services.dns): pods that come and go only rewrite those, which dnsmasq reads again itself."""
     written = {op.path for op in ops if isinstance(op, WriteFile)}
     return tuple(op.container.split("/", 1)[0] for op in new.ops if isinstance(op, StartDaemon)
                  and op.kind == "container" and op.container and written & set(op.config))
@@ -179,8 +181,15 @@ def _same_cluster(old: Topology, new: Topology) -> None:
                                                    new.mtu, new.bridge)),
         ("the outside hosts", old.outside, new.outside),
         ("Calico's settings", old.calico, new.calico)) if a != b]
-    if old.cluster_services != new.cluster_services:
-        changed.append("whether the lab has Services")
+    # Every lab has Services (the cluster DNS's) unless it was made with `dns: false`; only such a
+    # lab would have to start kube-proxy (its tables, bridge netfilter and a route on every node),
+    # or a lab stop it, to take its first Service or drop its last.
+    if old.cluster_dns != new.cluster_dns:
+        changed.append(f"the cluster DNS (dns: {str(old.cluster_dns).lower()} -> {str(new.cluster_dns).lower()})")
+    elif old.cluster_services != new.cluster_services:
+        changed.append("whether the lab runs kube-proxy (it was made with dns: false and no services: key, so it "
+                       "has no Services to add one to)" if new.cluster_services else
+                       "whether the lab runs kube-proxy (with dns: false, no services: key would mean no Services)")
     if changed:
         raise PodlabError(f"this change touches {', '.join(changed)}: only pods and nodes can be added to or removed "
                           "from a running lab yet; 'podlab down' and 'podlab up' the new design instead")

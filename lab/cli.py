@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from lab import api, commands, planner, render, workloads
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(a pod created, deleted, its status or address; a Service's endpoints), as kubectl get -w "
                     "does; Ctrl-C ends")
     sp.add_argument("--watch-seconds", type=float, default=None, help=argparse.SUPPRESS)   # tests: stop after this
+    sp.add_argument("-n", "--namespace", default="default", help="pods: those of this namespace (default: default, "
+                    "as kubectl; the cluster DNS pod is in kube-system)")
+    sp.add_argument("-A", "--all-namespaces", action="store_true", help="pods: those of every namespace, with a "
+                    "NAMESPACE column")
     lab_flag(sp)
 
     sp = sub.add_parser("exec", help="run a command in a pod, node or host: podlab exec POD -- CMD ...")
@@ -213,7 +218,10 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         keys = ["name", "status", "age", "ip", "podCIDR"] + (["netns"] if args.output == "wide" else [])
     else:
         agent_status, alive = workloads.read_status(lab.name), workloads.agent_alive(lab.name)
-        rows = render.pod_rows(lab, agent_status, alive)
+        # As kubectl: one namespace's pods (the default one unless -n), or every namespace's with -A.
+        shown: Callable[[dict], bool] = ((lambda r: True) if args.all_namespaces
+                                         else (lambda r, ns=args.namespace: r["namespace"] == ns))
+        rows = [r for r in render.pod_rows(lab, agent_status, alive) if shown(r)]
         if not alive:
             print(f"warning: {render.agent_down(lab.name, agent_status)}", file=err)
         for r in rows:   # what kubectl describe's events say of a pod stuck in ContainerCreating
@@ -224,16 +232,24 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 0
         cols = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         keys = ["name", "ready", "status", "restarts", "age"]
+        if args.all_namespaces:
+            cols, keys = ["NAMESPACE", *cols], ["namespace", *keys]
         if args.output == "wide":
             cols += ["IP", "NODE", "NETNS"]
             keys += ["ip", "node", "netns"]
+        if not rows and not args.watch:
+            print(f"No resources found in {args.namespace} namespace." if not args.all_namespaces
+                  else "No resources found", file=err)
+            return 0
+
     def cells(rows: list[dict]) -> list[list[str]]:
         return [[str(r[k] if k != "age" else render.age(r[k])) for k in keys] for r in rows]
     print(render.table(cols, cells(rows)), file=out)
     if watching and args.what in ("pods", "pod", "po"):
         from lab import watch
-        return watch.watch(lab.name, cols, cells(rows), lambda lab: cells(render.pod_rows(
-            lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name))), 1, args.watch_seconds, out)
+        return watch.watch(lab.name, cols, cells(rows), lambda lab: cells([r for r in render.pod_rows(
+            lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name)) if shown(r)]), 1,
+            args.watch_seconds, out)
     if watching:
         raise PodlabError("get -w watches pods, services and endpoints; nodes come and go only with the cluster "
                           "document")
@@ -349,7 +365,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         lab = api.up(api.load_topology(None), say)
     say("")
-    cmd_get(argparse.Namespace(lab=lab.name, what="pods", output="wide"), out, err)
+    cmd_get(argparse.Namespace(lab=lab.name, what="pods", output="wide", all_namespaces=True, namespace="default",
+                               watch=False), out, err)
     say("\nchecking the Kubernetes network model (every pod to every pod, nodes to pods, ICMP and HTTP) ...")
     code = cmd_check(argparse.Namespace(lab=lab.name, output="text"), out, err)
     pod = lab.addresses.pods[0]

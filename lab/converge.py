@@ -134,6 +134,7 @@ def _make(name: str, current: Plan, ch: Change, again: bool) -> None:
         spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
         workloads.write_json_atomic(spec_path, spec)
         workloads.reload_agent(name, {p["pod"] for p in spec["pods"]})
+        state.remove_pod_dirs(name, ch.removed)     # the kubelet's files (resolv.conf, hosts) go with the pod
         if stop_in:      # a leaving node's BIRD, a shell left in it: they hold its namespace
             from lab import clean
             clean.kill_inside(name, only=stop_in)

@@ -145,7 +145,8 @@ class Topology:
     pods: tuple[Pod, ...] = ()
     outside: tuple[OutsideHost, ...] = ()
     services: tuple[Service, ...] = ()
-    cluster_services: bool = False   # kube-proxy and cluster DNS (the file has a services: key)
+    cluster_services: bool = False   # kube-proxy runs: the cluster has Services (the DNS one, or the file's services:)
+    cluster_dns: bool = False        # the kube-dns Service and its DNS pod (every cluster, unless `dns: false`)
     description: str = ""
     source: str | None = field(default=None, compare=False)
     text: str = field(default="", compare=False, repr=False)   # the document as it was read, for the lab's record

@@ -190,6 +190,9 @@ class WriteFile:
     show: bool = True        # False: a machine-readable file, which plans name but do not print
     pod: str | None = None
     target: str | None = None
+    # Read again by a running daemon whenever it changes (dnsmasq's --hostsdir, through inotify):
+    # replaced whole by a rename, so the daemon never reads it half written.
+    live: bool = False
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,13 @@ def load(r: Record, name: str, source: str, document_name: str,
     document, KeyError/TypeError/ValueError for an allocation that is not one)."""
     addrs = allocation.from_record(r.allocation)
     scheduling = topology.Scheduling.from_record(r.allocation.get("scheduling"))
-    topo = topology.loads(r.text, source=source, default_name=document_name, bound=scheduling)
-    return allocation.without_pending(replace(topo, name=name), addrs), addrs, scheduling
+    topo = allocation.without_pending(replace(topology.loads(r.text, source=source, default_name=document_name,
+                                                             bound=scheduling), name=name), addrs)
+    if {p.name for p in topo.pods} != {p.name for p in addrs.pods}:
+        # A record written by another podlab, whose loader made other pods of the same document
+        # (one from before the cluster DNS was in every lab has no DNS pod).
+        raise ValueError("its pods are not the ones its topology gives (was it made by another version of podlab?)")
+    return topo, addrs, scheduling
 
 
 def plan(r: Record, name: str, source: str, document_name: str) -> Plan:

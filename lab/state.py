@@ -11,8 +11,9 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +48,19 @@ def lock_path(lab: str) -> Path:
 
 def uts_path(lab: str, netns: str) -> str:
     return str(lab_dir(lab) / "uts" / netns)
+
+
+def pod_dir(lab: str, pod: str) -> Path:
+    """A pod's files (what the kubelet gives its containers: resolv.conf, hosts); they go with the pod."""
+    if not pod or "/" in pod or pod in (".", ".."):
+        raise ValueError(f"invalid pod name {pod!r}")
+    return lab_dir(lab) / "pods" / pod
+
+
+def remove_pod_dirs(lab: str, pods: Iterable[str]) -> None:
+    """The pods went (or are replaced under their names): their files go with them."""
+    for pod in pods:
+        shutil.rmtree(pod_dir(lab, pod), ignore_errors=True)
 
 
 # Plans name the lab's files by this prefix rather than by the state directory's real place, so a

@@ -24,7 +24,7 @@ def where(podlab, pod):
 
 def dns_clients(podlab):
     """The pods that use the cluster DNS (hostNetwork pods use their node's resolver)."""
-    return [p for p in podlab.topology.pods if not p.host_network and resolv.mounts_for(podlab.lab.name, p.name)]
+    return [p for p in podlab.topology.pods if resolv.uses_cluster_dns(podlab.topology, p)]
 
 
 def dns_service(podlab):

@@ -19,7 +19,7 @@ from functools import partial, singledispatch
 from itertools import groupby
 
 from lab import commands, faults, state
-from lab.engine import netns, nsexec
+from lab.engine import netns, nftables, nsexec
 from lab.engine.daemons import Daemons, change_daemons, write_files
 from lab.engine.journal import Journal, ns_id
 from lab.errors import PodlabError
@@ -526,19 +526,37 @@ def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progr
 
 
 def _nft(ops: list[ApplyNft], progress: Progress | None, replace: bool = False) -> None:
-    """Load each namespace's tables with one `nft -f -` run inside it (nft speaks netlink for us);
-    the tables go away with the namespace, so nothing else needs undoing. `replace`: each table
-    replaces the one of its name in the same transaction (made empty if missing, deleted, defined
-    again), so a running lab's Services never see half a table; conntrack keeps established flows."""
+    """Load each namespace's tables in one transaction there, through libnftables in a thread that
+    joins each namespace (lab.engine.nftables), or else one `nft -f -` run inside it (nft speaks
+    netlink for us); the tables go away with the namespace, so nothing else needs undoing.
+    `replace`: each table replaces the one of its name in the same transaction (made empty if
+    missing, deleted, defined again), so a running lab's Services never see half a table;
+    conntrack keeps established flows."""
     if not ops:
         return
     per_ns: dict[str, list[ApplyNft]] = {}
     for op in ops:
         per_ns.setdefault(op.ns, []).append(op)
 
-    def load(ns: str) -> str | None:
-        text = "".join((f"table {op.table} {{}}\ndelete table {op.table}\n" if replace else "") + op.ruleset
+    def text_of(ns: str) -> str:
+        return "".join((f"table {op.table} {{}}\ndelete table {op.table}\n" if replace else "") + op.ruleset
                        for op in per_ns[ns])
+
+    def failed(ns: str, why: str) -> str:
+        return f"nft -f in {ns} could not load {', '.join(op.table for op in per_ns[ns])}: {why[:2000]}"
+
+    names = sorted(per_ns)
+    errors = nftables.load([(ns, text_of(ns)) for ns in names])
+    if errors is not None:
+        for ns, error in zip(names, errors):
+            if error:
+                raise PodlabError(failed(ns, error))
+        if progress:
+            progress(_PHASE_NAMES[9], len(ops), len(ops))
+        return
+
+    def load(ns: str) -> str | None:
+        text = text_of(ns)
         try:
             r = subprocess.run(nsexec.command(["nft", "-f", "-"], ns), input=text, capture_output=True, text=True,
                                timeout=60)
@@ -547,11 +565,10 @@ def _nft(ops: list[ApplyNft], progress: Progress | None, replace: bool = False) 
         except subprocess.TimeoutExpired:
             return f"nft -f in {ns} did not finish in 60 s"
         if r.returncode != 0:   # nsenter's own failures (the namespace is gone) are told here too
-            tables = ", ".join(op.table for op in per_ns[ns])
-            return f"nft -f in {ns} could not load {tables}: {r.stderr.strip()[:2000]}"
+            return failed(ns, r.stderr.strip())
         return None
 
-    for ns in sorted(per_ns):   # one after another: a few ms each, and no fork from several threads
+    for ns in names:   # one after another: a few ms each, and no fork from several threads
         error = load(ns)
         if error:
             raise PodlabError(error)

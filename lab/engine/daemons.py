@@ -36,7 +36,8 @@ def write_files(lab: str, ops: list[Op] | tuple[Op, ...], atomic: bool = False) 
         if isinstance(op, WriteFile):
             path = Path(state.expand(op.path, lab))
             path.parent.mkdir(parents=True, exist_ok=True)
-            if atomic:
+            if atomic or op.live:
+                # A dotfile beside it (dnsmasq's inotify ignores those), then renamed over it in one step.
                 tmp = path.with_name(f".{path.name}.tmp")
                 tmp.write_text(op.content)
                 os.replace(tmp, path)
@@ -241,6 +242,9 @@ def _wait_dns(lab: str, daemon: StartDaemon, check: AnswersDns, timeout: float =
     while time.monotonic() < deadline:
         try:
             sock = netns.socket_in(check.ns, socket.AF_INET, socket.SOCK_DGRAM)
+            # Connected: a query sent before the server listens comes back at once as refused (the
+            # port's ICMP unreachable), rather than as a lost datagram waited for.
+            sock.connect((str(check.server), 53))
         except OSError as e:
             raise PodlabError(f"cannot reach {daemon.name} in {check.ns}: {e}") from None
         try:
@@ -252,6 +256,6 @@ def _wait_dns(lab: str, daemon: StartDaemon, check: AnswersDns, timeout: float =
             last = str(e)
         finally:
             sock.close()
-        time.sleep(0.1)
+        time.sleep(0.01)
     raise PodlabError(f"{daemon.name} ({daemon.container or check.ns}) did not answer {check.name} at "
                       f"{check.server} within {timeout:g} s ({last}); its log:\n{_tail(_log_path(lab, daemon))}")

@@ -47,6 +47,33 @@ def available() -> bool:
     return True
 
 
+def _run_once(lib: ctypes.CDLL, text: str) -> str | None:
+    """One ruleset in one transaction, as `nft -f` runs it, in the calling thread's namespace (the
+    context, and the netlink socket the library opens with it, are made there); its error, or None."""
+    ctx = lib.nft_ctx_new(0)
+    if not ctx:
+        return "libnftables could not make a context (out of memory?)"
+    try:
+        lib.nft_ctx_buffer_error(ctx)
+        lib.nft_ctx_buffer_output(ctx)
+        if lib.nft_run_cmd_from_buffer(ctx, text.encode()) == 0:
+            return None
+        return (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace").strip() or "failed"
+    finally:
+        lib.nft_ctx_free(ctx)
+
+
+def load(jobs: list[tuple[str, str]]) -> list[str | None] | None:
+    """Load each (namespace, ruleset) once (what `up` and a change do); per job its error (None:
+    loaded), or None for all of them if the library is not there (the caller runs nft itself).
+    ~2-3 ms a node against ~8 ms for a fork of nsenter and nft."""
+    if not available():
+        return None
+    lib = _library()
+    results = netns.run_in_each([(ns, lambda text=text: _run_once(lib, text)) for ns, text in jobs])
+    return [f"cannot enter the namespace: {r.strerror or r}" if isinstance(r, OSError) else r for r in results]
+
+
 class Contexts:
     """One libnftables context per namespace, made on first use and kept (a kept one saves a
     ruleset dump: 10 nodes' tables follow an endpoint in 0.08 s instead of 0.19 s).

@@ -102,6 +102,11 @@ class Grader:
     def pods(self, node: str | None = None) -> list[str]:
         return [p.name for p in self.addresses.pods if node is None or p.node == node]
 
+    def workload_pods(self, node: str | None = None) -> list[str]:
+        """The pods the design asked for: all but the cluster's own (kube-system's: the DNS pod)."""
+        system = {p.name for p in self.topology.pods if p.namespace == "kube-system"}
+        return [name for name in self.pods(node) if name not in system]
+
     def nodes(self) -> list[str]:
         return [n.name for n in self.addresses.nodes]
 

@@ -46,8 +46,8 @@ def _splan(lab: Lab) -> ServicePlan:
 
 def _require_services(lab: Lab) -> ServicePlan:
     if not lab.topology.cluster_services:
-        raise PodlabError(f"lab {lab.name} has no Services: its topology has no services: key (try "
-                          "'sudo podlab up services', or add 'services: []' for kube-proxy and cluster DNS)")
+        raise PodlabError(f"lab {lab.name} has no Services: its topology says dns: false and has no services: key "
+                          "(without 'dns: false' every lab has the cluster DNS and its Service)")
     return _splan(lab)
 
 
@@ -131,9 +131,9 @@ def _listing(lab: Lab, services: bool, wide: bool) -> tuple[list[str], list[list
 def exec_mounts(lab: Lab, target: Target) -> list[tuple[str, str]]:
     """The kubelet's files a process in this pod sees (none for nodes, hosts, hostNetwork pods)."""
     from lab.services import resolv
-    if target.kind != "pod" or not lab.topology.cluster_services:
+    if target.kind != "pod":
         return []
-    return resolv.mounts_for(lab.name, target.name)
+    return resolv.mounts_for(lab, target.name)
 
 
 def find_service(splan: ServicePlan, name: str, namespace: str = "default") -> ServiceAddr | None:
@@ -183,8 +183,8 @@ def destination(lab: Lab, src: Target, name: str) -> tuple[str, ServiceAddr | No
         return str(service.ip), service, (f"({src.name} uses its node's resolver, not the cluster DNS: "
                                           f"podlab looked up Service {service.key} = {service.ip})")
     if dns_name and splan is None and not any(t.startswith(name) for t in lab.targets()):
-        raise PodlabError(f"{name!r} looks like a DNS name, but lab {lab.name} has no cluster DNS (its topology has "
-                          "no services: key); aim at a pod, node or host by name or address")
+        raise PodlabError(f"{name!r} looks like a DNS name, but lab {lab.name} has no cluster DNS (its topology says "
+                          "dns: false); aim at a pod, node or host by name or address")
     return str(lab.address_of(name)), None, None
 
 
@@ -202,9 +202,8 @@ def ping_hint(service: ServiceAddr | None) -> str | None:
 def _resolv_settings(lab: Lab, pod: str) -> tuple[str, list[str], int]:
     """nameserver, search list and ndots, read from the pod's own resolv.conf (as its resolver does)."""
     from lab.services import resolv
-    path = resolv.pod_dir(lab.name, pod) / "resolv.conf"
     nameserver, search, ndots = None, [], 1
-    for line in path.read_text().splitlines():
+    for line in resolv.resolv_conf_of(lab, pod).splitlines():
         words = line.split()
         if not words or words[0].startswith(("#", ";")):
             continue
@@ -217,7 +216,7 @@ def _resolv_settings(lab: Lab, pod: str) -> tuple[str, list[str], int]:
                 if option.startswith("ndots:") and option[6:].isdigit():
                     ndots = min(int(option[6:]), 15)
     if nameserver is None:
-        raise PodlabError(f"{path} names no nameserver")
+        raise PodlabError(f"pod {pod}'s /etc/resolv.conf ({resolv.pod_dir(lab.name, pod)}) names no nameserver")
     return nameserver, search, ndots
 
 

@@ -222,7 +222,7 @@ def jobs(lab: Lab, splan: ServicePlan) -> tuple[list[_Job], list[str]]:
     pods = {p.name: p for p in lab.topology.pods}
     addrs = {p.name: p for p in lab.addresses.pods}
     gateway = {n.name: str(n.gateway) for n in lab.addresses.nodes}
-    clients = [p for p in lab.topology.pods if not p.host_network and resolv.mounts_for(lab.name, p.name)]
+    clients = [p for p in lab.topology.pods if resolv.uses_cluster_dns(lab.topology, p)]
     notes: list[str] = []
     out: list[_Job] = []
     names: dict[tuple[str, str], tuple[str, str | None]] = {}

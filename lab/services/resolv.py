@@ -11,19 +11,35 @@ own: its child process enters a mount namespace of its own (unshare(1), / made p
 bind-mounts them over /etc/resolv.conf and /etc/hosts before exec, as a container runtime does
 (lab.engine.nsexec; the agent does the same for command containers); the host's mount
 namespace never changes.
+
+Only processes read them, so they are written for the pods whose containers are processes
+(command containers: the plan writes them before the agent starts those), and for any other
+pod when a process first enters it (mounts_for): the built-in workloads read neither, and a
+thousand pods' two thousand files would cost `up` a second on ext4 and `down` as much again.
+Once written a pod's files stay as they are while it lives, as the kubelet leaves them; they
+go with the pod (lab.state.remove_pod_dirs).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Protocol
 
 from lab import state
 from lab.addressing import AddressPlan
+from lab.model import Pod, Topology
 from lab.ops import WriteFile
-from lab.model import Topology
+from lab.services import schema
 from lab.services.endpoints import CLUSTER_DOMAIN, ServicePlan
 
+
+class Lab(Protocol):
+    """What these functions read of a running lab (lab.api.Lab, which the planner must not import)."""
+    name: str
+    topology: Topology
+    addresses: AddressPlan
+
 NDOTS = 5
-FILES = ("resolv.conf", "hosts")
 
 
 def search(namespace: str) -> list[str]:
@@ -47,28 +63,69 @@ def hosts_file(pod: str, ip: str) -> str:
 
 
 def pod_dir(lab: str, pod: str) -> Path:
-    if not pod or "/" in pod or pod in (".", ".."):
-        raise ValueError(f"invalid pod name {pod!r}")
-    return state.lab_dir(lab) / "pods" / pod
+    return state.pod_dir(lab, pod)
+
+
+def uses_cluster_dns(topo: Topology, pod: Pod) -> bool:
+    """Whether the kubelet gives the pod the cluster DNS (ClusterFirst): not in a lab made with
+    `dns: false` (no clusterDNS: the node's resolver), nor to a hostNetwork pod."""
+    return topo.cluster_dns and not pod.host_network
+
+
+def _dns_ip(topo: Topology) -> str | None:
+    return next((str(s.cluster_ip) for s in topo.services if (s.namespace, s.name) == schema.DNS), None)
+
+
+def contents(topo: Topology, pod: Pod, ip: object) -> dict[str, str]:
+    """The pod's resolv.conf and hosts, as the kubelet writes them ({} if it gets none)."""
+    dns_ip = _dns_ip(topo)
+    if not uses_cluster_dns(topo, pod) or dns_ip is None:
+        return {}
+    return {"resolv.conf": resolv_conf(pod.namespace, dns_ip), "hosts": hosts_file(pod.name, str(ip))}
 
 
 def files(topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> list[WriteFile]:
-    """Every pod's resolv.conf and hosts (not hostNetwork pods': they use the node's)."""
-    if splan.dns_ip is None:
-        return []
+    """The files of the pods that run processes (command containers), which the agent mounts
+    when it starts them; the other pods' are written when something first runs there."""
     out: list[WriteFile] = []
     for pod, addr in zip(topo.pods, addrs.pods):
-        if pod.host_network:
+        if not any(c.workload == "command" for c in pod.containers):
             continue
         pod_dir(topo.name, pod.name)   # validates the name
-        for name, content in (("resolv.conf", resolv_conf(pod.namespace, str(splan.dns_ip))),
-                              ("hosts", hosts_file(pod.name, str(addr.ip)))):
+        for name, content in contents(topo, pod, addr.ip).items():
             out.append(WriteFile(state.in_lab_dir(f"pods/{pod.name}/{name}"), content,
                                  f"the kubelet's /etc/{name} of pod {pod.name}", pod=pod.name, target=f"/etc/{name}"))
     return out
 
 
-def mounts_for(lab: str, pod: str) -> list[tuple[str, str]]:
-    """(file in the state directory, path in the pod) for the pod's files that exist."""
-    d = pod_dir(lab, pod)
-    return [(str(d / f), f"/etc/{f}") for f in FILES if (d / f).is_file()]
+def mounts_for(lab: Lab, pod: str) -> list[tuple[str, str]]:
+    """(file in the state directory, path in the pod) for a process entering the pod: its files,
+    written first if this is the first process there; [] for a pod that gets none."""
+    topo = lab.topology
+    spec = next((p for p in topo.pods if p.name == pod), None)
+    if spec is None:
+        return []
+    wanted = contents(topo, spec, lab.addresses.pod(pod).ip)
+    d = pod_dir(lab.name, pod)
+    out = []
+    for name, content in wanted.items():
+        path = d / name
+        if not path.is_file():
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = d / f".{name}.{os.getpid()}.tmp"     # two first processes at once: each renames a whole file
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+            os.replace(tmp, path)
+        out.append((str(path), f"/etc/{name}"))
+    return out
+
+
+def resolv_conf_of(lab: Lab, pod: str) -> str:
+    """What the pod's resolver reads: its resolv.conf as written (perhaps edited since), else what
+    the kubelet would write."""
+    path = pod_dir(lab.name, pod) / "resolv.conf"
+    if path.is_file():
+        return path.read_text()
+    spec = next(p for p in lab.topology.pods if p.name == pod)
+    return contents(lab.topology, spec, lab.addresses.pod(pod).ip).get("resolv.conf", "")

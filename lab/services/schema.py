@@ -1,6 +1,8 @@
 """The `services:` section of a topology file, checked like the rest of it (every problem at once,
-with its YAML path), and what a cluster with Services gets besides: the `kubernetes` Service, the
-`kube-dns` Service and the DNS pod behind it. hostPort checks live here too (portmap, not Services).
+with its YAML path), and what every cluster gets besides, as Kubernetes gives it: the `kubernetes`
+Service, the `kube-dns` Service and the DNS pod behind it (unless the file says `dns: false`; then
+a cluster has Services only if it has a `services:` key). hostPort checks live here too (portmap,
+not Services).
 
 Addresses are allocated here, as the API server does when a Service is created, so a Topology's
 Services are complete: the DNS Service takes the service CIDR's .10, `kubernetes` its .1, and
@@ -32,6 +34,7 @@ DNS_POD_LABELS = {"k8s-app": "kube-dns"}
 DNS_DEPLOYMENT = "kube-dns"
 DNS_CONTAINER = "dnsmasq"
 DNS_CONFIG = "dns/dnsmasq.conf"      # in the lab's state directory, written by the plan (lab.services.dns)
+DNS_RECORDS = "dns/records"          # its --hostsdir: the A records, read again when they change
 NODE_PORT_RANGE = range(30000, 32768)      # kube-apiserver's default --service-node-port-range
 SERVICE_PROTOCOLS = ("TCP", "UDP")
 DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -59,11 +62,11 @@ class _Draft:
 def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, Any],
           placed: list[tuple[Pod, YamlPath]], nodes: list[str],
           service_cidr: IPv4Network | None,
-          design: Design | None, bound: placement.Scheduling | None = None
+          design: Design | None, dns: bool = True, bound: placement.Scheduling | None = None
           ) -> tuple[tuple[Service, ...], list[tuple[Pod, YamlPath]]]:
-    """The file's Services (with kubernetes and kube-dns), and the pods with the DNS pod added."""
+    """The file's Services (with kubernetes, and kube-dns if `dns`), and the pods with the DNS pod added."""
     _check_host_ports(checker, placed)
-    if "services" not in document:
+    if "services" not in document and not dns:
         return (), placed
     drafts = []
     seen: dict[tuple[str, str], YamlPath] = {}
@@ -85,17 +88,22 @@ def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, A
             checker.add(draft.path + ("type",), L2_NODE_PORT)
     if service_cidr is None or not nodes:
         return (), placed
-    if service_cidr.num_addresses < 16:
-        checker.add(("network", "serviceCIDR"), f"serviceCIDR {service_cidr} is too small for Services: the DNS "
-                                                f"Service takes its .{DNS_OFFSET}; use a /28 or larger, e.g. 10.96.0.0/12")
+    if dns and service_cidr.num_addresses < 16:
+        checker.add(("network", "serviceCIDR"), f"serviceCIDR {service_cidr} is too small for the cluster DNS: its "
+                                                f"Service takes the .{DNS_OFFSET}; use a /28 or larger, e.g. "
+                                                "10.96.0.0/12, or turn the cluster DNS off with 'dns: false'")
         return (), placed
+    services = _allocate(checker, drafts, service_cidr, dns)
+    if not dns:
+        return services, placed
     name, node, ordinal = placement.replica(lab, DNS_DEPLOYMENT, nodes, [p for p, _ in placed], bound)
+    # Errors about the DNS pod (no node for it, its node's block full) point at the key that asks for it.
+    where = ("dns",) if "dns" in top else ()
     if node is None:
-        checker.add(("services",), f"the cluster DNS pod {name}: "
+        checker.add(where, f"the cluster DNS pod {name}: "
                     + placement.unschedulable(nodes, nodes, set(bound.cordoned if bound else ())))
         return (), placed
-    services = _allocate(checker, drafts, service_cidr)
-    return services, placed + [(_dns_pod(lab, name, node, ordinal), ("services",))]
+    return services, placed + [(_dns_pod(lab, name, node, ordinal), where)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,8 +242,10 @@ def _target_port(checker: Checker, path: YamlPath, value: int | str) -> int | st
 # ---------------------------------------------------------------------------------------
 # Addresses and NodePorts, as the API server allocates them
 # ---------------------------------------------------------------------------------------
-def _allocate(checker: Checker, drafts: list[_Draft], cidr: IPv4Network) -> tuple[Service, ...]:
-    reserved = {cidr[KUBERNETES_OFFSET]: "the kubernetes Service", cidr[DNS_OFFSET]: "the kube-dns Service"}
+def _allocate(checker: Checker, drafts: list[_Draft], cidr: IPv4Network, dns: bool = True) -> tuple[Service, ...]:
+    reserved = {cidr[KUBERNETES_OFFSET]: "the kubernetes Service"}
+    if dns:
+        reserved[cidr[DNS_OFFSET]] = "the kube-dns Service"
     taken: dict[IPv4Address, str] = dict(reserved)
     for d in drafts:
         ip = d.cluster_ip
@@ -254,9 +264,11 @@ def _allocate(checker: Checker, drafts: list[_Draft], cidr: IPv4Network) -> tupl
     node_ports = _node_ports(checker, drafts)
     offset = KUBERNETES_OFFSET + 1
     services = [Service("kubernetes", "default", "ClusterIP", (),
-                        (ServicePort(443, API_SERVER_PORT, "TCP", "https"),), cidr[KUBERNETES_OFFSET]),
-                Service("kube-dns", "kube-system", "ClusterIP", tuple(DNS_POD_LABELS.items()),
-                        (ServicePort(53, 53, "UDP", "dns"), ServicePort(53, 53, "TCP", "dns-tcp")), cidr[DNS_OFFSET])]
+                        (ServicePort(443, API_SERVER_PORT, "TCP", "https"),), cidr[KUBERNETES_OFFSET])]
+    if dns:
+        services.append(Service("kube-dns", "kube-system", "ClusterIP", tuple(DNS_POD_LABELS.items()),
+                                (ServicePort(53, 53, "UDP", "dns"), ServicePort(53, 53, "TCP", "dns-tcp")),
+                                cidr[DNS_OFFSET]))
     for d in drafts:
         ip = d.cluster_ip
         if ip is None and not d.headless:
@@ -316,7 +328,9 @@ def _dns_pod(lab: str, name: str, node: str, ordinal: int) -> Pod:
     """
     labels = {**DNS_POD_LABELS, "pod-template-hash": naming.pod_template_hash(lab, DNS_DEPLOYMENT)}
     ports = (ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp"))
-    container = Container(DNS_CONTAINER, "dnsmasq", (53,), ("dnsmasq", "--keep-in-foreground", f"--conf-file={state.in_lab_dir(DNS_CONFIG)}"), ports)
+    argv = ("dnsmasq", "--keep-in-foreground", f"--conf-file={state.in_lab_dir(DNS_CONFIG)}",
+            f"--hostsdir={state.in_lab_dir(DNS_RECORDS)}")
+    container = Container(DNS_CONTAINER, "dnsmasq", (53,), argv, ports)
     return Pod(name, node, (container,), "kube-system", False, tuple(sorted(labels.items())), DNS_DEPLOYMENT, ordinal)
 
 

@@ -50,8 +50,10 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
     placed = place(checker, lab, node_names, pods, deployments, bound)
     # Imported here: lab.services.schema builds on this package's checker, so it imports lab.topology.
     from lab.services import schema as service_schema
+    dns = top.get("dns", True)    # the cluster DNS, as every Kubernetes cluster has it; `dns: false` turns it off
     services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr,
-                                              parts, bound)
+                                              parts, dns, bound)
+    dns_pod = next((pod.name for pod, _ in placed if service_schema.is_dns_pod(pod)), None)
     check_unique_names(checker, nodes, placed, outside)
     if net.pod_cidr is not None and net.node_mask is not None:
         # A running lab's (`bound`) pods beyond a node's addresses are not an error of the document:
@@ -61,11 +63,11 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
             if bound is None:
                 check_pool(checker, net, nodes, placed, parts)
         elif check_node_blocks(checker, net, nodes) and bound is None:
-            check_pods_per_node(checker, net, nodes, placed)
+            check_pods_per_node(checker, net, nodes, placed, dns_pod)
     if net.node_subnet is not None:
         check_node_subnet(checker, net.node_subnet, len(nodes), len(outside))
     if parts is not None:
-        check_bridge_ports(checker, parts, nodes, placed, len(outside))
+        check_bridge_ports(checker, parts, nodes, placed, len(outside), dns_pod)
     if checker.problems or design is None:
         return None
     assert None not in (net.pod_cidr, net.node_mask, net.node_subnet, net.service_cidr, net.mtu)
@@ -74,6 +76,6 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
         node_subnet=net.node_subnet, service_cidr=net.service_cidr, mtu=net.mtu, bridge=net.bridge,
         nodes=tuple(Node(n) for n in node_names), pods=tuple(pod for pod, _ in placed),
         outside=tuple(OutsideHost(o.name) for o in outside), services=services,
-        cluster_services="services" in document, description=top.get("description", ""),
+        cluster_services="services" in document or dns, cluster_dns=dns, description=top.get("description", ""),
         source=checker.source, text=text, calico=calico,
     )

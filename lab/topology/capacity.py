@@ -96,8 +96,15 @@ def check_pool(checker: Checker, net: NetworkSettings, nodes: list[Named], pods:
                     "out): use a larger pool or a smaller blockSize")
 
 
+def _among(pods: list[tuple[Pod, YamlPath]], node: str, dns_pod: str | None) -> str:
+    """Words for a pod the file did not write that a node's count includes: the cluster DNS pod."""
+    if dns_pod is not None and any(p.name == dns_pod and p.node == node for p, _ in pods):
+        return " (the cluster DNS pod among them; 'dns: false' turns it off)"
+    return ""
+
+
 def check_pods_per_node(checker: Checker, net: NetworkSettings, nodes: list[Named],
-                        pods: list[tuple[Pod, YamlPath]]) -> None:
+                        pods: list[tuple[Pod, YamlPath]], dns_pod: str | None = None) -> None:
     assert net.node_mask is not None
     block = block_size(net.node_mask)
     room = max_pods_per_node(net.node_mask)
@@ -107,13 +114,14 @@ def check_pods_per_node(checker: Checker, net: NetworkSettings, nodes: list[Name
         if count > room:
             needed = 32 - math.ceil(math.log2(count + 3))
             wider = f" with a podCIDR wider than /{needed}" if net.pod_cidr and net.pod_cidr.prefixlen >= needed else ""
-            checker.add(node.path, f"node {node.name} gets {count} pods but its /{net.node_mask} block has {block} "
+            checker.add(node.path, f"node {node.name} gets {count} pods{_among(pods, node.name, dns_pod)} but its "
+                                   f"/{net.node_mask} block has {block} "
                                    f"addresses - 3 (network, gateway .1, broadcast) = {room}; use nodeCIDRMaskSize: "
                                    f"{needed} or less{wider}, fewer replicas, or more nodes")
 
 
 def check_bridge_ports(checker: Checker, design: Design, nodes: list[Named],
-                       pods: list[tuple[Pod, YamlPath]], outside: int) -> None:
+                       pods: list[tuple[Pod, YamlPath]], outside: int, dns_pod: str | None = None) -> None:
     """Each node's bridge has a port per pod (and its uplink where the backend bridges it); the
     underlay switch one per node and outside host. The kernel refuses port 1025 with EBUSY
     halfway through a build, so it is checked here, before anything is made."""
@@ -122,7 +130,8 @@ def check_bridge_ports(checker: Checker, design: Design, nodes: list[Named],
     for node in nodes:
         ports = counts.get(node.name, 0) + uplink
         if ports > BR_MAX_PORTS:
-            checker.add(node.path, f"node {node.name} gets {counts[node.name]} pods, but its bridge would need "
+            checker.add(node.path, f"node {node.name} gets {counts[node.name]} pods"
+                                   f"{_among(pods, node.name, dns_pod)}, but its bridge would need "
                                    f"{ports} ports{' (one per pod, and the uplink)' if uplink else ' (one per pod)'}"
                                    f" and a Linux bridge holds at most {BR_MAX_PORTS} (BR_MAX_PORTS): spread the "
                                    f"pods over more nodes, at most {BR_MAX_PORTS - uplink} per node")

@@ -21,7 +21,7 @@ NAME = Field((str,), required=True)
 TOP_SCHEMA = {
     "name": STR, "description": STR, "design": Field((str, dict)), "mode": STR, "routing": STR, "network": MAP,
     "nodes": Field((list, int)), "pods": LIST, "deployments": LIST, "outside": LIST, "services": LIST,
-    "calico": MAP,
+    "calico": MAP, "dns": BOOL,
 }
 CALICO_SCHEMA = {"blockSize": INT, "asNumber": INT, "nodeToNodeMesh": BOOL, "routeReflectors": LIST}
 DESIGN_SCHEMA = {"attach": Field((str,), required=True), "backend": Field((str,), required=True)}

@@ -62,6 +62,8 @@ def type_hint(key: str, spec: Field, value: Any) -> str:
         return quote_hint(value, key)
     if int in spec.types and isinstance(value, str) and value.strip().isdigit():
         return f"; remove the quotes: {key}: {value.strip()}"
+    if spec.types == (bool,) and isinstance(value, str):
+        return f"; write {key}: true or {key}: false, without quotes"
     if list in spec.types and isinstance(value, str):
         items = _split_words(value)
         if 0 < len(items) <= 8:  # a hint, not a copy of a paragraph

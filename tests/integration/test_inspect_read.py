@@ -53,7 +53,8 @@ def run(ns: str, *argv: str) -> None:
 
 
 def test_odd_state_made_by_hand_reads_as_pyroute2_reads_it(lab_from_yaml):
-    lab = lab_from_yaml((TOPOLOGIES / "vxlan.yaml").read_text(), prefix="insp")
+    # No cluster DNS, so no kube-proxy table: the node starts with none.
+    lab = lab_from_yaml((TOPOLOGIES / "vxlan.yaml").read_text() + "\ndns: false\n", prefix="insp")
     node = lab.target("node1").netns
     run(node, "route", "add", "blackhole", "10.99.1.0/24")
     run(node, "route", "add", "unreachable", "10.99.2.0/24")
@@ -84,7 +85,8 @@ def test_odd_state_made_by_hand_reads_as_pyroute2_reads_it(lab_from_yaml):
 
 
 def test_nf_tables_are_seen_where_they_are(lab_from_yaml):
-    lab = lab_from_yaml((TOPOLOGIES / "vxlan.yaml").read_text(), prefix="insp")
+    # No cluster DNS, so no kube-proxy table: the node starts with none.
+    lab = lab_from_yaml((TOPOLOGIES / "vxlan.yaml").read_text() + "\ndns: false\n", prefix="insp")
     ns = lab.target("node2").netns
 
     def tables_here() -> bool:

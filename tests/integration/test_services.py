@@ -98,6 +98,24 @@ def test_every_node_holds_the_kube_proxy_table_and_only_node2_the_hostport_table
     assert sysctl == "1"
 
 
+def test_the_engine_loads_tables_through_libnftables_into_each_namespace_only(lab):
+    from lab.engine import apply, nftables
+    from lab.errors import PodlabError
+    from lab.ops import ApplyNft
+    assert nftables.available()          # so `up` above loaded its tables without forking nft
+    node1, node2 = (n.netns for n in lab.addresses.nodes)
+    apply._nft([ApplyNft(node1, "ip podlab-probe", "table ip podlab-probe {\n\tchain c {\n\t}\n}\n")], None)
+    try:
+        assert "table ip podlab-probe" in in_ns(node1, "nft", "list", "tables").stdout
+        assert "podlab-probe" not in in_ns(node2, "nft", "list", "tables").stdout
+        with pytest.raises(PodlabError, match=f"nft -f in {node2} could not load ip bad: Error: syntax error"):
+            apply._nft([ApplyNft(node2, "ip bad", "table ip bad { chain c { nonsense } }\n")], None)
+        assert nftables.load([("no-such-netns-x", "table ip t {}\n")]) == [
+            "cannot enter the namespace: No such file or directory"]
+    finally:
+        in_ns(node1, "nft", "delete", "table", "ip", "podlab-probe")
+
+
 # ---------------------------------------------------------------------------------------
 # ClusterIP
 # ---------------------------------------------------------------------------------------

@@ -19,9 +19,10 @@ deployments: [{name: web, replicas: 3, image: nginx}]
     assert [n.block for n in a.nodes] == [IPv4Network("10.244.0.0/24"), IPv4Network("10.244.1.0/24")]
     assert [n.gateway for n in a.nodes] == [IPv4Address("10.244.0.1"), IPv4Address("10.244.1.1")]
     assert [n.ip for n in a.nodes] == [IPv4Address("192.168.56.11"), IPv4Address("192.168.56.12")]
-    # round-robin placement; host-local hands out .2, .3, ... per node
+    # round-robin placement; host-local hands out .2, .3, ... per node; the cluster DNS pod last, on the first node
     assert [(p.node, str(p.ip)) for p in a.pods] == [("node1", "10.244.0.2"), ("node2", "10.244.1.2"),
-                                                      ("node1", "10.244.0.3")]
+                                                      ("node1", "10.244.0.3"), ("node1", "10.244.0.4")]
+    assert a.pods[-1].name.startswith("kube-dns-")
     assert allocation.allocate(topo) == a
     assert a.pod_mtu == 1450
 
@@ -41,9 +42,9 @@ def test_l2_pods_share_the_whole_pod_cidr():
 def test_host_network_pod_uses_the_node_address_and_namespace():
     a = allocation.allocate(load("name: t\nnodes: [n1]\npods: [{name: mon, node: n1, hostNetwork: true, image: busybox},"
                              " {name: p, node: n1, image: busybox}]"))
-    mon, p = a.pods
+    mon, p, dns = a.pods
     assert mon.host_network and mon.ip == a.nodes[0].ip and mon.netns == a.nodes[0].netns and mon.veth is None
-    assert str(p.ip) == "10.244.0.2"     # the hostNetwork pod took no pod address
+    assert str(p.ip) == "10.244.0.2" and str(dns.ip) == "10.244.0.3"    # the hostNetwork pod took no pod address
 
 
 def test_vtep_macs_are_stable_unicast_and_locally_administered():
@@ -62,13 +63,14 @@ def test_outside_hosts_follow_the_nodes_and_router_is_first_address():
 def test_two_pods_of_one_node_that_would_share_a_host_veth_name_are_refused(monkeypatch):
     from lab import naming
     from lab.errors import PodlabError
-    topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: b, node: n1, image: busybox}\n"
-                "  - {name: c, node: n2, image: busybox}\n")
+    topo = load("name: t\ndns: false\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n"
+                "  - {name: b, node: n1, image: busybox}\n  - {name: c, node: n2, image: busybox}\n")
     monkeypatch.setattr(naming, "veth_name", lambda lab, pod: "veth00000000")
     with pytest.raises(PodlabError, match="pods a and b on node n1 would both get the host veth veth00000000"):
         allocation.allocate(topo)
     # The same name on two different nodes is no clash: each node is its own namespace.
-    topo = load("name: t\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n  - {name: c, node: n2, image: busybox}\n")
+    topo = load("name: t\ndns: false\nnodes: [n1, n2]\npods:\n  - {name: a, node: n1, image: busybox}\n"
+                "  - {name: c, node: n2, image: busybox}\n")
     assert {p.veth for p in allocation.allocate(topo).pods} == {"veth00000000"}
 
 
@@ -87,7 +89,8 @@ def _lab(pods: list[str], mask: int = 29, design: str = "flannel") -> object:
     from lab import topology
     lines = "".join(f"  - {{name: {p}, node: node1, image: nginx}}\n" for p in pods)
     net = f"network: {{nodeCIDRMaskSize: {mask}}}\n" if design == "flannel" else f"calico: {{blockSize: {mask}}}\n"
-    return topology.loads(f"design: {design}\n{net}nodes: [node1]\npods:\n{lines}", default_name="lab")
+    # No cluster DNS: its pod would take an address of the block too.
+    return topology.loads(f"design: {design}\ndns: false\n{net}nodes: [node1]\npods:\n{lines}", default_name="lab")
 
 
 def test_a_running_lab_keeps_addresses_and_hands_out_the_next_after_the_last():

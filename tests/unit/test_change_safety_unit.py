@@ -33,7 +33,8 @@ def test_a_running_lab_scaled_beyond_its_nodes_blocks_leaves_the_rest_pending_wi
     desired = topology.loads(SMALL.replace("REPLICAS", "30"), bound=bound)   # a running lab's: no capacity error
     ch = change.plan_change(plan, desired)
     a = ch.plan.addresses
-    assert len(a.pods) == 26 and len(a.pending) == 4 and {p.node for p in a.pending} == {"node1", "node2"}
+    # 13 pod addresses a node (.2-.14): 26 of the 30 replicas and the cluster DNS pod have one
+    assert len(a.pods) == 26 and len(a.pending) == 5 and {p.node for p in a.pending} == {"node1", "node2"}
     assert {p.name for p in ch.plan.topology.pods} == {p.name for p in a.pods}     # planned: those with an address
     reasons = {p.node: p.reason for p in a.pending}
     assert reasons["node1"] == ("failed to allocate for range 0: no IP addresses available in range set: "
@@ -41,18 +42,18 @@ def test_a_running_lab_scaled_beyond_its_nodes_blocks_leaves_the_rest_pending_wi
     assert set(ch.added) == {p.name for p in a.pods} - {p.name for p in plan.addresses.pods}
     back = allocation.from_record(allocation.record(a))
     assert back.pending == a.pending
-    with pytest.raises(PodlabError, match="node node1 gets 15 pods but its /28 block"):   # a new lab must fit
+    with pytest.raises(PodlabError, match="node node2 gets 15 pods but its /28 block"):   # a new lab must fit
         topology.loads(SMALL.replace("REPLICAS", "30"))
 
 
 def test_pending_pods_get_an_address_once_one_is_free():
-    plan, bound = _running(2)
-    full = change.plan_change(plan, topology.loads(SMALL.replace("REPLICAS", "27"), bound=bound)).plan
+    plan, bound = _running(2)     # 26 replicas and the cluster DNS pod: one more than 2 x 13 addresses
+    full = change.plan_change(plan, topology.loads(SMALL.replace("REPLICAS", "26"), bound=bound)).plan
     assert len(full.addresses.pending) == 1
     waiting = full.addresses.pending[0]
-    bound = topology.scheduling_of(topology.loads(SMALL.replace("REPLICAS", "27"), bound=bound).pods, bound)
+    bound = topology.scheduling_of(topology.loads(SMALL.replace("REPLICAS", "26"), bound=bound).pods, bound)
     victim = next(p for p in full.topology.pods if p.node == waiting.node)
-    fewer = topology.loads(SMALL.replace("REPLICAS", "27"), bound=topology.without(bound, {victim.name},
+    fewer = topology.loads(SMALL.replace("REPLICAS", "26"), bound=topology.without(bound, {victim.name},
                                                                                     full.topology.pods))
     ch = change.plan_change(full, fewer)
     assert waiting.name in ch.added and victim.name in ch.removed

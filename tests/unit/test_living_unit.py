@@ -75,25 +75,47 @@ def test_changes_a_running_lab_cannot_take_are_refused_with_the_reason():
     current = planner.build(_topo(a))
     with pytest.raises(PodlabError, match="touches the design"):
         change.plan_change(current, _topo(a, "design: flannel\n"))
-    with pytest.raises(PodlabError, match="whether the lab has Services"):
-        change.plan_change(current, _topo(a, "design: kindnet\nservices: []\n"))
+    with pytest.raises(PodlabError, match=r"touches the cluster DNS \(dns: true -> false\)"):
+        change.plan_change(current, _topo(a, "design: kindnet\ndns: false\n"))
+    bare = planner.build(_topo(a, "design: kindnet\ndns: false\n"))      # no Services at all: no kube-proxy
+    with pytest.raises(PodlabError, match="whether the lab runs kube-proxy .it was made with dns: false and no "
+                                          "services: key"):
+        change.plan_change(bare, _topo(a, "design: kindnet\ndns: false\nservices: []\n"))
 
 
-def test_in_a_lab_with_services_a_new_pod_is_left_to_the_agents_kube_proxy_and_restarts_the_dns():
-    """kube-proxy's tables are not loaded again whole: the change writes kube-proxy.json, from which
-    the agent's kube-proxy rewrites the one Service, once the new pod is ready."""
+def test_a_lab_without_a_services_key_takes_its_first_service_in_place():
+    """Every lab has the kube-dns Service, so a Service applied to a lab made without services: is
+    one more for the agent's kube-proxy (kube-proxy.json), made in place: no table loaded whole."""
     import json
 
     from lab.ops import ApplyNft, WriteFile
+    a = "  - {name: a, node: node1, image: nginx, labels: {app: web}}\n"
+    current = planner.build(_topo(a))
     svc = "design: kindnet\nservices:\n  - {name: web, selector: {app: web}, ports: [{port: 80}]}\n"
+    ch = change.plan_change(current, _topo(a, svc))
+    assert not [op for op in ch.ops if isinstance(op, ApplyNft)]
+    spec = next(json.loads(op.content) for op in ch.ops if isinstance(op, WriteFile) and op.path.endswith("kube-proxy.json"))
+    assert "web" in {p["service"] for p in spec["ports"]}
+    assert not ch.added and not ch.removed and ch.restarted == ()
+
+
+def test_a_new_pod_reloads_kube_proxy_and_the_dns_records_without_restarting_the_dns():
+    import json
+
+    from lab.ops import ApplyNft, WriteFile
+    svc = "design: kindnet\nservices:\n  - {name: web, selector: {app: web}, ports: [{name: http, port: 80}]}\n"
     a = "  - {name: a, node: node1, image: nginx, labels: {app: web}}\n"
     current = planner.build(_topo(a, svc))
     ch = change.plan_change(current, _topo(a + "  - {name: b, node: node2, image: nginx, labels: {app: web}}\n", svc))
-    assert not [op for op in ch.ops if isinstance(op, ApplyNft)]
+    assert not [op for op in ch.ops if isinstance(op, ApplyNft)]     # the agent's kube-proxy rewrites the one Service
     spec = next(json.loads(op.content) for op in ch.ops if isinstance(op, WriteFile) and op.path.endswith("kube-proxy.json"))
     web = next(p for p in spec["ports"] if p["service"] == "web")
     assert [pod for pod, _ip, _port in web["endpoints"]] == ["a", "b"]
-    assert [n for n in ch.restarted if n.startswith("kube-dns-")] == list(ch.restarted) and ch.restarted
+    b = next(p for p in ch.plan.addresses.pods if p.name == "b")
+    written = [op for op in ch.ops if isinstance(op, WriteFile) and op.path.startswith("$LAB_DIR/dns/")]
+    assert [op.path for op in written] == ["$LAB_DIR/dns/records/cluster"] and written[0].live   # not dnsmasq.conf
+    assert f"{b.ip} {str(b.ip).replace('.', '-')}.default.pod.cluster.local\n" in written[0].content
+    assert ch.restarted == ()          # dnsmasq reads its records again by itself
 
 
 @pytest.mark.parametrize("design", ["kindnet", "flannel", "calico", "calico-vxlan", "flannel-host-gw", "bridge-l2"])
@@ -120,18 +142,19 @@ def test_a_deployment_keeps_its_pods_and_replaces_a_deleted_one_under_a_new_name
     doc = "design: kindnet\nnodes: [node1, node2]\ndeployments:\n  - {name: web, replicas: 3, image: nginx}\n"
     first = topology.loads(doc, default_name="lab")
     bound = topology.scheduling_of(first.pods)
-    names = [p.name for p in first.pods]
+    names = [p.name for p in first.pods if p.deployment == "web"]
     victim = first.pods[1]
     again = topology.loads(doc, default_name="lab", bound=topology.without(bound, {victim.name}, first.pods))
-    now = {p.name: p.node for p in again.pods}
+    now = {p.name: p.node for p in again.pods if p.deployment == "web"}
     assert victim.name not in now and len(now) == 3
-    assert all(now[n] == p.node for n, p in zip(names, first.pods) if n != victim.name)    # the others stay put
+    assert all(now[p.name] == p.node for p in first.pods[:3] if p != victim)    # the others stay put
     new = next(p for p in again.pods if p.name not in names)
     assert new.ordinal == 3 and new.name.startswith(names[0].rsplit("-", 1)[0])         # same ReplicaSet, new suffix
     # Scaled down to 2: the newest goes; up to 4: one more of a new ordinal, on the node with the fewest pods.
     b2 = topology.scheduling_of(again.pods, bound)
     down = topology.loads(doc.replace("replicas: 3", "replicas: 2"), default_name="lab", bound=b2)
-    assert {p.name for p in down.pods} == {n for n in now if n != new.name}
+    assert {p.name for p in down.pods if p.deployment == "web"} == {n for n in now if n != new.name}
     up = topology.loads(doc.replace("replicas: 3", "replicas: 4"), default_name="lab", bound=b2)
-    assert len(up.pods) == 4 and {p.ordinal for p in up.pods} == {0, 2, 3, 4}
-    assert sorted(list({p.node for p in up.pods})) == ["node1", "node2"]
+    web = [p for p in up.pods if p.deployment == "web"]
+    assert len(web) == 4 and {p.ordinal for p in web} == {0, 2, 3, 4}
+    assert sorted(list({p.node for p in web})) == ["node1", "node2"]

@@ -35,7 +35,7 @@ def test_every_shipped_topology_plans():
 def test_vxlan_has_one_neighbour_fdb_and_route_per_remote_node_never_per_pod():
     plan = planner.build(topology.load(TOPOLOGIES / "scale.yaml"))
     nodes = plan.addresses.nodes
-    assert len(nodes) == 50 and len(plan.addresses.pods) == 1000
+    assert len(nodes) == 50 and len(plan.addresses.pods) == 1000 + 1     # and the cluster DNS pod
     for kind in (AddNeighbour, AddFdb):
         per_ns = Counter(op.ns for op in plan.ops if isinstance(op, kind) and op.dev == "flannel.1")
         assert set(per_ns.values()) == {49} and len(per_ns) == 50
@@ -112,12 +112,12 @@ def test_neighbour_budget_counts_pods_sharing_a_bridge():
         text = (f"mode: l2\nnetwork: {{nodeCIDRMaskSize: {mask}}}\nnodes: [node1]\n"
                 f"deployments: [{{name: web, replicas: {pods}, image: pause}}]\n")
         return planner.build(topology.loads(text, default_name="budget"))
-    hundred = one_bridge(100, 24)
+    hundred = one_bridge(100, 24)     # 101 pods on the bridge: the cluster DNS pod is one too
     assert hundred.addresses.static_neighbours and hundred.addresses.static_pod_pairs
-    assert sum(isinstance(op, AddNeighbour) for op in hundred.ops) == 100 * 99 + 2 * 100
+    assert sum(isinstance(op, AddNeighbour) for op in hundred.ops) == 101 * 100 + 2 * 101
     thousand = one_bridge(1000, 22)
     assert thousand.addresses.static_neighbours and not thousand.addresses.static_pod_pairs
-    assert sum(isinstance(op, AddNeighbour) for op in thousand.ops) == 2 * 1000
+    assert sum(isinstance(op, AddNeighbour) for op in thousand.ops) == 2 * 1001
 
 
 def test_check_report_builds_its_json_view_only_when_asked(monkeypatch):

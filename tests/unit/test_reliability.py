@@ -141,6 +141,11 @@ def _problems(text: str) -> str:
 
 def test_a_bridge_holds_at_most_1024_ports():
     big = "network: {podCIDR: 10.128.0.0/9, nodeCIDRMaskSize: 20}\nnodes: [n1, n2]\n"
+    ok = topology.loads(big + "deployments: [{name: w, replicas: 1023, image: busybox, nodes: [n1]}]\n")
+    assert len(ok.pods) == 1024       # and the cluster DNS pod on n1
+    text = _problems(big + "deployments: [{name: w, replicas: 1024, image: busybox, nodes: [n1]}]\n")
+    assert "1025 pods (the cluster DNS pod among them; 'dns: false' turns it off)" in text
+    big = "dns: false\n" + big
     ok = topology.loads(big + "deployments: [{name: w, replicas: 1024, image: busybox, nodes: [n1]}]\n")
     assert len(ok.pods) == 1024
     text = _problems(big + "deployments: [{name: w, replicas: 1025, image: busybox, nodes: [n1]}]\n")

@@ -12,7 +12,7 @@ import pytest
 from lab import commands, planner, topology
 from lab.cli import build_parser, main
 from lab.errors import TopologyError
-from lab.ops import AddRoute, ApplyNft, SetSysctl
+from lab.ops import AddRoute, ApplyNft, SetSysctl, StartDaemon, WriteFile
 from lab.services import cli as service_cli
 from lab.services import dns, dnsclient, endpoints, nft, resolv, schema
 
@@ -61,10 +61,32 @@ def test_services_topology_allocates_like_the_api_server():
     assert dns_pods[0].name.startswith("kube-dns-") and topo.pods[-1] is dns_pods[0]
 
 
-def test_no_services_key_means_no_dns_pod_and_no_services():
+def test_no_services_key_still_gives_kubernetes_and_dns_as_every_cluster_has_them():
     topo = load("pods: [{name: a, image: busybox}]")
-    assert topo.services == () and not topo.cluster_services
+    assert topo.cluster_services and topo.cluster_dns
+    assert [(s.namespace, s.name) for s in topo.services] == [("default", "kubernetes"), ("kube-system", "kube-dns")]
+    assert [p.name for p in topo.pods][0] == "a" and schema.is_dns_pod(topo.pods[1]) and len(topo.pods) == 2
+
+
+def test_dns_false_and_no_services_key_means_no_dns_pod_and_no_services():
+    topo = load("dns: false\npods: [{name: a, image: busybox}]")
+    assert topo.services == () and not topo.cluster_services and not topo.cluster_dns
     assert [p.name for p in topo.pods] == ["a"]
+    plan = planner.build(topo)
+    assert not any(isinstance(op, (ApplyNft, StartDaemon)) and getattr(op, "name", "") != "workload-agent"
+                   for op in plan.ops)
+    assert not any(isinstance(op, WriteFile) and op.pod for op in plan.ops)      # no resolv.conf: the node's
+
+
+def test_dns_false_with_services_has_kube_proxy_but_no_dns():
+    topo = load("dns: false\nservices: [{name: web, selector: {app: a}, ports: [80]}]\n"
+                "pods: [{name: a, image: nginx, labels: {app: a}}]")
+    assert [s.name for s in topo.services] == ["kubernetes", "web"] and [p.name for p in topo.pods] == ["a"]
+    assert topo.services[1].cluster_ip == IPv4Address("10.96.0.2")
+    plan = planner.build(topo)
+    assert {op.table for op in plan.ops if isinstance(op, ApplyNft)} == {"ip kube-proxy"}
+    assert not any(isinstance(op, StartDaemon) and op.name == "dnsmasq" for op in plan.ops)
+    assert not any(isinstance(op, WriteFile) and op.pod for op in plan.ops)
 
 
 def test_empty_services_key_still_gives_kubernetes_and_dns():
@@ -244,18 +266,23 @@ def test_host_port_table_only_on_the_pods_node():
 
 
 def test_host_ports_without_services_need_no_dns():
-    topo = load("pods: [{name: a, node: node1, containers: [{name: c, image: nginx, "
+    topo = load("dns: false\npods: [{name: a, node: node1, containers: [{name: c, image: nginx, "
                 "ports: [{containerPort: 80, hostPort: 8080}]}]}]")
     plan = planner.build(topo)
     assert [op.table for op in plan.ops if isinstance(op, ApplyNft)] == ["ip cni_hostport"]
     assert not any(schema.is_dns_pod(p) for p in topo.pods)
 
 
-def test_plans_without_services_are_unchanged():
+def test_plans_without_services_have_the_cluster_dns_and_with_dns_false_are_bare():
     for name in ("default", "vxlan", "l2", "l3-host-routes", "l3-vpc-router", "multi-container"):
-        plan = planner.build(topology.load(TOPOLOGIES / f"{name}.yaml"))
-        assert not any(isinstance(op, ApplyNft) for op in plan.ops), name
-        assert not any(isinstance(op, SetSysctl) and "bridge-nf" in op.key for op in plan.ops), name
+        path = TOPOLOGIES / f"{name}.yaml"
+        plan = planner.build(topology.load(path))
+        assert {op.table for op in plan.ops if isinstance(op, ApplyNft)} == {"ip kube-proxy"}, name
+        assert any(isinstance(op, StartDaemon) and op.name == "dnsmasq" for op in plan.ops), name
+        bare = planner.build(topology.loads(path.read_text() + "\ndns: false\n", source=str(path)))
+        assert not any(isinstance(op, ApplyNft) for op in bare.ops), name
+        assert not any(isinstance(op, SetSysctl) and "bridge-nf" in op.key for op in bare.ops), name
+        assert [p.name for p in bare.topology.pods] == [p.name for p in plan.topology.pods[:-1]], name
 
 
 def test_nodes_get_bridge_netfilter_and_a_default_route_only_when_missing():
@@ -282,7 +309,7 @@ def test_apply_nft_renders_as_an_nft_heredoc_after_routes():
 # ---------------------------------------------------------------------------------------
 # DNS: dnsmasq's records, resolv.conf, hosts
 # ---------------------------------------------------------------------------------------
-def test_dnsmasq_config_has_every_record_kind():
+def test_dnsmasq_config_and_records_have_every_record_kind():
     topo = topology.load(TOPOLOGIES / "services.yaml")
     plan = planner.build(topo)
     sp = endpoints.plan(topo, plan.addresses)
@@ -290,24 +317,34 @@ def test_dnsmasq_config_has_every_record_kind():
     lines = set(text.splitlines())
     dns_ip = next(p.ip for p in plan.addresses.pods if p.name == sp.dns_pod)
     for line in ["no-resolv", "no-hosts", "domain-needed", "local=/cluster.local/", "local-ttl=5",
-                 f"listen-address={dns_ip}", "bind-interfaces", "keep-in-foreground",
-                 "host-record=nginx.default.svc.cluster.local,10.96.0.2",
-                 "host-record=kube-dns.kube-system.svc.cluster.local,10.96.0.10",
-                 "host-record=kubernetes.default.svc.cluster.local,10.96.0.1",
-                 "host-record=nginx-headless.default.svc.cluster.local,10.244.0.3",
-                 "host-record=nginx-headless.default.svc.cluster.local,10.244.1.3",
-                 "host-record=10-244-0-3.nginx-headless.default.svc.cluster.local,10.244.0.3",
+                 f"listen-address={dns_ip}", "bind-interfaces", "keep-in-foreground", "user=root",
                  "srv-host=_http._tcp.nginx.default.svc.cluster.local,nginx.default.svc.cluster.local,80,0,100",
                  "srv-host=_udp._udp.echo.default.svc.cluster.local,echo.default.svc.cluster.local,8081,0,100",
                  "srv-host=_dns._udp.kube-dns.kube-system.svc.cluster.local,kube-dns.kube-system.svc.cluster.local,"
                  "53,0,100",
                  "srv-host=_http._tcp.nginx-headless.default.svc.cluster.local,"
-                 "10-244-1-3.nginx-headless.default.svc.cluster.local,80,0,50",
-                 "host-record=10-244-0-2.default.pod.cluster.local,10.244.0.2",
-                 f"host-record={str(dns_ip).replace('.', '-')}.kube-system.pod.cluster.local,{dns_ip}"]:
+                 "10-244-1-3.nginx-headless.default.svc.cluster.local,80,0,50"]:
         assert line in lines, line
-    assert not any(line.startswith(("server=", "resolv-file")) for line in lines)   # no upstream
-    assert "api.default" in text   # a Service without endpoints still has its name
+    assert not any(line.startswith(("server=", "resolv-file", "host-record", "address=")) for line in lines)
+    records = dns.records(topo, plan.addresses, sp)
+    lines = records.splitlines()
+    for line in ["10.96.0.2 nginx.default.svc.cluster.local",
+                 "10.96.0.10 kube-dns.kube-system.svc.cluster.local",
+                 "10.96.0.1 kubernetes.default.svc.cluster.local",
+                 "10.244.0.3 nginx-headless.default.svc.cluster.local",
+                 "10.244.1.3 nginx-headless.default.svc.cluster.local",
+                 "10.244.0.3 10-244-0-3.nginx-headless.default.svc.cluster.local",
+                 "10.244.0.2 10-244-0-2.default.pod.cluster.local",
+                 f"{dns_ip} {str(dns_ip).replace('.', '-')}.kube-system.pod.cluster.local"]:
+        assert line in lines, line
+    assert "api.default" in records   # a Service without endpoints still has its name
+    # A headless pod's first line names it under its Service (its PTR), as CoreDNS answers.
+    first = next(line for line in lines if line.startswith("10.244.0.3 "))
+    assert first == "10.244.0.3 10-244-0-3.nginx-headless.default.svc.cluster.local"
+    daemon = next(op for op in plan.ops if isinstance(op, StartDaemon) and op.name == "dnsmasq")
+    assert daemon.config == ("$LAB_DIR/dns/dnsmasq.conf",) and "--hostsdir=$LAB_DIR/dns/records" in daemon.argv
+    files = {op.path: op for op in plan.ops if isinstance(op, WriteFile)}
+    assert files["$LAB_DIR/dns/records/cluster"].live and not files["$LAB_DIR/dns/dnsmasq.conf"].live
 
 
 def test_resolv_conf_and_hosts_as_the_kubelet_writes_them():
@@ -318,6 +355,34 @@ def test_resolv_conf_and_hosts_as_the_kubelet_writes_them():
     assert hosts.endswith("10.244.0.2\tbusybox\n")
     with pytest.raises(ValueError):
         resolv.pod_dir("lab", "../etc")
+
+
+def test_kubelet_files_are_planned_for_command_pods_and_written_for_others_when_first_entered(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from lab import state
+    monkeypatch.setattr(state, "ROOT", tmp_path)
+    topo = load("pods:\n  - {name: web, node: node1, image: nginx}\n  - {name: sh, node: node2, image: busybox, "
+                "command: [sleep, '3600']}\n  - {name: hn, node: node2, image: busybox, hostNetwork: true}\n",
+                "name: kf\nnodes: [node1, node2]\n")
+    plan = planner.build(topo)
+    planned = {op.pod for op in plan.ops if isinstance(op, WriteFile) and op.pod}
+    assert planned == {"sh", plan.addresses.pods[-1].name}      # the command pod's and the DNS pod's (dnsmasq)
+    lab = SimpleNamespace(name="kf", topology=topo, addresses=plan.addresses)
+    mounts = resolv.mounts_for(lab, "web")
+    assert [target for _, target in mounts] == ["/etc/resolv.conf", "/etc/hosts"]
+    web_ip = plan.addresses.pod("web").ip
+    assert Path(mounts[1][0]).read_text().endswith(f"{web_ip}\tweb\n")
+    assert oct(Path(mounts[0][0]).stat().st_mode & 0o777) == "0o600"
+    Path(mounts[0][0]).write_text("nameserver 192.0.2.53\n")                 # edited inside the pod: it stays
+    assert resolv.mounts_for(lab, "web") == mounts and resolv.resolv_conf_of(lab, "web") == "nameserver 192.0.2.53\n"
+    assert resolv.mounts_for(lab, "hn") == []                                 # hostNetwork: the node's resolver
+    assert "nameserver 10.96.0.10" in resolv.resolv_conf_of(lab, "sh")       # not written yet: what it will be
+    state.remove_pod_dirs("kf", ["web"])
+    assert not resolv.pod_dir("kf", "web").exists()
+    bare = load("dns: false\npods: [{name: web, node: node1, image: nginx}]\n", "name: kf\nnodes: [node1]\n")
+    assert resolv.mounts_for(SimpleNamespace(name="kf", topology=bare, addresses=planner.build(bare).addresses),
+                             "web") == []
 
 
 # ---------------------------------------------------------------------------------------

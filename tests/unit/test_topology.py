@@ -26,6 +26,13 @@ def yml(text: str) -> str:
     return textwrap.dedent(text).lstrip("\n")
 
 
+def declared(topo: Topology) -> tuple:
+    """The pods the file declares: all but the cluster DNS pod every cluster gets (placed last)."""
+    from lab.services.schema import is_dns_pod
+    assert [p for p in topo.pods if is_dns_pod(p)] == ([topo.pods[-1]] if topo.cluster_dns else [])
+    return topo.pods[:-1] if topo.cluster_dns else topo.pods
+
+
 def problems_of(text: str, **kwargs) -> list[Problem]:
     with pytest.raises(TopologyError) as caught:
         loads(yml(text), **kwargs)
@@ -52,7 +59,24 @@ def test_minimal_file_gets_every_default():
     assert topo.service_cidr == IPv4Network("10.96.0.0/12")
     assert topo.mtu == 1500 and topo.bridge == "cni0"
     assert [n.name for n in topo.nodes] == ["node1", "node2"]
-    assert topo.pods == () and topo.outside == () and topo.description == ""
+    assert declared(topo) == () and topo.outside == () and topo.description == ""
+    # What every cluster has: the cluster DNS (its pod on the first node) and so kube-proxy.
+    assert topo.cluster_dns and topo.cluster_services and topo.pods[0].node == "node1"
+    assert [(s.namespace, s.name) for s in topo.services] == [("default", "kubernetes"), ("kube-system", "kube-dns")]
+
+
+def test_dns_false_leaves_a_cluster_without_services():
+    topo = loads("name: demo\ndns: false\n")
+    assert topo.pods == () and topo.services == () and not topo.cluster_dns and not topo.cluster_services
+    with_services = loads("dns: false\nservices: []\n")
+    assert [s.name for s in with_services.services] == ["kubernetes"] and with_services.pods == ()
+    assert with_services.cluster_services and not with_services.cluster_dns
+
+
+def test_dns_must_be_a_boolean():
+    problem = problem_at("nodes: 2\ndns: 'off'\n", "dns")
+    assert problem.line == 2
+    assert "dns must be true or false, got a string ('off'); write dns: true or dns: false" in problem.message
 
 
 def test_an_empty_mapping_is_a_cluster_too():
@@ -67,7 +91,7 @@ def test_empty_values_mean_the_default():
         deployments:
         nodes:
         """))
-    assert len(topo.nodes) == 2 and topo.pods == ()
+    assert len(topo.nodes) == 2 and declared(topo) == ()
 
 
 def test_lab_name_defaults_to_the_file_stem(tmp_path):
@@ -122,7 +146,7 @@ def test_full_example_maps_to_the_model():
     assert topo.design == DesignChoice("bridge", "host-gw", "flannel-host-gw")
     assert (topo.pod_cidr, topo.node_mask, topo.mtu, topo.bridge) == (IPv4Network("172.16.0.0/16"), 25, 9000, "br-pods")
     assert [o.name for o in topo.outside] == ["ecs", "bastion"]
-    busybox, web = topo.pods
+    busybox, web = declared(topo)
     assert busybox.node == "node1" and busybox.deployment is None
     assert busybox.labels == (("app", "a"), ("run", "busybox"))  # sorted
     [container] = busybox.containers
@@ -150,7 +174,7 @@ def test_merge_keys_and_anchors_work():
           - <<: *web
             name: api
         """))
-    assert [p.deployment for p in topo.pods] == ["web", "web", "api", "api"]
+    assert [p.deployment for p in declared(topo)] == ["web", "web", "api", "api"]
     assert dict(topo.pods[2].labels)["tier"] == "front"
 
 
@@ -180,7 +204,7 @@ def test_deployments_expand_after_single_pods_with_kubectl_names():
     topo = loads(DEPLOYMENTS)
     names = [p.name for p in topo.pods]
     assert names[:3] == ["a", "b", "c"]
-    replicas = topo.pods[3:]
+    replicas = declared(topo)[3:]
     assert [p.deployment for p in replicas] == ["nginx"] * 4 + ["echo"] * 3
     for pod in replicas:
         assert POD_NAME.match(pod.name), pod.name
@@ -202,7 +226,7 @@ def test_generated_names_and_placement_are_deterministic():
 
 def test_spread_is_round_robin_with_one_shared_counter():
     topo = loads(DEPLOYMENTS)
-    nodes = [p.node for p in topo.pods]
+    nodes = [p.node for p in declared(topo)]
     # a: turn 0 -> node1; b is pinned; c: turn 1 -> node2;
     # nginx: turns 2..5 over all three nodes; echo: turns 6..8 over [node1, node3] (node order, not list order).
     assert nodes[:3] == ["node1", "node3", "node2"]
@@ -212,11 +236,11 @@ def test_spread_is_round_robin_with_one_shared_counter():
 
 def test_zero_replicas_make_no_pods():
     topo = loads("deployments: [{name: web, replicas: 0, image: nginx}]")
-    assert topo.pods == ()
+    assert declared(topo) == ()
 
 
 def test_default_replicas_is_one():
-    assert len(loads("deployments: [{name: web, image: nginx}]").pods) == 1
+    assert len(declared(loads("deployments: [{name: web, image: nginx}]"))) == 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -429,10 +453,10 @@ def test_pods_per_node_capacity_excludes_host_network_pods():
         deployments:
           - {name: web, image: nginx, replicas: REPLICAS}
         """)
-    assert len(loads(text.replace("REPLICAS", "13")).pods) == 14  # 16 - 3 = 13 fit, hostNetwork aside
-    problem = problem_at(text.replace("REPLICAS", "14"), "nodes[0]")
+    assert len(loads(text.replace("REPLICAS", "12")).pods) == 14  # 16 - 3 = 13 fit, hostNetwork aside
+    problem = problem_at(text.replace("REPLICAS", "13"), "nodes[0]")
     assert problem.line == 2
-    assert "node1 gets 14 pods" in problem.message
+    assert "node1 gets 14 pods (the cluster DNS pod among them; 'dns: false' turns it off)" in problem.message
     assert "16 addresses - 3 (network, gateway .1, broadcast) = 13" in problem.message
     assert "nodeCIDRMaskSize: 27" in problem.message
 

@@ -146,7 +146,7 @@ def test_a_1000_pod_tree_loads_lazily_and_filters(tmp_path):
     from tui.tree import ClusterTree
     source = big_design(tmp_path)
     pods = [p for ps in source.cluster().pods.values() for p in ps]
-    assert len(pods) == 1000
+    assert len(pods) == 1001        # and the cluster DNS pod
 
     async def run() -> None:
         app = PodlabApp(source)
