@@ -62,6 +62,7 @@ class PendingPod:
     node: str
     containers: int
     reason: str
+    namespace: str = "default"
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan
             except NoFreeAddress as e:
                 if previous is None:
                     raise
-                pending.append(PendingPod(pod.name, pod.node, len(pod.containers), str(e)))
+                pending.append(PendingPod(pod.name, pod.node, len(pod.containers), str(e), pod.namespace))
                 continue
             pods.append(PodAddr(pod.name, pod.node, naming.netns_name(topo.name, pod.name), ip,
                                 prefixlen, design.attachment.veth_name(topo, pod.namespace, pod.name), False))
@@ -258,7 +258,7 @@ def record(a: AddressPlan) -> dict[str, Any]:
             "last_node": [str(a.last_node[0]), str(a.last_node[1])] if a.last_node else None,
             "pods": [[p.name, p.node, p.netns, str(p.ip), p.prefixlen, p.veth, p.host_network] for p in a.pods],
             "outside": [[h.name, h.netns, str(h.ip)] for h in a.outside],
-            "pending": [[p.name, p.node, p.containers, p.reason] for p in a.pending]}
+            "pending": [[p.name, p.node, p.containers, p.reason, p.namespace] for p in a.pending]}
 
 
 def from_record(r: dict[str, Any]) -> AddressPlan:
@@ -276,5 +276,5 @@ def from_record(r: dict[str, Any]) -> AddressPlan:
         static_neighbours=bool(r["static_neighbours"]), static_pod_pairs=bool(r["static_pod_pairs"]),
         last=tuple((node, IPv4Address(ip)) for node, ip in r.get("last", [])),
         last_node=(IPv4Address(r["last_node"][0]), IPv4Network(r["last_node"][1])) if r.get("last_node") else None,
-        pending=tuple(PendingPod(name, node, int(containers), reason)
-                      for name, node, containers, reason in r.get("pending", [])))
+        pending=tuple(PendingPod(name, node, int(containers), reason, *namespace)
+                      for name, node, containers, reason, *namespace in r.get("pending", [])))

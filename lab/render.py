@@ -160,7 +160,7 @@ def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[
     for p in getattr(lab.addresses, "pending", ()):
         rows.append({"name": p.name, "ready": f"0/{p.containers}", "status": "ContainerCreating", "restarts": 0,
                      "age": now - lab.created, "ip": "<none>", "node": p.node, "netns": "<none>",
-                     "namespace": None, "hostNetwork": False, "containers": [],
+                     "namespace": p.namespace, "hostNetwork": False, "containers": [],
                      "reason": f"FailedCreatePodSandBox: {p.reason}"})
     return rows
 

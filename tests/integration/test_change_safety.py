@@ -155,7 +155,7 @@ def test_a_change_killed_at_any_point_is_finished_by_the_next_command(files):
             # A reader sees the lab as it was until the change is finished.
             assert pods_of(api.Lab(NAME)) == (before if cut_short else after)
             if i % 2 == 0:    # the next command reads the lab ...
-                r = run(["get", "pods", "--lab", NAME, "-o", "wide"], state.ROOT)
+                r = run(["get", "pods", "-A", "--lab", NAME, "-o", "wide"], state.ROOT)
                 assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
                 assert ("was cut short; completing it" in r.stderr) == cut_short, r.stderr
                 assert all(pod in r.stdout for pod in after), r.stdout
