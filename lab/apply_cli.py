@@ -31,14 +31,16 @@ IMMORTAL = ("default", "kube-system", "kube-public")
 def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
     sp = sub.add_parser("apply", help="create or update pods of a running lab from Kubernetes manifests (v1 Pod) "
                         "or a podlab topology document, like kubectl apply -f")
-    sp.add_argument("-f", "--filename", required=True, help="a YAML file (several documents allowed), or - for stdin")
+    sp.add_argument("-f", "--filename", required=True, action="append",
+                    help="a YAML file (several documents allowed), a directory of them, or - for stdin; repeatable")
     sp.add_argument("--lab", help="which lab, when several are up")
     sp = sub.add_parser("delete", help="delete pods, Deployments, Services or whole namespaces of a running lab, "
                         "like kubectl delete")
     sp.add_argument("kind", nargs="?", choices=list(KIND_OF), metavar="KIND",
                     help="pod | deployment | service | namespace (or kubectl's short names: po, deploy, svc, ns)")
     sp.add_argument("names", nargs="*", metavar="NAME")
-    sp.add_argument("-f", "--filename", help="delete what this file's manifests name")
+    sp.add_argument("-f", "--filename", action="append", help="delete what this file's (or directory's) manifests "
+                    "name; repeatable")
     sp.add_argument("-n", "--namespace", default="default", help="the namespace of what is named (default: default)")
     sp.add_argument("--lab", help="which lab, when several are up")
     sp = sub.add_parser("scale", help="set a Deployment's replicas in a running lab, like kubectl scale")
@@ -72,6 +74,37 @@ def _read(path: str) -> tuple[str, str]:
             return f.read(), path
     except OSError as e:
         raise PodlabError(f"{path}: {e.strerror or e}") from None
+
+
+def _read_all(paths: list[str]) -> list[tuple[str, str]]:
+    """Each -f: a file, '-', or a directory's .yaml/.yml/.json files in name order (as kubectl)."""
+    from pathlib import Path
+    out = []
+    for path in paths:
+        if path != "-" and Path(path).is_dir():
+            files = sorted(p for p in Path(path).iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+            if not files:
+                raise PodlabError(f"{path}: no .yaml, .yml or .json file in this directory")
+            out += [_read(str(f)) for f in files]
+        else:
+            out.append(_read(path))
+    return out
+
+
+def _manifests(files: list[tuple[str, str]], verb: str) -> Any:
+    """The Kubernetes objects of every file, read each under its own name (errors say which file
+    and line); a podlab topology document is one file alone."""
+    from lab import manifests
+    found = manifests.Manifests()
+    for text, source in files:
+        if not manifests.is_manifest(text):
+            raise PodlabError(f"{source}: {verb} takes Kubernetes manifests (documents with a kind: Pod, "
+                              "Deployment, Service, Namespace)" + ("; a podlab topology document is applied alone"
+                                                                   if verb == "apply" else ""))
+        one = manifests.read(text, source)
+        for key in ("pods", "deployments", "services", "namespaces", "not_emulated"):
+            getattr(found, key).extend(getattr(one, key))
+    return found
 
 
 def _document(lab: Lab) -> dict[str, Any]:
@@ -201,9 +234,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from lab import api, manifests, topology
     lab = api.pick(args.lab)
-    text, source = _read(args.filename)
-    if manifests.is_manifest(text):
-        found = manifests.read(text, source)
+    files = _read_all(args.filename)
+    text, source = files[0] if len(files) == 1 else ("", ", ".join(s for _, s in files))
+    if len(files) > 1 or manifests.is_manifest(text):
+        found = _manifests(files, "apply")
         for path in dict.fromkeys(found.not_emulated):
             print(f"not emulated: {path}", file=err)
         for ns in found.namespaces:
@@ -220,15 +254,11 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """kubectl delete: what exists goes (a namespace with everything in it; a Deployment with its
     pods); each name not found is an error of its own, as the API server says it, and the exit
     status is 1 if there was one."""
-    from lab import api, manifests
+    from lab import api
     lab = api.pick(args.lab)
     wanted: list[tuple[str, str, str]] = []          # (kind, namespace, name), in the order given
     if args.filename:
-        text, source = _read(args.filename)
-        if not manifests.is_manifest(text):
-            raise PodlabError(f"{source}: delete -f takes Kubernetes manifests (kind: Pod, Deployment, Service, "
-                              "Namespace)")
-        found = manifests.read(text, source)
+        found = _manifests(_read_all(args.filename), "delete -f")
         for kind, entries in (("pod", found.pods), ("deployment", found.deployments), ("service", found.services)):
             wanted += [(kind, e.get("namespace", args.namespace), e["name"]) for e in entries]
         wanted += [("namespace", "", ns) for ns in found.namespaces]
