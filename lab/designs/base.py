@@ -30,6 +30,7 @@ class Attachment:
                                  # (Calico IPAM: blocks of an IP pool, taken by a node as it needs them)
     network_defaults: tuple[tuple[str, object], ...] = ()   # network: values this design's real CNI defaults to
     proxy_arp: bool = False      # the pods' gateway is no one's address: the host veth answers its ARP
+    node_default_route: bool = False   # node_ops give every node a default route
 
     def gateway(self, block: IPv4Network) -> IPv4Address:
         """The pods' gateway on a node whose (first) block this is."""
@@ -49,10 +50,14 @@ class Attachment:
         return []
 
     def pod_ops(self, topo: Topology, addrs: AddressPlan, pod: PodAddr, node: NodeAddr) -> list[Op]:
+        """What a pod gets. Made from the pod, its node and the other pods of its node only (and
+        the cluster's settings): a change of a running lab plans again only the pods of the nodes
+        it touches (lab.planner.part), and `addrs.pods` then holds those alone."""
         raise NotImplementedError
 
     def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
-        """The pod <-> node entries ARP would learn, for labs too large for the shared ARP table."""
+        """The pod <-> node entries ARP would learn, for labs too large for the shared ARP table:
+        each pod's, in `addrs.pods` order, from the pods of its node only (as pod_ops)."""
         return []
 
 
@@ -69,6 +74,7 @@ class Backend:
     node_port: bool = True           # a NodePort Service works (a node's address is not a bridge port)
     bgp: bool = False                # nodes learn each other's blocks by BGP (the calico: section's BGP options)
     tunnel_address: bool = False     # the node's tunnel device takes the first address of its first block
+    node_default_route: bool = False     # ops give every node a default route
 
     def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
         """Every node's forwarding, uplink address and routes to the other blocks; the underlay's
@@ -113,6 +119,12 @@ class Design:
 
     def pod_mtu(self, underlay_mtu: int) -> int:
         return underlay_mtu - self.backend.mtu_overhead
+
+    @property
+    def node_default_route(self) -> bool:
+        """Whether the design gives every node a default route (else Services add one: a process on
+        a node connecting to a ClusterIP needs some route before nat-output can DNAT it)."""
+        return self.attachment.node_default_route or self.backend.node_default_route
 
     def same_node_hops(self) -> int:
         """Routing hops (TTL decrements) from a pod to a pod on the same node."""

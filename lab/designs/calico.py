@@ -70,5 +70,5 @@ class CalicoAttachment(Attachment):
 CALICO = CalicoAttachment(
     name="calico", mirrors="Calico's CNI plugin and Felix (cali* veths, proxy ARP, Calico IPAM)",
     summary="a veth per pod, no bridge: /32 pods behind 169.254.1.1, which the node answers by proxy ARP",
-    bridge=False, routed_same_node=True, ipam="calico", proxy_arp=True,
+    bridge=False, routed_same_node=True, ipam="calico", proxy_arp=True, node_default_route=True,
     network_defaults=(("podCIDR", "192.168.0.0/16"), ("nodeSubnet", "172.18.0.0/24")))
