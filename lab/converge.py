@@ -129,21 +129,40 @@ def _make(name: str, current: Plan, ch: Change, again: bool) -> None:
                  and op.peer_ns not in new}
         gone = tuple(sorted(set(gone) | ends))
 
+    # What the agent reads when told to (its spec, kube-proxy's Services), as it last read them.
+    agent_files = (spec_path, state.lab_dir(name) / workloads.KUBE_PROXY_SPEC)
+    read: list[tuple[str | None, ...]] = []
+
     def let_go() -> None:
         spec = json.loads(spec_path.read_text())
-        spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
-        workloads.write_json_atomic(spec_path, spec)
-        workloads.reload_agent(name, {p["pod"] for p in spec["pods"]})
+        # The agent serves the lab's pods as its record has them, unless a change was cut short.
+        if again or {p["pod"] for p in spec["pods"]} != kept:
+            spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
+            workloads.write_json_atomic(spec_path, spec)
+            workloads.reload_agent(name, {p["pod"] for p in spec["pods"]})
+        read.append(_contents(agent_files))
         state.remove_pod_dirs(name, ch.removed)     # the kubelet's files (resolv.conf, hosts) go with the pod
         if stop_in:      # a leaving node's BIRD, a shell left in it: they hold its namespace
             from lab import clean
             clean.kill_inside(name, only=stop_in)
 
     def serve_new() -> None:
-        workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
+        # Told again only if there is something new to read (nothing, when a pod only went).
+        if _contents(agent_files) != read[-1]:
+            workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
         faults.point("new pods served")
 
     apply.change(name, ch.ops, remove, let_go, serve_new, gone, again=again)
+
+
+def _contents(paths: tuple[Path, ...]) -> tuple[str | None, ...]:
+    out: list[str | None] = []
+    for path in paths:
+        try:
+            out.append(path.read_text())
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
 
 
 def _undo(name: str, pending: record.PendingChange, failed: Plan, back_to: Plan, error: Exception,
