@@ -13,7 +13,7 @@ Files in the lab's state directory (lab.state):
   kube-proxy.json  in a lab with Services: what the agent's kube-proxy keeps (lab.services.kube_proxy)
 
 This module is imported by the agent too, so it stays light: stdlib, lab.state, lab.errors,
-lab.engine.mountns.
+lab.engine.mountns (for pods with volumes).
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import state
-from lab.engine.mountns import mount_path_problem
 from lab.errors import PodlabError
 
 WORKLOADS = ("http", "echo", "idle", "command")
@@ -179,6 +178,7 @@ def _container(c: object, cat: str, seen: set[str], volumes: set[str], real: Cal
         mat = f"{cat}.volumeMounts[{k}]"
         need(isinstance(m, dict) and m.get("name") in volumes, f"{mat}.name", "must name one of the pod's volumes")
         path = m.get("mountPath")
+        from lab.engine.mountns import mount_path_problem   # a pod with volumes only
         problem = mount_path_problem(path) if isinstance(path, str) else "must be a path"
         need(problem is None, f"{mat}.mountPath", problem or "")
         need(type(m.get("readOnly", False)) is bool, f"{mat}.readOnly", "must be true or false")
