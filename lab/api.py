@@ -309,7 +309,7 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
             raise PodlabError(f"the workload agent of lab {name} is not running, and a change needs it: "
                               f"'sudo podlab restart-agent --lab {name}' first; nothing was changed")
         started = time.monotonic()
-        converge.start(name, lab.plan, lab.scheduling, desired, ch, say)
+        kernel = converge.start(name, lab.plan, lab.scheduling, desired, ch, say)
         for node in ch.nodes_removed:
             say(f"node/{node} deleted")
         for pod in ch.removed:
@@ -322,7 +322,8 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
             say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
         for p in pending:
             say(f"pod/{p.name} Pending on {p.node} (ContainerCreating): FailedCreatePodSandBox: {p.reason}")
-        say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations)")
+        say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations, "
+            f"{kernel:.3f} s of it in the kernel)")
         changed = Lab(name, ch.plan)
     stuck = [p for p in pending if p.name not in before]
     if stuck:

@@ -40,10 +40,11 @@ Say = Callable[[str], None]
 
 
 def start(name: str, current: Plan, scheduling: topology.Scheduling | None, desired: Topology, ch: Change,
-          say: Say) -> None:
+          say: Say) -> float:
     """Carry out `ch`, planned from the lab's `current` plan to `desired` (every pod it names,
     those left Pending too). The caller holds the lab's lock and has finished any change pending.
-    Raises PodlabError if the change failed; it was then undone."""
+    Raises PodlabError if the change failed; it was then undone. Returns the seconds of the
+    kernel work (lab.engine.apply.change)."""
     from lab.engine.journal import Journal
     d = state.lab_dir(name)
     committed = record.read_files(d)
@@ -53,10 +54,11 @@ def start(name: str, current: Plan, scheduling: topology.Scheduling | None, desi
     record.write_change(d, pending)
     Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))
     try:
-        _make(name, current, ch, again=False)
+        kernel = _make(name, current, ch, again=False)
     except (PodlabError, OSError) as e:
         _undo(name, pending, ch.plan, current, e, say)
     _commit(name, proposed)
+    return kernel
 
 
 def finish(name: str, say: Say) -> Plan | None:
@@ -111,8 +113,9 @@ def _names(d: Path) -> tuple[str, str]:
     return source, Path(source).stem
 
 
-def _make(name: str, current: Plan, ch: Change, again: bool) -> None:
-    """The kernel work of `ch` from a lab built from `current`; `again`: it may be half done."""
+def _make(name: str, current: Plan, ch: Change, again: bool) -> float:
+    """The kernel work of `ch` from a lab built from `current`; `again`: it may be half done. Its
+    seconds, but for the agent's and the daemons' turns."""
     from lab.engine import apply
     spec_path = state.lab_dir(name) / workloads.SPEC_FILE
     kept = {p.name for p in current.addresses.pods} - set(ch.removed) - set(ch.restarted)
@@ -152,7 +155,7 @@ def _make(name: str, current: Plan, ch: Change, again: bool) -> None:
             workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
         faults.point("new pods served")
 
-    apply.change(name, ch.ops, remove, let_go, serve_new, gone, again=again)
+    return apply.change(name, ch.ops, remove, let_go, serve_new, gone, again=again)
 
 
 def _contents(paths: tuple[Path, ...]) -> tuple[str | None, ...]:

@@ -319,21 +319,25 @@ def _make_namespaces(lab: str, journal: Journal, ops: list[Op] | tuple[Op, ...],
 
 def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[str, ...] | list[str],
            before_removal: Callable[[], None], after_build: Callable[[], None],
-           gone_links: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (), again: bool = False) -> None:
+           gone_links: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (), again: bool = False) -> float:
     """Change a running lab: remove the namespaces of pods (and nodes) that went, make the new ops (new
     namespaces, and their links, addresses, routes and neighbours in the namespaces already there),
     write the files; `before_removal` and `after_build` have the workload agent let go of the pods
     that go and serve the new ones; then the engine's daemons follow (daemons.change_daemons).
     Journalled like a build: `down` removes whatever a change made, even a change cut short.
+    Returns the seconds the kernel work took: all of it but the agent's and the daemons' turns.
 
     `again`: the change was cut short and is made again (lab.converge). The caller names the new
     namespaces among those to remove (they may be half made); requests in the namespaces that stay
     replace what they make (it may be there already); deletions take what is gone for done anyway."""
+    started = time.monotonic()
     journal = Journal(lab)
     # Only those removed: a 1000-pod lab's journal has ~5000 records.
     made_before = journal.made_namespaces(set(remove_namespaces)) if remove_namespaces else {}
+    let_go = time.monotonic()
     before_removal()     # the agent stops the pods that go: their sockets would keep the namespaces alive
     faults.point("pods let go")
+    agent = time.monotonic() - let_go
     mount_inodes = journal.mount_inodes() if remove_namespaces else set()
     uts_dir = str(state.lab_dir(lab) / "uts") + "/"
     for name in remove_namespaces:
@@ -365,8 +369,10 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
             handle.close()
     write_files(lab, ops, atomic=True)
     faults.point("files written")
+    kernel = time.monotonic() - started - agent
     after_build()        # the agent serves the new pods, whose namespaces exist now
     change_daemons(lab, ops)
+    return kernel
 
 
 def _netlink_socket() -> socket.socket:
