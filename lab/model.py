@@ -58,6 +58,7 @@ class Pod:
     labels: tuple[tuple[str, str], ...] = ()
     deployment: str | None = None
     ordinal: int | None = None      # which of its Deployment's pods (names follow it; lab.topology.placement)
+    annotations: tuple[tuple[str, str], ...] = ()   # metadata.annotations (the cni attachment reads bandwidth's)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
         template_hash = naming.pod_template_hash(lab, deployment.name)
         labels = {**deployment.workload.labels, "pod-template-hash": template_hash}
         workload = Workload(deployment.workload.containers, deployment.workload.namespace,
-                            deployment.workload.host_network, labels)
+                            deployment.workload.host_network, labels, deployment.workload.annotations)
         ordinals = _ordinals(bound, deployment.name, deployment.replicas)
         for ordinal, name in zip(ordinals, naming.deployment_pod_names(lab, deployment.name, deployment.replicas,
                                                                          ordinals)):
@@ -109,7 +109,8 @@ def _ordinals(bound: Scheduling | None, deployment: str, replicas: int) -> list[
 def _pod(name: str, node: str, workload: Workload, deployment: str | None, ordinal: int | None = None) -> Pod:
     return Pod(name=name, node=node, containers=workload.containers, namespace=workload.namespace,
                host_network=workload.host_network, labels=tuple(sorted(workload.labels.items())),
-               deployment=deployment, ordinal=ordinal)
+               deployment=deployment, ordinal=ordinal,
+               annotations=tuple(sorted((workload.annotations or {}).items())))
 
 
 def scheduling_of(pods: tuple[Pod, ...] | list[Pod], previous: Scheduling | None = None) -> Scheduling:

@@ -32,6 +32,7 @@ NODE_SCHEMA = {"name": NAME}
 OUTSIDE_SCHEMA = {"name": NAME}
 _WORKLOAD = {
     "image": STR, "command": LIST, "containers": LIST, "hostNetwork": BOOL, "namespace": STR, "labels": MAP,
+    "annotations": MAP,
 }
 POD_SCHEMA = {"name": NAME, "node": STR, **_WORKLOAD}
 DEPLOYMENT_SCHEMA = {"name": NAME, "replicas": INT, "nodes": LIST, **_WORKLOAD}
