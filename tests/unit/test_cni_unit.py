@@ -1,0 +1,171 @@
+"""The pure parts of the CNI runtime: templates, conflists, what each plugin is handed, the cache."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from lab.cni import cache, conflist, gojson, request, status, template
+from lab.cni.invoke import decode_result, plugin_error
+from lab.cni.runtime import at_least, interface_problem
+from lab.model import Container, ContainerPort, Pod
+
+CONTAINERD_GCE = """{
+  "name": "k8s-pod-network",
+  "cniVersion": "1.0.0",
+  "plugins": [
+    {
+      "type": "ptp",
+      "mtu": 1460,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [{{range $i, $range := .PodCIDRRanges}}{{if $i}}, {{end}}[{"subnet": "{{$range}}"}]{{end}}],
+        "routes": [{{range $i, $route := .Routes}}{{if $i}}, {{end}}{"dst": "{{$route}}"}{{end}}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}"""
+
+
+def test_containerd_template_renders_per_node():
+    """containerd's own GCE template (contrib/gce/cni.template), unchanged."""
+    text = template.render(CONTAINERD_GCE, template.Values.for_node(["10.244.1.0/24"]))
+    conf = json.loads(text)
+    assert conf["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    assert conf["plugins"][0]["ipam"]["routes"] == [{"dst": "0.0.0.0/0"}]
+    two = json.loads(template.render(CONTAINERD_GCE, template.Values.for_node(["10.244.1.0/24", "fd00::/64"])))
+    assert two["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00::/64"}]]
+    assert two["plugins"][0]["ipam"]["routes"] == [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+
+
+def test_template_fields_and_go_printing():
+    v = template.Values.for_node(["10.1.0.0/24"])
+    assert template.render('"{{.PodCIDR}}" {{ .Routes }} {{.PodCIDRRanges}}', v) == '"10.1.0.0/24" [0.0.0.0/0] [10.1.0.0/24]'
+    assert template.render("a  {{- .PodCIDR -}}  b", v) == "a10.1.0.0/24b"
+    assert template.render("{{/* a comment */}}x{{range .Routes}}<{{.}}>{{else}}none{{end}}", v) == "x<0.0.0.0/0>"
+    assert template.render("{{if .PodCIDR}}yes{{else}}no{{end}}", v) == "yes"
+    assert not template.has_actions('{"a": 1}')
+
+
+@pytest.mark.parametrize("text, words", [
+    ("x\n  {{.PodCidr}}", ["line 2, column 3", "can't evaluate field PodCidr", "PodCIDR"]),
+    ("{{range .Routes}}", ["line 1, column 1", "has no {{end}}"]),
+    ("{{end}}", ["unexpected {{end}}"]),
+    ('{{printf "%s" .PodCIDR}}', ["functions and pipes are not supported"]),
+    ("ok {{ .PodCIDR", ["line 1, column 4", "unclosed action"]),
+    ("{{$x}}", ["undefined variable $x"]),
+])
+def test_template_errors_say_where(text, words):
+    with pytest.raises(template.TemplateError) as e:
+        template.render(text, template.Values.for_node(["10.0.0.0/24"]))
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_conflist_loads_as_libcni_does():
+    c = conflist.parse('{"cniVersion":"1.0.0","name":"cbr0","plugins":[{"type":"bridge","ipam":{"type":"host-local"}},'
+                       '{"type":"portmap","capabilities":{"portMappings":true,"ips":false}}]}')
+    assert c.types == ("bridge", "portmap") and c.ipam_types() == ("host-local",)
+    assert conflist.capabilities(c.plugins[1]) == ("portMappings",)
+    single = conflist.parse('{"cniVersion":"0.3.1","name":"x","type":"ptp","ipam":{"type":"host-local"}}')
+    assert single.types == ("ptp",) and "name" not in single.plugins[0]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"name": "x",\n "plugins": [ {"type": "bridge",} ]}', ["not JSON", "line 2, column 33"]),
+    ('{"name": "x", "cniVersion": "1.0.0"}', ['no "plugins"']),
+    ('{"name": "x", "plugins": []}', ['"plugins" is empty']),
+    ('{"plugins": [{"type": "bridge"}]}', ['no "name"']),
+    ('{"name": "x", "plugins": [{"ipam": {}}]}', ['plugins[0]: no "type"']),
+    ('{"name": "x", "plugins": [{"type": "../bin/sh"}]}', ['contains "/"']),
+    ('{"name": "bad name", "plugins": [{"type": "a"}]}', ["not a valid network name"]),
+    ('{"name": "x", "plugins": [{"type": "a", "capabilities": {"portMappings": "yes"}}]}', ['"capabilities" must map']),
+    ('[1, 2]', ["JSON object"]),
+])
+def test_conflist_problems(text, words):
+    with pytest.raises(conflist.ConflistError) as e:
+        conflist.parse(text)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_go_json_is_what_libcni_writes():
+    assert gojson.dumps({"b": 1, "a": [1.0, "x<y&z"], "c": gojson.Struct(z=1, a=2)}) == \
+        '{"a":[1,"x\\u003cy\\u0026z"],"b":1,"c":{"z":1,"a":2}}'
+
+
+def _pod(**kw) -> Pod:
+    ports = (ContainerPort(80, "TCP", host_port=8080), ContainerPort(53, "UDP"))
+    return Pod("web", "node1", (Container("c", "nginx", (80, 53), port_specs=ports),), **kw)
+
+
+def test_capability_args_as_containerd_builds_them():
+    pod = _pod(annotations=(("kubernetes.io/ingress-bandwidth", "10M"), ("podlab.dev/cni-mac", "02:00:00:00:00:01")))
+    caps = request.capability_args(pod)
+    assert list(caps) == sorted(caps)
+    assert gojson.dumps(caps["portMappings"]) == '[{"HostPort":8080,"ContainerPort":80,"Protocol":"tcp","HostIP":""}]'
+    assert caps["bandwidth"] == {"IngressRate": 10_000_000, "IngressBurst": 2**32 - 1, "EgressRate": 0, "EgressBurst": 0}
+    assert caps["mac"] == "02:00:00:00:00:01"
+    assert caps[request.POD_ANNOTATIONS]["kubernetes.io/ingress-bandwidth"] == "10M"
+    with pytest.raises(Exception, match="1k..1P"):
+        request.capability_args(_pod(annotations=(("kubernetes.io/egress-bandwidth", "10"),)))
+
+
+def test_plugin_stdin_injects_as_libcni():
+    c = conflist.parse('{"cniVersion":"1.0.0","name":"cbr0","plugins":[{"type":"bridge","isGateway":true},'
+                       '{"type":"portmap","capabilities":{"portMappings":true}}]}')
+    rt = request.RuntimeConf("a" * 64, "/run/netns/p", "eth0", request.cni_args("lab", _pod()),
+                             request.capability_args(_pod()), ("/usr/lib/cni",))
+    first = request.plugin_stdin(c, c.plugins[0], None, rt)
+    assert first == '{"cniVersion":"1.0.0","isGateway":true,"name":"cbr0","type":"bridge"}'
+    prev = json.loads('{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","mac":"aa","sandbox":"/run/netns/p"}],'
+                      '"ips":[{"interface":0,"address":"10.0.0.2/24","gateway":"10.0.0.1"}],"dns":{}}')
+    second = json.loads(request.plugin_stdin(c, c.plugins[1], prev, rt))
+    assert second["prevResult"]["ips"][0]["address"] == "10.0.0.2/24"
+    assert second["runtimeConfig"] == {"portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp",
+                                                         "HostIP": ""}]}
+    env = rt.env("ADD")
+    assert env["CNI_ARGS"].startswith("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;"
+                                      "K8S_POD_INFRA_CONTAINER_ID=")
+    assert "K8S_POD_UID=" in env["CNI_ARGS"] and env["CNI_PATH"] == "/usr/lib/cni" and env["CNI_IFNAME"] == "eth0"
+
+
+def test_cache_is_libcnis_format(tmp_path):
+    result = {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}
+    target = cache.write(tmp_path, "cbr0", "abc", "eth0", '{"name":"cbr0"}', (("IgnoreUnknown", "1"),), {}, result)
+    assert target == tmp_path / "results" / "cbr0-abc-eth0"
+    assert oct(target.stat().st_mode & 0o777) == "0o600" and oct(target.parent.stat().st_mode & 0o777) == "0o700"
+    raw = json.loads(target.read_text())
+    assert list(raw) == ["kind", "containerId", "config", "ifName", "networkName", "cniArgs", "result"]
+    assert raw["kind"] == "cniCacheV1" and base64.b64decode(raw["config"]) == b'{"name":"cbr0"}'
+    back = cache.read(tmp_path, "cbr0", "abc", "eth0")
+    assert back is not None and back.result == result and back.cni_args == (("IgnoreUnknown", "1"),)
+    cache.delete(tmp_path, "cbr0", "abc", "eth0")
+    assert cache.entries(tmp_path) == []
+
+
+def test_plugin_errors_read_as_libcni_reads_them():
+    assert plugin_error(1, '{"cniVersion":"1.0.0","code":7,"msg":"bad","details":"d"}', "") == \
+        {"code": 7, "msg": "bad", "details": "d"}
+    assert "no error message: exit status 2" in plugin_error(2, "", "")["msg"]
+    assert plugin_error(1, "", "boom\n")["msg"] == "netplugin failed: 'boom'"
+    assert "error parsing its diagnostic message" in plugin_error(1, "{oops", "")["msg"]
+    assert "without a result" in decode_result("  ")[1]
+    assert "invalid JSON" in decode_result("{")[1]
+
+
+def test_versions_and_names():
+    assert at_least("1.0.0", "0.4.0") and not at_least("0.3.1", "0.4.0") and not at_least("", "0.4.0")
+    assert interface_problem("eth0") is None and interface_problem("a" * 16)
+
+
+def test_result_gives_the_pods_address_and_host_veth():
+    bridge = {"interfaces": [{"name": "cni0"}, {"name": "veth1234abcd"}, {"name": "eth0", "sandbox": "/run/netns/p"}],
+              "ips": [{"interface": 2, "address": "10.244.0.5/24", "gateway": "10.244.0.1"}]}
+    ip, veth = status.address_of(bridge, "eth0")
+    assert str(ip) == "10.244.0.5/24" and veth == "veth1234abcd"
+    ptp = {"interfaces": [{"name": "veth0000aaaa"}, {"name": "eth0", "sandbox": "/x"}],
+           "ips": [{"interface": 1, "address": "10.244.1.2/24"}]}
+    assert status.address_of(ptp, "eth0")[1] == "veth0000aaaa"
