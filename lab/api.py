@@ -32,6 +32,7 @@ TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 DEFAULT_TOPOLOGY = "default"
 TOPOLOGY_RECORD = "topology.yaml"       # in the lab's state directory
 ALLOCATION_RECORD = "allocation.json"
+CONFLIST_RECORD = "conflist.template"   # the cni attachment's conflist as `up` read it (its file is not read again)
 
 Say = Callable[[str], None]
 
@@ -69,7 +70,7 @@ class Lab:
         self.document_name = Path(self.meta.get("source") or TOPOLOGY_RECORD).stem
         if plan is not None and plan.topology.name == name:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
-            self.topology, self.plan = plan.topology, plan
+            self.topology, self.plan = plan.topology, _observed(plan, name)
             self.scheduling = self._recorded_scheduling()
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
@@ -82,10 +83,12 @@ class Lab:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PodlabError(f"lab {name}: its allocation record {self.dir / ALLOCATION_RECORD} is "
                               f"unreadable ({e}); 'sudo podlab down {name}' and up again") from None
+        conflist = self.dir / CONFLIST_RECORD
         topo = topology.loads((self.dir / TOPOLOGY_RECORD).read_text(), source=source,
-                              default_name=self.document_name, bound=self.scheduling)
+                              default_name=self.document_name, bound=self.scheduling,
+                              conflist=conflist.read_text() if conflist.exists() else None)
         self.topology: Topology = replace(topo, name=name)
-        self.plan: Plan = planner.build(self.topology, addrs)
+        self.plan: Plan = _observed(planner.build(self.topology, addrs), name)
 
     def _recorded_scheduling(self) -> topology.Scheduling | None:
         """The placement the record holds (with each Deployment's next ordinal: what the pods alone
@@ -158,6 +161,15 @@ class Lab:
         if t.ip is None:
             raise PodlabError(f"{t.name} has no address of its own to aim at")
         return t.ip
+
+
+def _observed(plan: Plan, lab: str) -> Plan:
+    """A cni lab's plan with the pods' addresses and host veths as the plugins made them (host-local,
+    not podlab, chose them: the plan only predicted them)."""
+    if not designs.of(plan.topology).attachment.runs_plugins:
+        return plan
+    from lab.cni import status
+    return replace(plan, addresses=status.observed(plan.addresses, lab))
 
 
 def running() -> list[str]:
@@ -238,7 +250,10 @@ def _record(d: Path, topo: Topology, plan: Plan, previous: topology.Scheduling |
     the allocation, and where the pods were put (lab.topology.placement)."""
     scheduling = topology.scheduling_of(topo.pods, previous)
     record = {**allocation.record(plan.addresses), "scheduling": scheduling.record()}
-    for name, text in ((TOPOLOGY_RECORD, topo.text), (ALLOCATION_RECORD, json.dumps(record) + "\n")):
+    files = [(TOPOLOGY_RECORD, topo.text), (ALLOCATION_RECORD, json.dumps(record) + "\n")]
+    if topo.cni is not None and topo.cni.source != "inline":
+        files.append((CONFLIST_RECORD, topo.cni.conflist))
+    for name, text in files:
         tmp = d / f".{name}.tmp"
         tmp.write_text(text)
         tmp.rename(d / name)    # a reader sees the old file or the new one, never half of one

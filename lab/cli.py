@@ -21,7 +21,7 @@ ROOT_COMMANDS = {"up", "down", "status", "get", "exec", "shell", "ping", "curl",
 #   NEEDS_ROOT: set[str]
 # and imports its heavy dependencies inside the handlers, so `podlab --help` stays fast.
 EXTENSIONS: list[str] = ["tui.cli", "lab.clean_cli", "lab.course.cli", "lab.services.cli", "lab.packets.cli", "lab.bgp.cli",
-                         "lab.apply_cli"]
+                         "lab.apply_cli", "lab.cni.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +220,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             cols += ["IP", "NODE", "NETNS"]
             keys += ["ip", "node", "netns"]
     print(render.table(cols, [[r[k] if k != "age" else render.age(r[k]) for k in keys] for r in rows]), file=out)
+    for r in rows:
+        if r.get("message"):   # what `kubectl describe pod` shows among the events
+            print(f"  {r['name']}: Warning FailedCreatePodSandBox: {r['message']}", file=out)
     if getattr(args, "watch", False) and args.what in ("pods", "pod", "po"):
         return _watch_pods(lab.name, rows, cols, keys, args.watch_seconds, out)
     return 0

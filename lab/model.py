@@ -106,6 +106,15 @@ class CalicoSettings:
 
 
 @dataclass(frozen=True)
+class CniSettings:
+    """The `cni:` section (the cni attachment): the user's network list and where its plugins are."""
+    conflist: str                  # the conflist as written (a template: lab.cni.template), JSON text
+    source: str                    # the file it was read from (as the topology names it), or "inline"
+    cni_path: tuple[str, ...] = ("/usr/lib/cni",)
+    timeout: float = 30.0          # seconds a plugin may take before it is killed and the pod marked failed
+
+
+@dataclass(frozen=True)
 class DesignChoice:
     """The design the file asked for, by name: lab.designs.of(topology) gives what it means."""
     attach: str                    # how a pod joins its node: bridge, ptp
@@ -132,6 +141,7 @@ class Topology:
     source: str | None = field(default=None, compare=False)
     text: str = field(default="", compare=False, repr=False)   # the document as it was read, for the lab's record
     calico: CalicoSettings | None = None     # designs with the calico attachment
+    cni: CniSettings | None = None           # the cni attachment: the user's conflist and cniPath
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

@@ -224,6 +224,8 @@ class CniAdd:
     ifname: str                   # CNI_IFNAME
     args: tuple[tuple[str, str], ...]   # CNI_ARGS
     capability_args: str          # JSON: what runtimeConfig is cut from
+    network: str = ""             # the node's list's name (for plans: the cache file's name)
+    cni_path: tuple[str, ...] = ()
 
 
 Readiness = AnswersDns | AgentReady | BgpEstablished

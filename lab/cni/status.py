@@ -103,3 +103,20 @@ def observed(plan_addresses: Any, lab: str) -> Any:
         changed.append(replace(p, ip=ip.ip if ip else p.ip, prefixlen=ip.network.prefixlen if ip else p.prefixlen,
                                veth=s.get("veth") or p.veth))
     return replace(plan_addresses, pods=tuple(changed))
+
+
+def event(s: dict[str, Any]) -> str:
+    """A failed pod as kubelet's FailedCreatePodSandBox event words it (containerd's error), with the code."""
+    f = s.get("failure") or {}
+    return (f'Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox '
+            f'"{s.get("containerId", "")}": {f.get("message") or f.get("msg", "")} (CNI error code {f.get("code")})')
+
+
+def sandbox_state(pods: dict[str, dict[str, Any]], pod: str) -> tuple[str, str | None]:
+    """("ready", None), or ("ContainerCreating", the event) for a pod whose network is not set up."""
+    s = pods.get(pod)
+    if s is None:
+        return "ContainerCreating", "the pod's CNI ADD has not run (yet)"
+    if s.get("state") != "ok":
+        return "ContainerCreating", event(s)
+    return "ready", None

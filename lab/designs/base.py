@@ -30,6 +30,7 @@ class Attachment:
                                  # (Calico IPAM: blocks of an IP pool, taken by a node as it needs them)
     network_defaults: tuple[tuple[str, object], ...] = ()   # network: values this design's real CNI defaults to
     proxy_arp: bool = False      # the pods' gateway is no one's address: the host veth answers its ARP
+    runs_plugins: bool = False   # real CNI plugin binaries attach the pods (their hostPorts are portmap's, if listed)
 
     def gateway(self, block: IPv4Network) -> IPv4Address:
         """The pods' gateway on a node whose (first) block this is."""

@@ -1,0 +1,86 @@
+"""The cni attachment: the user's conflist, run by the real plugin binaries, as kubelet has
+containerd run it (lab.cni). What eth0, the host veth, the bridge, the routes and the NAT rules
+look like is the plugins' doing; the plan says which nodes run which list for which pods.
+
+Per node: its own /run and /var/lib for the plugins' state (lab.engine.mountns) and the list
+rendered with the node's values, as containerd renders its CNI config template (CniNode). Per
+pod: an ADD of the chain into its namespace, from the node's namespace (CniAdd), with kubelet's
+CNI_ARGS and containerd's capability arguments. Addresses are host-local's: the plan predicts
+them (.2, .3, ... of the node's block, in the pods' order) and the results say what they are.
+The backend beside it (host-gw, vpc, vxlan, bgp, none) is podlab's, as flanneld or kindnetd run
+beside the plugin on a real node.
+"""
+from __future__ import annotations
+
+import json
+
+from lab.addressing import AddressPlan, NodeAddr, PodAddr
+from lab.cni import gojson, request, template
+from lab.designs import wiring
+from lab.designs.base import Attachment, Design
+from lab.errors import PodlabError
+from lab.model import Pod, Topology
+from lab.ops import CniAdd, CniNode, Op, SetSysctls
+
+
+def render(topo: Topology, node: NodeAddr) -> str:
+    """The node's list: the conflist template executed with its CIDRs (used as is without actions)."""
+    assert topo.cni is not None
+    text = topo.cni.conflist
+    if not template.has_actions(text):
+        return text
+    try:
+        return template.render(text, template.Values.for_node([str(b) for b in node.blocks]))
+    except template.TemplateError as e:
+        raise PodlabError(f"conflist {topo.cni.source} for node {node.name}: {e}") from None
+
+
+def network_name(topo: Topology) -> str:
+    assert topo.cni is not None
+    try:
+        name = json.loads(render_first(topo)).get("name", "")
+    except (ValueError, AttributeError, PodlabError):
+        name = ""
+    return name if isinstance(name, str) else ""
+
+
+def render_first(topo: Topology) -> str:
+    assert topo.cni is not None
+    text = topo.cni.conflist
+    return text if not template.has_actions(text) else template.render(text, template.Values.for_node(["10.0.0.0/24"]))
+
+
+class CniAttachment(Attachment):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        object.__setattr__(self, "_pods", (None, {}))
+
+    def veth_name(self, topo: Topology, namespace: str, pod: str) -> str | None:   # type: ignore[override]
+        return None     # the plugin's: veth + 8 random hex (pkg/ip/link_linux.go), known from its result
+
+    def node_ops(self, design: Design, topo: Topology, addrs: AddressPlan, node: NodeAddr) -> list[Op]:
+        assert topo.cni is not None
+        return [SetSysctls(node.netns, (), wiring.NO_BRIDGE_NETFILTER),    # if a list makes a bridge
+                CniNode(node.netns, node.name, render(topo, node), topo.cni.cni_path, topo.cni.timeout)]
+
+    def _pod(self, topo: Topology, name: str) -> Pod:
+        # One lookup table per topology: pod_ops is called once per pod.
+        seen, table = self._pods
+        if seen is not topo:
+            table = {p.name: p for p in topo.pods}
+            object.__setattr__(self, "_pods", (topo, table))
+        return table[name]
+
+    def pod_ops(self, topo: Topology, addrs: AddressPlan, pod: PodAddr, node: NodeAddr) -> list[Op]:
+        assert topo.cni is not None
+        spec = self._pod(topo, pod.name)
+        return [CniAdd(pod.netns, node.name, node.netns, pod.name, request.sandbox_id(topo.name, spec),
+                       request.IFNAME, request.cni_args(topo.name, spec),
+                       gojson.dumps(request.capability_args(spec)), network_name(topo), topo.cni.cni_path)]
+
+
+CNI = CniAttachment(
+    name="cni", mirrors="your conflist, run by the real CNI plugin binaries as containerd runs them",
+    summary="each node's plugins ADD every pod (environment, stdin and result cache as kubelet and containerd "
+            "give them); what they build is theirs",
+    bridge=False, routed_same_node=False, runs_plugins=True)
