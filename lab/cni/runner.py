@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import state
+from lab import faults
 from lab.cni import cache, gojson, paths, status
 from lab.cni.conflist import Conflist, parse
 from lab.cni.log import Log
@@ -139,6 +139,7 @@ def add(lab: str, nodes: Iterable[CniNode], adds: Iterable[CniAdd], say: Say = _
                                         for op in cleaned])
     pods = {op.pod: s for op, s in done}
     status.update(lab, pods)
+    faults.point("cni add")
     _wait_running(pods)
     failed = [p for p, s in pods.items() if s["state"] != "ok"]
     if failed:
