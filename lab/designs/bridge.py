@@ -8,7 +8,12 @@ from lab.addressing import AddressPlan, NodeAddr, PodAddr, interface, stable_mac
 from lab.designs import wiring
 from lab.designs.base import Attachment, Backend, Design
 from lab.model import Topology
-from lab.ops import AddAddress, AddNeighbour, AddRoute, CreateBridge, CreateVeth, LinkUp, Op, SetHairpin
+from lab.ops import AddAddress, AddNeighbour, AddRoute, CreateBridge, CreateVeth, LinkUp, Op, SetHairpin, SetLinkConf
+
+# The bridge plugin's setupVeth (plugins/main/bridge/bridge.go, v1.1.1): the pod's eth0 announces itself
+# by gratuitous ARP when it comes up or changes MAC (arp_notify=1), and does no IPv6 duplicate address
+# detection unless the list says enabledad (accept_dad=0).
+ARP_NOTIFY = (("arp_notify", 1),)
 
 
 class BridgeAttachment(Attachment):
@@ -30,6 +35,7 @@ class BridgeAttachment(Attachment):
                            peer_mac=wiring.fixed_mac(addrs, pod.name, "eth0")),
                 LinkUp(node.netns, pod.veth), SetHairpin(node.netns, pod.veth),
                 LinkUp(pod.netns, "eth0"),
+                SetLinkConf(pod.netns, "eth0", ARP_NOTIFY),
                 AddAddress(pod.netns, "eth0", interface(pod.ip, pod.prefixlen)),
                 AddRoute(pod.netns, wiring.DEFAULT, via=node.gateway)]
 
@@ -57,4 +63,4 @@ class BridgeAttachment(Attachment):
 BRIDGE = BridgeAttachment(
     name="bridge", mirrors="the CNI bridge plugin (isGateway, hairpinMode) + host-local",
     summary="a node bridge (cni0) holding the gateway; every pod's veth is a port of it",
-    bridge=True, routed_same_node=False)
+    bridge=True, routed_same_node=False, pod_ipv6_defaults=(("net.ipv6.conf.default.accept_dad", "0"),))
