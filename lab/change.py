@@ -15,7 +15,8 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import (AddAddress, AddNeighbour, AddRoute, ApplyNft, CreateVeth, DelNeighbour, LinkUp, Op, SetHairpin,
+from lab.cni import changes as cni_changes
+from lab.ops import (AddAddress, AddNeighbour, AddRoute, ApplyNft, CniNode, CreateVeth, DelNeighbour, LinkUp, Op, SetHairpin,
                      SetLinkConf, StartDaemon, WriteFile, ordered)
 from lab.planner import Plan
 
@@ -43,6 +44,8 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     new_pods = {p.name: p for p in addrs.pods}
     removed = [n for n in old_pods if n not in new_pods or new_pods[n] != old_pods[n]]
     added = [n for n in new_pods if n not in old_pods or new_pods[n] != old_pods[n]]
+    again = sorted(cni_changes.reconfigured_pods(current.ops, new.ops) - set(removed))   # their node's list changed
+    removed, added = removed + again, added + [n for n in again if n not in added]
     gone_ns = {old_pods[n].netns for n in removed if not old_pods[n].host_network}
     gone_veths = {(current.addresses.node(old_pods[n].node).netns, old_pods[n].veth) for n in removed
                   if old_pods[n].veth}
@@ -51,7 +54,7 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     undo: list[Op] = []
     for op in current.ops:
         # Files are written again whole, nftables tables loaded again whole in place of the old ones.
-        replaced = isinstance(op, (WriteFile, ApplyNft))
+        replaced = isinstance(op, (WriteFile, ApplyNft, CniNode))     # a node's list: rewritten whole
         if op in after or replaced or _goes_with(op, gone_ns, gone_veths):
             continue
         if isinstance(op, AddNeighbour):    # a static entry another namespace held for a gone pod
@@ -63,7 +66,9 @@ def plan_change(current: Plan, desired: Topology) -> Change:
     # but the old objects go with the old namespace, so they are made again.
     # In execution order; the deletions first among the neighbour entries (a pod replaced keeps its name).
     if gone_ns or gone_veths:
-        made = [op for op in new.ops if op not in before or _goes_with(op, gone_ns, gone_veths)]
+        # Pods made again under their names come back with the same spec: the agent's file is written anew.
+        made = [op for op in new.ops if op not in before or _goes_with(op, gone_ns, gone_veths)
+                or (again and isinstance(op, WriteFile))]
     else:
         made = [op for op in new.ops if op not in before]
     ops = tuple(ordered(undo + made))

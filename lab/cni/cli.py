@@ -39,10 +39,14 @@ def cmd_cni(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not lab.design.attachment.runs_plugins:
         raise PodlabError(f"lab {lab.name} is design {lab.design.name}: its pods are attached by podlab, not by CNI "
                           "plugins (design: {attach: cni, backend: ...} runs them)")
-    if args.pod:
-        lab.target(args.pod)       # a clear error for a name that is no pod
-        args.pod = lab.target(args.pod).name
+    if args.pod and not (args.verb == "log" and _logged(lab.name, args.pod)):
+        args.pod = lab.target(args.pod).name     # a clear error for a name that is no pod (a gone one has its log)
     return _log(lab, args, out) if args.verb == "log" else _check(lab, args, out)
+
+
+def _logged(lab: str, pod: str) -> bool:
+    from lab.cni import log
+    return bool(log.entries(lab, pod))
 
 
 def _log(lab: Any, args: argparse.Namespace, out: TextIO) -> int:

@@ -42,6 +42,12 @@ Say = Callable[[str], None]
 CONFLIST = "conflist.json"        # the node's rendered list, in its directory
 SETTINGS = "runtime.json"         # and where its plugins are, how long each may take
 MAX_NODE_WORKERS = 16
+# kubelet retries a pod whose sandbox failed (RunPodSandbox again, after a back-off of seconds to
+# minutes); podlab tries twice, the second right after the first's DEL, then leaves the pod
+# ContainerCreating. Some failures pass on a retry: the bridge plugin 1.1.1 told isGateway for a
+# cni0 that lost its last port fails once (it sets the MAC it read before a port was added, all
+# zeros: "could not set bridge's mac: invalid argument") and succeeds the next time.
+SANDBOX_ATTEMPTS = 2
 
 
 def _quiet(_: str) -> None:
@@ -123,9 +129,12 @@ def add(lab: str, nodes: Iterable[CniNode], adds: Iterable[CniAdd], say: Say = _
         for op in by_node[node]:
             rt = runtime_conf(op, n.op.cni_path)
             started = time.monotonic()
-            result, failure = n.runtime.add(rt)
-            if failure is not None:
+            for _ in range(SANDBOX_ATTEMPTS):
+                result, failure = n.runtime.add(rt)
+                if failure is None:
+                    break
                 cleanup = n.runtime.delete(rt)    # containerd: teardown after a failed setup
+            if failure is not None:
                 out.append((op, status.failed(op, n.conf.name, failure, cleanup)))
             else:
                 out.append((op, status.attached(op, n.conf.name, result, time.monotonic() - started)))
