@@ -269,6 +269,13 @@ def write(results: dict, out_dir: Path) -> Path:
             else:
                 checks.append([label, str(v), "—"])
 
+    c = results.get("cni")
+    if c and "median" in c:
+        import cni_bench
+        more, check = cni_bench.report(c, s, _table)
+        lines += more
+        checks.append(check)
+
     if checks:
         lines += ["## Targets", "", _table(["target", "measured", ""], checks), ""]
     notes = Path(__file__).resolve().parent / "NOTES.md"
