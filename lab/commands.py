@@ -150,7 +150,9 @@ def _(op: CniNode) -> str:
     return (f"# node {op.node} runs its plugins (from {':'.join(op.cni_path)}) in its network namespace {op.ns} and a "
             f"mount namespace of its own, $LAB_DIR/cni/mnt/{op.node},\n# whose /run and /var/lib are "
             f"$LAB_DIR/cni/nodes/{op.node}/run and var-lib; its network list, as containerd writes it to "
-            f"/etc/cni/net.d:\ncat > $LAB_DIR/cni/nodes/{op.node}/conflist.json <<'EOF'\n{op.config.rstrip()}\nEOF")
+            f"/etc/cni/net.d:\ncat > $LAB_DIR/cni/nodes/{op.node}/conflist.json <<'EOF'\n{op.config.rstrip()}\nEOF"
+            + (f"\n# and flanneld's subnet file, for the flannel plugin:\ncat > $LAB_DIR/cni/nodes/{op.node}/run/flannel/"
+               f"subnet.env <<'EOF'\n{op.flannel_env.rstrip()}\nEOF" if op.flannel_env else ""))
 
 
 @command.register

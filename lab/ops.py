@@ -210,6 +210,7 @@ class CniNode:
     config: str                   # the rendered conflist
     cni_path: tuple[str, ...]
     timeout: float                # seconds a plugin may take before it is killed
+    flannel_env: str = ""         # /run/flannel/subnet.env as flanneld writes it, for a list with the flannel plugin
 
 
 @dataclass(frozen=True)

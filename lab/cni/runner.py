@@ -87,6 +87,9 @@ def prepare(lab: str, ops: Iterable[CniNode]) -> None:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         (root / CONFLIST).write_text(op.config)
         (root / SETTINGS).write_text(json.dumps({"ns": op.ns, "cniPath": list(op.cni_path), "timeout": op.timeout}))
+        if op.flannel_env:     # the node's /run/flannel/subnet.env, where the flannel plugin reads it
+            (root / "run" / "flannel").mkdir(mode=0o755, parents=True, exist_ok=True)
+            (root / "run" / "flannel" / "subnet.env").write_text(op.flannel_env)
         if not paths.mntns_file(lab, op.node).exists():
             todo[op.node] = root
     if todo:

@@ -126,7 +126,8 @@ class Design:
         """Whether a node forwards some packets back out the interface they came in by, and so
         sends ICMP redirects: a bridged uplink (ClusterIP traffic leaves by the bridge it came in
         by), or a routed pod's own veth when the pod reaches its own Service."""
-        return self.backend.shared_segment or self.attachment.routed_same_node
+        # Real plugins may route a node's own pods (ptp does): their lists are the user's to choose.
+        return self.backend.shared_segment or self.attachment.routed_same_node or self.attachment.runs_plugins
 
     def cross_node_hops(self) -> int:
         """Routing hops from a pod to a pod on another node: none on one broadcast domain, else

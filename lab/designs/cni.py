@@ -35,6 +35,14 @@ def render(topo: Topology, node: NodeAddr) -> str:
         raise PodlabError(f"conflist {topo.cni.source} for node {node.name}: {e}") from None
 
 
+def flannel_env(topo: Topology, addrs: AddressPlan, node: NodeAddr) -> str:
+    """What flanneld writes for the flannel CNI plugin to read (flannel-io/cni-plugin: subnetFile,
+    /run/flannel/subnet.env): the cluster network, the node's subnet as its gateway address, the MTU its
+    backend leaves pods, and whether flanneld masquerades (its default, --ip-masq as kube-flannel.yml sets)."""
+    return (f"FLANNEL_NETWORK={topo.pod_cidr}\nFLANNEL_SUBNET={node.gateway}/{node.block.prefixlen}\n"
+            f"FLANNEL_MTU={addrs.pod_mtu}\nFLANNEL_IPMASQ=true\n")
+
+
 def network_name(topo: Topology) -> str:
     assert topo.cni is not None
     try:
@@ -60,8 +68,10 @@ class CniAttachment(Attachment):
 
     def node_ops(self, design: Design, topo: Topology, addrs: AddressPlan, node: NodeAddr) -> list[Op]:
         assert topo.cni is not None
+        config = render(topo, node)
         return [SetSysctls(node.netns, (), wiring.NO_BRIDGE_NETFILTER),    # if a list makes a bridge
-                CniNode(node.netns, node.name, render(topo, node), topo.cni.cni_path, topo.cni.timeout)]
+                CniNode(node.netns, node.name, config, topo.cni.cni_path, topo.cni.timeout,
+                        flannel_env(topo, addrs, node) if '"flannel"' in config else "")]
 
     def _pod(self, topo: Topology, name: str) -> Pod:
         # One lookup table per topology: pod_ops is called once per pod.

@@ -169,3 +169,78 @@ def test_result_gives_the_pods_address_and_host_veth():
     ptp = {"interfaces": [{"name": "veth0000aaaa"}, {"name": "eth0", "sandbox": "/x"}],
            "ips": [{"interface": 1, "address": "10.244.1.2/24"}]}
     assert status.address_of(ptp, "eth0")[1] == "veth0000aaaa"
+
+
+# ---------------------------------------------------------------- the cni: section and the plan
+
+from lab import commands, planner, topology  # noqa: E402
+from lab.errors import PodlabError  # noqa: E402
+from lab.ops import CniAdd, CniNode  # noqa: E402
+
+LIST = ('{"cniVersion": "1.0.0", "name": "cbr0", "plugins": [{"type": "bridge", "isGateway": true, "ipam": '
+        '{"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]]}}]}')
+
+
+def _doc(cni: str, design: str = "{attach: cni, backend: host-gw}") -> str:
+    return f"design: {design}\n{cni}nodes: [n1, n2]\npods:\n  - {{name: a, node: n2, image: nginx}}\n"
+
+
+def test_plan_renders_the_list_per_node_and_adds_each_pod():
+    topo = topology.loads(_doc(f"cni:\n  conflist: {json.dumps(LIST)}\n"), default_name="t")
+    plan = planner.build(topo)
+    nodes = {op.node: op for op in plan.ops if isinstance(op, CniNode)}
+    assert '"subnet": "10.244.1.0/24"' in nodes["n2"].config and nodes["n2"].cni_path == ("/usr/lib/cni",)
+    (add,) = [op for op in plan.ops if isinstance(op, CniAdd)]
+    assert add.node_ns == "t-n2" and add.ns == "t-a" and add.network == "cbr0" and add.ifname == "eth0"
+    text = "\n".join(commands.render(plan.ops))
+    assert "CNI_COMMAND=ADD CNI_CONTAINERID=" in text and "CNI_NETNS=/run/netns/t-a" in text
+    assert plan.addresses.pod("a").veth is None       # the plugin names it
+
+
+def test_list_from_a_file_beside_the_topology(tmp_path):
+    (tmp_path / "net.conflist").write_text(LIST)
+    (tmp_path / "t.yaml").write_text(_doc("cni:\n  conflist: net.conflist\n  cniPath: [/opt/cni/bin, /usr/lib/cni]\n"))
+    topo = topology.load(tmp_path / "t.yaml")
+    assert topo.cni.conflist == LIST and topo.cni.source == "net.conflist"
+    assert topo.cni.cni_path == ("/opt/cni/bin", "/usr/lib/cni")
+    # a running lab's record gives the text as up read it: the file is not read again
+    (tmp_path / "net.conflist").write_text("changed since")
+    again = topology.loads((tmp_path / "t.yaml").read_text(), source=str(tmp_path / "t.yaml"), conflist=LIST)
+    assert again.cni.conflist == LIST
+
+
+def test_inline_yaml_mapping():
+    topo = topology.loads(_doc("cni:\n  conflist: {name: x, cniVersion: 0.4.0, plugins: [{type: ptp}]}\n"))
+    assert json.loads(topo.cni.conflist)["plugins"] == [{"type": "ptp"}]
+
+
+@pytest.mark.parametrize("cni, words", [
+    ('cni:\n  conflist: "{\\"name\\": \\"x\\",\\n \\"plugins\\": [}"\n', ["cni.conflist (line 3)", "not JSON",
+                                                                          "line 2, column 14"]),
+    ("cni:\n  conflist: missing.conflist\n", ["no such file"]),
+    ('cni:\n  conflist: \'{"name": "x", "cniVersion": "1.0.0"}\'\n', ['no "plugins"']),
+    ('cni:\n  conflist: \'{"name": "x", "plugins": [{"type": "bridge", "ipam": {"type": "host-local", '
+     '"dataDir": "/tmp/ipam"}}]}\'\n', ["dataDir /tmp/ipam, outside a node's own /run and /var/lib"]),
+    ("cni:\n  conflist: '{\"name\": \"x\", \"plugins\": [{\"type\": \"{{.PodCidr}}\"}]}'\n",
+     ["as a template", "can't evaluate field PodCidr"]),
+    ("cni:\n  conflist: x\n  cniPath: [usr/lib/cni]\n", ["absolute directories"]),
+    ("", ["add a cni: section"]),
+])
+def test_cni_section_problems(cni, words):
+    with pytest.raises(PodlabError) as e:
+        topology.loads(_doc(cni))
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_cni_section_belongs_to_the_cni_attachment():
+    with pytest.raises(PodlabError, match="cni: applies to the cni attachment"):
+        topology.loads(_doc(f"cni:\n  conflist: {json.dumps(LIST)}\n", design="flannel"))
+
+
+def test_flannel_list_gets_flanneld_subnet_file():
+    flannel = '{"name": "cbr0", "cniVersion": "0.3.1", "plugins": [{"type": "flannel", "delegate": {}}]}'
+    plan = planner.build(topology.loads(_doc(f"cni:\n  conflist: {json.dumps(flannel)}\n", "{attach: cni, backend: vxlan}")))
+    node = next(op for op in plan.ops if isinstance(op, CniNode) and op.node == "n2")
+    assert node.flannel_env == ("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\n"
+                                "FLANNEL_IPMASQ=true\n")
