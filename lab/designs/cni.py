@@ -61,7 +61,7 @@ def render_first(topo: Topology) -> str:
 class CniAttachment(Attachment):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        object.__setattr__(self, "_pods", (None, {}))
+        object.__setattr__(self, "_pods", (None, {}, ""))
 
     def veth_name(self, topo: Topology, namespace: str, pod: str) -> str | None:   # type: ignore[override]
         return None     # the plugin's: veth + 8 random hex (pkg/ip/link_linux.go), known from its result
@@ -73,20 +73,21 @@ class CniAttachment(Attachment):
                 CniNode(node.netns, node.name, config, topo.cni.cni_path, topo.cni.timeout,
                         flannel_env(topo, addrs, node) if '"flannel"' in config else "")]
 
-    def _pod(self, topo: Topology, name: str) -> Pod:
-        # One lookup table per topology: pod_ops is called once per pod.
-        seen, table = self._pods
+    def _pod(self, topo: Topology, name: str) -> tuple[Pod, str]:
+        """The pod's spec and the list's network name: worked out once per topology (pod_ops is called
+        once per pod)."""
+        seen, table, network = self._pods
         if seen is not topo:
-            table = {p.name: p for p in topo.pods}
-            object.__setattr__(self, "_pods", (topo, table))
-        return table[name]
+            table, network = {p.name: p for p in topo.pods}, network_name(topo)
+            object.__setattr__(self, "_pods", (topo, table, network))
+        return table[name], network
 
     def pod_ops(self, topo: Topology, addrs: AddressPlan, pod: PodAddr, node: NodeAddr) -> list[Op]:
         assert topo.cni is not None
-        spec = self._pod(topo, pod.name)
+        spec, network = self._pod(topo, pod.name)
         return [CniAdd(pod.netns, node.name, node.netns, pod.name, request.sandbox_id(topo.name, spec),
                        request.IFNAME, request.cni_args(topo.name, spec),
-                       gojson.dumps(request.capability_args(spec)), network_name(topo), topo.cni.cni_path)]
+                       gojson.dumps(request.capability_args(spec)), network, topo.cni.cni_path)]
 
 
 CNI = CniAttachment(
