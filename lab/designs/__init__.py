@@ -105,7 +105,7 @@ def plan(topo: Topology, addrs: AddressPlan) -> list[Op]:
     """The design's kernel operations: the shared wiring, the attachment's, the backend's."""
     design = of(topo)
     a, b = design.attachment, design.backend
-    ops = wiring.namespaces(topo, addrs, a.bridge, a.pod_ipv6_defaults) + wiring.underlay_switch(topo, addrs)
+    ops = wiring.namespaces(topo, addrs, a.bridge) + wiring.underlay_switch(topo, addrs)
     for node in addrs.nodes:
         ops += a.node_ops(design, topo, addrs, node)
     for pod in addrs.pods:

@@ -31,9 +31,6 @@ class Attachment:
     network_defaults: tuple[tuple[str, object], ...] = ()   # network: values this design's real CNI defaults to
     proxy_arp: bool = False      # the pods' gateway is no one's address: the host veth answers its ARP
     runs_plugins: bool = False   # real CNI plugin binaries attach the pods (their hostPorts are portmap's, if listed)
-    # IPv6 settings the plugin gives a pod's eth0, which the kernel takes only from /proc: written as the
-    # pod namespace's conf/default before eth0 is made there (where IPv6 is on), so eth0 starts with them.
-    pod_ipv6_defaults: tuple[tuple[str, str], ...] = ()
 
     def gateway(self, block: IPv4Network) -> IPv4Address:
         """The pods' gateway on a node whose (first) block this is."""

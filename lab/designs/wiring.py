@@ -34,15 +34,14 @@ NO_BRIDGE_NETFILTER = tuple((f"net.bridge.bridge-nf-call-{t}", "0") for t in ("i
 NODE_IPV6 = (("net.ipv6.conf.default.accept_ra", "0"),)
 
 
-def namespaces(topo: Topology, addrs: AddressPlan, node_bridges: bool,
-               pod_ipv6: tuple[tuple[str, str], ...] = ()) -> list[Op]:
+def namespaces(topo: Topology, addrs: AddressPlan, node_bridges: bool) -> list[Op]:
     made: list[CreateNamespace] = [CreateNamespace(addrs.underlay_netns, "underlay", "underlay")]
     made += [CreateNamespace(n.netns, n.name, "node") for n in addrs.nodes]
     made += [CreateNamespace(p.netns, p.name, "pod") for p in addrs.pods if not p.host_network]
     made += [CreateNamespace(h.netns, h.name, "outside") for h in addrs.outside]
     bridged = {addrs.underlay_netns} | ({n.netns for n in addrs.nodes} if node_bridges else set())
     ops: list[Op] = list(made)
-    extra = {"node": NODE_IPV6, "pod": pod_ipv6}
+    extra = {"node": NODE_IPV6}
     ops += [SetSysctls(ns.ns, IPV4_BASELINE, (NO_BRIDGE_NETFILTER if ns.ns in bridged else ()) + extra.get(ns.role, ()))
             for ns in made]
     ops += [LinkUp(ns.ns, "lo") for ns in made]

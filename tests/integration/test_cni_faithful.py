@@ -1,8 +1,8 @@
 """Faithfulness: one design built twice, by podlab's own attachment and by the real plugins, and the
 kernel state compared object by object (tests/integration/kernelstate.py says what is written out
 first: names, MACs and what derives from them, which the plugins choose at random). docs/cni.md
-lists what remains: nothing for ptp against kindnet's conflist; for bridge, the pods' IPv6
-conf/default.accept_dad, which podlab sets so that eth0 starts with the plugin's accept_dad=0."""
+lists what remains: nothing for ptp against kindnet's conflist; for bridge, the pods' eth0
+accept_dad (IPv6 duplicate address detection), which the plugin turns off and podlab leaves on."""
 from __future__ import annotations
 
 import os
@@ -44,8 +44,8 @@ def _both(lab_from_yaml, builtin: str, plugins: str) -> list[str]:
 def test_bridge_attachment_is_the_bridge_plugin(lab_from_yaml):
     diffs = _both(lab_from_yaml, "flannel-host-gw", BRIDGE_LIST)
     pods = {"a", "b", "c"} | {d.split()[0] for d in diffs if d.startswith("web-")}
-    allowed = {f"{p} sysctls: only in the {side}: ('net.ipv6.conf.default.accept_dad', '{v}')"
-               for p in pods for side, v in (("first", "0"), ("second", "1"))}
+    allowed = {f"{p} sysctls: only in the {side}: ('net.ipv6.conf.eth0.accept_dad', '{v}')"
+               for p in pods for side, v in (("first", "1"), ("second", "0"))}
     assert set(diffs) <= allowed, "\n".join(d for d in diffs if d not in allowed)
     assert len([d for d in diffs if d.startswith(("a ", "c "))]) == 4
 
