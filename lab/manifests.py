@@ -113,7 +113,7 @@ def _deployment(doc: dict, where: "_Where", not_emulated: list[str]) -> dict[str
     entry: dict[str, Any] = {"name": name, "replicas": int(spec.get("replicas", 1))}
     if meta.get("namespace"):
         entry["namespace"] = meta["namespace"]
-    for key in ("labels", "containers", "hostNetwork", "initContainers", "volumes"):
+    for key in ("labels", "annotations", "containers", "hostNetwork", "initContainers", "volumes"):
         if key in pod:
             entry[key] = pod[key]
     if "node" in pod:
@@ -188,6 +188,8 @@ def _pod(doc: dict, where: _Where | _Nested, not_emulated: list[str]) -> dict[st
         entry["namespace"] = meta["namespace"]
     if meta.get("labels"):
         entry["labels"] = meta["labels"]
+    if meta.get("annotations"):
+        entry["annotations"] = meta["annotations"]
     if not isinstance(spec.get("containers"), list) or not spec["containers"]:
         raise where.error(("spec", "containers"), "a Pod needs at least one container")
     for key in spec:

@@ -25,11 +25,19 @@ class Plan:
     addresses: AddressPlan
     # The ops, in execution order: made by `ops` when first asked for (or handed over made).
     made: tuple[Op, ...] | None = field(default=None, compare=False, repr=False)
+    # What the ops are planned over, when it is not `addresses`: a cni lab's ops follow podlab's
+    # prediction, its addresses are the ones the plugins gave (lab.api.Lab.plan).
+    planned_over: AddressPlan | None = None
+
+    @property
+    def allocation(self) -> AddressPlan:
+        """The addresses the ops are planned over."""
+        return self.planned_over if self.planned_over is not None else self.addresses
 
     @property
     def ops(self) -> tuple[Op, ...]:
         if self.made is None:
-            object.__setattr__(self, "made", _ops(self.topology, self.addresses))
+            object.__setattr__(self, "made", _ops(self.topology, self.allocation))
         assert self.made is not None
         return self.made
 
@@ -44,8 +52,8 @@ def part(plan: Plan, nodes: Collection[str]) -> tuple[Op, ...]:
     but none of the nodes' and the wiring's own: a subsequence of `plan.ops` (in its order), and
     all of it that two plans of the same machines (same_machines) can differ in, when their pods
     differ only on `nodes` (a pod's ops may depend on the other pods of its node: lab.designs.base)."""
-    pods = {p.name for p in plan.addresses.pods if p.node in nodes}
-    return _ops(plan.topology, plan.addresses, pods)
+    pods = {p.name for p in plan.allocation.pods if p.node in nodes}
+    return _ops(plan.topology, plan.allocation, pods)
 
 
 def same_machines(a: Plan, b: Plan) -> bool:
@@ -58,7 +66,7 @@ def _machines(plan: Plan) -> tuple[Topology, AddressPlan]:
     """What the ops that are no pod's follow from: the topology and allocation without the pods,
     the Services and what only allocation keeps (where each node's IPAM is, the Pending pods)."""
     return (replace(plan.topology, pods=(), services=(), description=""),
-            replace(plan.addresses, pods=(), last=(), pending=()))
+            replace(plan.allocation, pods=(), last=(), pending=()))
 
 
 def _ops(topo: Topology, addrs: AddressPlan, pods: Collection[str] | None = None) -> tuple[Op, ...]:

@@ -63,9 +63,9 @@ class Journal:
 
     def of_kind(self, kind: str, naming: Collection[str] | None = None) -> list[dict[str, Any]]:
         """The records of a kind (`naming`: only those whose "name" is one of these)."""
-        # Only the lines that can be one are parsed: a 1000-pod lab's journal has ~5000 lines, and
-        # every change reads two kinds of them. Each record names its kind as record() writes it.
-        mark = json.dumps({"kind": kind})[1:-1]
+        # Only the lines that can be of this kind are parsed: a 1000-pod lab's journal holds
+        # thousands of namespace records that most readers skip (records begin with their kind).
+        prefix = json.dumps({"kind": kind})[:-1]
         names = None if naming is None else [json.dumps({"name": n})[1:-1] for n in naming]
         try:
             text = self.path.read_text()
@@ -73,13 +73,13 @@ class Journal:
             return []
         out = []
         for line in text.splitlines():
-            if mark in line and (names is None or any(n in line for n in names)):
+            if line.startswith(prefix) and (names is None or any(n in line for n in names)):
                 try:
-                    entry = json.loads(line)
+                    e = json.loads(line)
                 except json.JSONDecodeError:
-                    continue     # a line cut short by a crash
-                if isinstance(entry, dict) and entry.get("kind") == kind and (naming is None or entry.get("name") in naming):
-                    out.append(entry)
+                    continue
+                if isinstance(e, dict) and e.get("kind") == kind and (naming is None or e.get("name") in naming):
+                    out.append(e)
         return out
 
     def made_namespaces(self, naming: Collection[str] | None = None) -> dict[str, dict[str, Any]]:

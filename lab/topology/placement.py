@@ -172,7 +172,7 @@ def _pod(name: str, node: str, workload: Workload, deployment: str | None, ordin
     return Pod(name=name, node=node, containers=workload.containers, namespace=workload.namespace,
                host_network=workload.host_network, labels=tuple(sorted(workload.labels.items())),
                deployment=deployment, ordinal=ordinal, init_containers=workload.init_containers,
-               volumes=workload.volumes)
+               volumes=workload.volumes, annotations=tuple(sorted((workload.annotations or {}).items())))
 
 
 def scheduling_of(pods: tuple[Pod, ...] | list[Pod], previous: Scheduling | None = None,

@@ -24,6 +24,7 @@ class Workload:
     labels: dict[str, str]
     init_containers: tuple[Container, ...] = ()
     volumes: tuple[Volume, ...] = ()
+    annotations: dict[str, str] | None = None
 
 
 @dataclass
@@ -75,7 +76,23 @@ def _workload(checker: Checker, path: YamlPath, spec: dict[str, Any], what: str)
     if problem:
         checker.add(path + ("namespace",), problem)
     labels = parse_labels(checker, path + ("labels",), spec.get("labels", {}))
-    return Workload(containers, namespace, spec.get("hostNetwork", False), labels, init, volumes)
+    annotations = parse_annotations(checker, path + ("annotations",), spec.get("annotations", {}))
+    return Workload(containers, namespace, spec.get("hostNetwork", False), labels, init, volumes, annotations)
+
+
+def parse_annotations(checker: Checker, path: YamlPath, raw: dict[str, Any]) -> dict[str, str]:
+    """metadata.annotations: keys as labels' keys, any string values (kubernetes.io/ingress-bandwidth: 10M)."""
+    out = {}
+    for key, value in raw.items():
+        prefix, _, name = key.rpartition("/")
+        if not (LABEL_NAME.fullmatch(name) and len(name) <= 63) or (prefix and naming.kube_name_problem(prefix, "prefix")):
+            checker.add(path + (key,), f"annotation key {show(key)} is not valid: an optional DNS prefix and '/', then "
+                                       "at most 63 letters, digits, '-', '_' or '.'")
+        elif not isinstance(value, str):
+            checker.add(path + (key,), f"annotation values are strings, got {describe(value)}{quote_hint(value, key)}")
+        else:
+            out[key] = value
+    return out
 
 
 def _entries(checker: Checker, key: str, raw: list[Any], schema: dict[str, Field],

@@ -6,6 +6,7 @@ hostPort), a Deployment scaled and its pods replaced, Services added and deleted
 and leaving, static neighbour entries written or not."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
@@ -45,6 +46,14 @@ def _pod(name: str, spec: dict) -> str:
     return f"  - {{name: {name}, image: {kind}, {labels}{node}}}\n"
 
 
+# The cni attachment (the user's list, run by the real plugins: planned here, never run).
+CONFLIST = ('{"cniVersion": "1.0.0", "name": "cbr0", "plugins": [{"type": "bridge", "isGateway": true, "ipam": '
+            '{"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]]}}, {"type": "portmap", '
+            '"capabilities": {"portMappings": true}}]}')
+CNI = f"{{attach: cni, backend: host-gw}}\ncni:\n  conflist: {json.dumps(CONFLIST)}"
+DESIGNS = [*sorted(designs.PRESETS), CNI]
+
+
 def _document(design: str, nodes: int, bare: dict[str, dict], replicas: int, services: set[str]) -> str:
     pods = "".join(_pod(n, s) for n, s in bare.items())
     svc = "".join(f"  - {{name: {s}, selector: {{app: {s}}}, ports: [{{name: http, port: 80}}]}}\n"
@@ -60,7 +69,7 @@ def _is_subsequence(part: tuple, whole: tuple) -> bool:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(design=st.sampled_from(sorted(designs.PRESETS)), static=st.booleans(), sequence=steps)
+@given(design=st.sampled_from(DESIGNS), static=st.booleans(), sequence=steps)
 def test_a_change_planned_in_part_is_the_change_of_the_whole_plans(design, static, sequence):
     nodes, bare, replicas, services = 2, {"a": {"node": "node1", "app": "web", "kind": "nginx"}}, 2, {"web"}
     topo = topology.loads(_document(design, nodes, bare, replicas, services), default_name="lab")
@@ -93,6 +102,21 @@ def test_a_change_planned_in_part_is_the_change_of_the_whole_plans(design, stati
         for plan in (current, ch.plan):
             assert _is_subsequence(planner.part(plan, touched), plan.ops)
         current, bound = ch.plan, topology.scheduling_of(desired.pods, placed, NODES[:nodes])
+
+
+def test_a_cni_lab_follows_the_addresses_its_plugins_gave_in_part_as_in_whole():
+    """A cni lab's plan is podlab's prediction, its addresses what host-local gave (lab.api.Lab.plan,
+    _follow_plugins): the change to the plan over the observed addresses is found in part too."""
+    topo = topology.loads(_document(CNI, 2, {"a": {"node": "node1", "app": "web", "kind": "nginx"},
+                                             "b": {"node": "node2", "app": "web", "kind": "nginx"}}, 2, {"web"}),
+                          default_name="lab")
+    predicted = planner.build(topo).addresses
+    first = next(p for p in predicted.pods if p.name == "a")
+    observed = replace(predicted, pods=tuple(replace(p, ip=p.ip + 7) if p is first else p for p in predicted.pods))
+    current = planner.Plan(topo, observed, planned_over=predicted)
+    ch = change.diff(current, planner.build(topo, observed))
+    assert ch.ops and not ch.added and not ch.removed       # the DNS records and endpoints follow
+    assert ch == change.full_diff(current, planner.build(topo, observed))
 
 
 def test_one_pod_into_a_large_lab_plans_only_its_nodes_pods():
