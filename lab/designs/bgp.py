@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from lab import state
 from lab.addressing import AddressPlan, NodeAddr
+from lab.bgp import config as bird
 from lab.designs import wiring
 from lab.designs.base import Attachment, Backend
 from lab.model import CalicoSettings, Topology
@@ -26,7 +27,6 @@ def socket_path(node: str) -> str:
 
 class BgpBackend(Backend):
     def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
-        from lab.bgp import config as bird   # only a BGP lab's plan needs it
         settings = topo.calico or CalicoSettings()
         peers = [bird.BgpNode(n.name, str(n.ip), tuple(map(str, n.blocks))) for n in addrs.nodes]
         ops: list[Op] = []
