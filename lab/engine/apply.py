@@ -18,6 +18,7 @@ from functools import partial, singledispatch
 from itertools import groupby
 
 from lab import commands, faults, state
+from lab.cni import paths as cni_paths
 from lab.engine import netns, nftables, nsexec
 from lab.engine.daemons import Daemons, change_daemons, write_files
 from lab.engine.journal import Journal, ns_id
@@ -289,6 +290,8 @@ def _make_namespaces(lab: str, journal: Journal, ops: list[Op] | tuple[Op, ...],
     """The plan's new namespaces, each with its sysctls; journalled as intended first, then by
     identity once made (before it gets its name), so a crash at any point leaves nothing unnamed."""
     creates = [op for op in ops if isinstance(op, CreateNamespace)]
+    if not creates:
+        return {}      # a change that makes none (a pod deleted): no helper thread to start
     taken = [op.ns for op in creates if netns.exists(op.ns)]
     if taken:
         raise PodlabError(f"network namespace {taken[0]} already exists ({len(taken)} names taken): "
@@ -339,7 +342,7 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
     before_removal()     # the agent stops the pods that go: their sockets would keep the namespaces alive
     faults.point("pods let go")
     agent = time.monotonic() - let_go
-    if remove_namespaces:
+    if remove_namespaces and cni_paths.root(lab).exists():    # a lab with plugins (the runner: ~25 ms to import)
         from lab.cni import runner
         runner.delete(lab, remove_namespaces)    # kubelet's DEL comes before the sandbox goes
     mount_inodes = journal.mount_inodes() if remove_namespaces else set()
