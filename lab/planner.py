@@ -3,9 +3,9 @@ agent. Pure: no root, no kernel, same input same output.
 
 A plan's ops are made when first asked for: a 1000-pod lab has some 40,000 (~0.2 s), and most
 readers of a lab need only its addresses. A change of a running lab asks for a part of them
-only (`part`): the ops of the pods of the nodes it touches, and those of the whole lab that follow
-from its pods (Services, DNS records, the agent's spec); the nodes' own and the wiring's stay as
-they were as long as the machines do (`same_machines`).
+only (`part`): the ops of the pods it changes, and those of the whole lab that follow from its
+pods (Services, DNS records, the agent's spec); the nodes' own and the wiring's stay as they were
+as long as the machines do (`same_machines`).
 """
 from __future__ import annotations
 
@@ -47,13 +47,12 @@ def build(topo: Topology, addrs: AddressPlan | None = None) -> Plan:
     return Plan(topo, addrs if addrs is not None else allocation.allocate(topo))
 
 
-def part(plan: Plan, nodes: Collection[str]) -> tuple[Op, ...]:
-    """The ops of the pods on `nodes`, and those of the lab as a whole that follow from its pods,
-    but none of the nodes' and the wiring's own: a subsequence of `plan.ops` (in its order), and
-    all of it that two plans of the same machines (same_machines) can differ in, when their pods
-    differ only on `nodes` (a pod's ops may depend on the other pods of its node: lab.designs.base)."""
-    pods = {p.name for p in plan.allocation.pods if p.node in nodes}
-    return _ops(plan.topology, plan.allocation, pods)
+def part(plan: Plan, pods: Collection[str]) -> tuple[Op, ...]:
+    """The ops of `pods` (each one's own, and those other pods hold for it), and those of the lab
+    as a whole that follow from its pods, but none of the nodes' and the wiring's own: a
+    subsequence of `plan.ops` (in its order), and all of it that two plans of the same machines
+    (same_machines) can differ in, when only `pods` differ between them (lab.designs.base)."""
+    return _ops(plan.topology, plan.allocation, set(pods))
 
 
 def same_machines(a: Plan, b: Plan) -> bool:

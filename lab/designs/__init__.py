@@ -109,19 +109,18 @@ def plan(topo: Topology, addrs: AddressPlan, pods: Collection[str] | None = None
     design = of(topo)
     a, b = design.attachment, design.backend
     whole = pods is None
-    if not whole:
-        addrs = replace(addrs, pods=tuple(p for p in addrs.pods if p.name in pods))
-    ops = wiring.namespaces(topo, addrs, a.bridge, machines=whole)
+    these = addrs if pods is None else replace(addrs, pods=tuple(p for p in addrs.pods if p.name in pods))
+    ops = wiring.namespaces(topo, these, a.bridge, machines=whole)
     if whole:
         ops += wiring.underlay_switch(topo, addrs)
         for node in addrs.nodes:
             ops += a.node_ops(design, topo, addrs, node)
-    for pod in addrs.pods:
+    for pod in these.pods:
         if not pod.host_network:
-            ops += a.pod_ops(topo, addrs, pod, addrs.node(pod.node))
+            ops += a.pod_ops(topo, these, pod, addrs.node(pod.node))
     if addrs.static_neighbours:
         # The entries ARP would learn, written as permanent ones (see addressing.SHARED_ARP_BUDGET).
-        ops += a.static_neighbours(topo, addrs) + (b.static_neighbours(topo, addrs) if whole else [])
+        ops += a.static_neighbours(topo, addrs, pods) + (b.static_neighbours(topo, addrs) if whole else [])
     if whole:
         ops += b.ops(topo, addrs, a) + wiring.outside_hosts(topo, addrs, default_via_router=b.router)
     return ops

@@ -8,6 +8,7 @@ plans its own kernel objects over the wiring every design shares (lab.designs.wi
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
@@ -51,14 +52,15 @@ class Attachment:
         return []
 
     def pod_ops(self, topo: Topology, addrs: AddressPlan, pod: PodAddr, node: NodeAddr) -> list[Op]:
-        """What a pod gets. Made from the pod, its node and the other pods of its node only (and
-        the cluster's settings): a change of a running lab plans again only the pods of the nodes
-        it touches (lab.planner.part), and `addrs.pods` then holds those alone."""
+        """What a pod gets: made from the pod (its address and spec) and its node alone, and the
+        cluster's settings. A change of a running lab plans again only the pods it changes
+        (lab.planner.part): `addrs.pods` then holds those alone."""
         raise NotImplementedError
 
-    def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
-        """The pod <-> node entries ARP would learn, for labs too large for the shared ARP table:
-        each pod's, in `addrs.pods` order, from the pods of its node only (as pod_ops)."""
+    def static_neighbours(self, topo: Topology, addrs: AddressPlan, pods: Collection[str] | None = None) -> list[Op]:
+        """The pod <-> node (and pod <-> pod) entries ARP would learn, for labs too large for the
+        shared ARP table, in `addrs.pods` order. `pods`: only the entries of these (a change's,
+        lab.planner.part): each one's own and those other pods hold for it."""
         return []
 
 
