@@ -17,8 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lab.cni import paths, template
-from lab.cni.conflist import ConflistError, parse
 from lab.designs import Design
 from lab.model import CniSettings
 from lab.topology.checker import Checker, YamlPath
@@ -102,6 +100,9 @@ def _conflist_text(checker: Checker, path: YamlPath, raw: Any, recorded: str | N
 
 
 def _check_list(checker: Checker, path: YamlPath, text: str, source: str, net: Any) -> None:
+    # Here, not at the top: every topology is read by this package, few have a conflist (~5 ms).
+    from lab.cni import paths, template
+    from lab.cni.conflist import ConflistError, parse
     where = "the inline conflist" if source == INLINE else f"conflist {source}"
     first = None
     if net.pod_cidr is not None and net.node_mask is not None and net.node_mask >= net.pod_cidr.prefixlen:
