@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("get", help="list nodes, pods, services or endpoints, kubectl-style")
     sp.add_argument("what", choices=["nodes", "node", "pods", "pod", "po", "no",
-                                     "services", "service", "svc", "endpoints", "endpoint", "ep"])
+                                     "services", "service", "svc", "endpoints", "endpoint", "ep",
+                                     *REPLICASETS, *DEPLOYMENTS])
     sp.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")
     sp.add_argument("-w", "--watch", action="store_true", help="after the listing, print each row that changes "
                     "(a pod created, deleted, its status or address; a Service's endpoints), as kubectl get -w "
@@ -209,6 +210,8 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     watching = getattr(args, "watch", False)
     if args.what in service_cli.GET_CHOICES:
         return service_cli.cmd_get(lab, args.what, args.output, out, watching, getattr(args, "watch_seconds", None))
+    if args.what in REPLICASETS + DEPLOYMENTS:
+        return _get_workloads(lab, args, out, err)
     if args.what in ("nodes", "node", "no"):
         rows = render.node_rows(lab)
         if args.output == "json":
@@ -253,6 +256,37 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if watching:
         raise PodlabError("get -w watches pods, services and endpoints; nodes come and go only with the cluster "
                           "document")
+    return 0
+
+
+REPLICASETS = ("replicasets", "replicaset", "rs")
+DEPLOYMENTS = ("deployments", "deployment", "deploy")
+
+
+def _get_workloads(lab: api.Lab, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """kubectl get rs / get deployments: during a rollout, a Deployment's two ReplicaSets side by side."""
+    status = workloads.read_status(lab.name)
+    if args.what in REPLICASETS:
+        rows = render.replicaset_rows(lab, status)
+        cols, keys = ["NAME", "DESIRED", "CURRENT", "READY", "AGE"], ["name", "desired", "current", "ready", "age"]
+    else:
+        rows = render.deployment_rows(lab, status)
+        cols, keys = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], ["name", "ready", "upToDate", "available",
+                                                                        "age"]
+    if getattr(args, "watch", False):
+        raise PodlabError("get -w watches pods, services and endpoints")
+    if not args.all_namespaces:
+        rows = [r for r in rows if r["namespace"] == args.namespace]
+    else:
+        cols, keys = ["NAMESPACE", *cols], ["namespace", *keys]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2), file=out)
+        return 0
+    if not rows:
+        print(f"No resources found in {args.namespace} namespace." if not args.all_namespaces
+              else "No resources found", file=err)
+        return 0
+    print(render.table(cols, [[str(r[k] if k != "age" else render.age(r[k])) for k in keys] for r in rows]), file=out)
     return 0
 
 
