@@ -289,6 +289,12 @@ def write(results: dict, out_dir: Path) -> Path:
         worst = max((v for v in (ep.get("restart_max"), ep.get("new_pod_max")) if v is not None), default=None)
         checks.append(["a new ready endpoint in the Service's rules within 200 ms (worst of the runs)",
                        f"{s(worst, 3)} s", verdict(None if worst is None else worst <= 0.2)])
+    c = results.get("cni")
+    if c and "median" in c:
+        import cni_bench
+        more, check = cni_bench.report(c, s, _table)
+        lines += more
+        checks.append(check)
 
     if checks:
         lines += ["## Targets", "", _table(["target", "measured", ""], checks), ""]

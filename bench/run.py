@@ -10,6 +10,8 @@ bench/RESULTS.md is rendered from all of them):
   dataplane     iperf3 pod -> pod: one node, across nodes with host routes, across VXLAN
   interaction   `podlab trace`, `podlab get pods`, the TUI's first screen on a 1000-pod lab
   endpoints     a pod becoming ready -> in every node's kube-proxy rules (bench/endpoint_latency.py)
+  cni           100 pods through the real bridge + host-local + portmap: podlab up vs a hand-made
+                harness running the same plugins one after another (bench/cni_bench.py)
 
     python bench/run.py                       # everything (Mininet at 1000 hosts takes minutes)
     python bench/run.py --quick               # small sizes, one repeat: for trying
@@ -45,12 +47,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import cni_bench  # noqa: E402
 import floor  # noqa: E402
 import settle  # noqa: E402
 from procmem import rss_pss_kb  # noqa: E402
 from lab import api, state  # noqa: E402
 
-SECTIONS = ("bringup", "cluster", "reachability", "memory", "dataplane", "interaction", "endpoints")
+SECTIONS = ("bringup", "cluster", "reachability", "memory", "dataplane", "interaction", "endpoints", "cni")
 MININET_PYTHON = "/usr/bin/python3"
 MININET_ROOT_NETNS = False   # --mininet-root-netns: Mininet as shipped, in the root namespace (see mininet_peer.py)
 PODLAB = [sys.executable, "-m", "lab"]
@@ -627,7 +630,7 @@ def section_endpoints(opts: argparse.Namespace, work: Workdir, results: dict) ->
 
 RUNNERS = {"bringup": section_bringup, "cluster": section_cluster, "reachability": section_reachability,
            "memory": section_memory, "dataplane": section_dataplane, "interaction": section_interaction,
-           "endpoints": section_endpoints}
+           "endpoints": section_endpoints, "cni": cni_bench.section_cni}
 
 
 # --- the machine, and what must not change ------------------------------------------------
@@ -727,6 +730,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     opts.reach_pods = 20 if q else 100
     opts.memory_pods = max(opts.sizes) if q else 1000
     opts.iperf_seconds = 1.0 if q else 5.0
+    opts.cni_pods = 20 if q else 100
     if q and opts.out == str(HERE):
         opts.out = tempfile.mkdtemp(prefix="podlab-bench-quick-")
     return opts

@@ -72,7 +72,10 @@ class Lab:
         self.document_name = Path(self.meta.get("source") or TOPOLOGY_RECORD).stem
         if plan is not None and plan.topology.name == name:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
-            self.topology, self._plan, self._addresses = plan.topology, plan, plan.addresses
+            self.topology, self._allocated = plan.topology, plan.addresses
+            self._addresses = _observed(plan.addresses, plan.topology, name)
+            self._plan: Plan | None = plan if self._addresses is plan.addresses else replace(
+                plan, addresses=self._addresses)
             self.scheduling = self._recorded_scheduling()
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
@@ -81,18 +84,21 @@ class Lab:
         # while a change is in progress (or was cut short), the record it started from.
         try:
             kept = record.committed(self.dir)
-            self.topology, self._addresses, self.scheduling = record.load(kept, name, source, self.document_name)
+            self.topology, self._allocated, self.scheduling = record.load(kept, name, source, self.document_name)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PodlabError(f"lab {name}: its allocation record {self.dir / ALLOCATION_RECORD} is "
                               f"unreadable ({e}); 'sudo podlab down {name}' and up again") from None
-        self._plan: Plan | None = None
+        self._addresses = _observed(self._allocated, self.topology, name)
+        self._plan = None
 
     @property
     def plan(self) -> Plan:
         """The lab's ops, planned again over its record when first asked for: most commands need only
-        the addresses and the topology (a 1000-pod lab's plan costs ~0.2 s)."""
+        the addresses and the topology (a 1000-pod lab's plan costs ~0.2 s). A cni lab's ops are
+        planned over the recorded allocation (what podlab predicted), its addresses are observed."""
         if self._plan is None:
-            self._plan = planner.build(self.topology, self._addresses)
+            planned = planner.build(self.topology, self._allocated)
+            self._plan = planned if self._addresses is self._allocated else replace(planned, addresses=self._addresses)
         return self._plan
 
     def _recorded_scheduling(self) -> topology.Scheduling | None:
@@ -172,6 +178,24 @@ class Lab:
         return t.ip
 
 
+def _observed(plan: Plan, lab: str) -> Plan:
+    """A cni lab's plan with the pods' addresses and host veths as the plugins made them (host-local,
+    not podlab, chose them: the plan only predicted them)."""
+    if not designs.of(plan.topology).attachment.runs_plugins:
+        return plan
+    from lab.cni import status
+    return replace(plan, addresses=status.observed(plan.addresses, lab))
+
+
+def _observed(addrs: AddressPlan, topo: Topology, lab: str) -> AddressPlan:
+    """A cni lab's addresses and host veths as the plugins made them (host-local, not podlab, chose
+    them: the plan only predicted them)."""
+    if not designs.of(topo).attachment.runs_plugins:
+        return addrs
+    from lab.cni import status
+    return status.observed(addrs, lab)
+
+
 def running() -> list[str]:
     return [name for name in state.labs() if (state.lab_dir(name) / "lab.json").exists()]
 
@@ -245,7 +269,7 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
         faults.point("lab.json written")
         tmp.rename(d / "lab.json")
         say(f"lab {lab} is up and ready in {time.monotonic() - started:.2f} s ({len(plan.ops)} operations)")
-        return Lab(lab, plan)
+        return _follow_plugins(Lab(lab, plan), say)
 
 
 def _record(d: Path, topo: Topology, plan: Plan, previous: topology.Scheduling | None = None) -> None:
@@ -319,13 +343,14 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
         for node in ch.nodes_added:
             n = ch.plan.addresses.node(node)
             say(f"node/{node} created ({n.ip}, pod CIDR {n.block})")
-        new = {p.name: p for p in ch.plan.addresses.pods}
+        changed = Lab(name, ch.plan)
+        new = {p.name: p for p in changed.addresses.pods}     # a cni lab's as the plugins gave them
         for pod in ch.added:
             say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
         for p in pending:
             say(f"pod/{p.name} Pending on {p.node} (ContainerCreating): FailedCreatePodSandBox: {p.reason}")
         say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations)")
-        changed = Lab(name, ch.plan)
+        changed = _follow_plugins(changed, say)
     stuck = [p for p in pending if p.name not in before]
     if stuck:
         raise PodsPending(f"lab {name}: {len(stuck)} pod{'s' if len(stuck) != 1 else ''} could not be given an "
@@ -333,6 +358,25 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
                           f"{', ...' if len(stuck) > 5 else ''}): {stuck[0].reason}; the rest of the change was made, "
                           "and they get an address once one is free")
     return changed
+
+
+def _follow_plugins(lab: Lab, say: Say) -> Lab:
+    """A cni lab's pods have the addresses the plugins gave them, which need not be the ones podlab
+    predicted: host-local gives the next free address after the last it gave, so a failed ADD moves
+    it on, and a pod made again gets a new one. What depends on the addresses (the cluster DNS's
+    records and its server's own address, kube-proxy's endpoints) follows them, as in a cluster the
+    API server learns a pod's IP from the runtime: a change from the plan as predicted to the plan
+    over the addresses observed, recorded as any change. The caller holds the lab's lock."""
+    if all(seen.ip == planned.ip for seen, planned in zip(lab.addresses.pods, lab._allocated.pods)):
+        return lab                          # a lab without plugins, or every address as predicted
+    from lab import change as changes
+    from lab import converge
+    ch = changes.plan_change(lab.plan, lab.topology)
+    if ch.empty or ch.added or ch.removed:  # nothing depends on them; or (never expected) pods would change
+        return lab
+    converge.start(lab.name, lab.plan, lab.scheduling, lab.topology, ch, say)
+    say(f"lab {lab.name}: {len(ch.ops)} operations follow the addresses the plugins gave")
+    return Lab(lab.name, ch.plan)
 
 
 def finish_change(name: str, say: Say | None = None) -> bool:

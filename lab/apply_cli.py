@@ -123,7 +123,8 @@ def _load(lab: Lab, document: dict[str, Any], source: str, gone: set[str] = froz
     _keep_cluster_ips(lab, document)
     bound = topology.without(lab.scheduling, set(gone), lab.topology.pods) if lab.scheduling else None
     return topology.loads(yaml.safe_dump(document, sort_keys=False), source=f"lab {lab.name}'s record with {source}",
-                          default_name=lab.document_name, bound=bound)
+                          default_name=lab.document_name, bound=bound,
+                          conflist=lab.topology.cni.conflist if lab.topology.cni else None)
 
 
 def _keep_cluster_ips(lab: Lab, document: dict[str, Any]) -> None:

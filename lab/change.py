@@ -20,7 +20,8 @@ from lab import allocation, planner
 from lab.addressing import AddressPlan
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateNamespace, CreateVeth, DelFdb,
+from lab.cni import changes as cni_changes
+from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CniNode, CreateNamespace, CreateVeth, DelFdb,
                      DelNeighbour, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, StartDaemon, UpdateDaemon, WriteFile,
                      ordered)
 from lab.planner import Plan
@@ -59,6 +60,9 @@ def diff(current: Plan, new: Plan) -> Change:
     new_pods = {p.name: p for p in addrs.pods}
     removed = [n for n in old_pods if n not in new_pods or new_pods[n] != old_pods[n]]
     added = [n for n in new_pods if n not in old_pods or new_pods[n] != old_pods[n]]
+    # A cni node whose list changed makes its pods again, under their names (kubelet would DEL and ADD).
+    again = sorted(cni_changes.reconfigured_pods(current.ops, new.ops) - set(removed))
+    removed, added = removed + again, added + [n for n in again if n not in added]
     old_nodes = {n.name: n for n in current.addresses.nodes}
     new_nodes = [n.name for n in addrs.nodes]
     nodes_removed = [n for n in old_nodes if n not in new_nodes]
@@ -82,11 +86,14 @@ def diff(current: Plan, new: Plan) -> Change:
     for op in current.ops:
         if id(op) not in gone:
             continue
-        # Files are written again whole, nftables tables loaded again whole in place of the old ones.
-        if isinstance(op, (WriteFile, ApplyNft)) or _goes_with(op, gone_ns, gone_veths):
+        # Files are written again whole, nftables tables loaded again whole in place of the old ones,
+        # a cni node's list rewritten whole.
+        if isinstance(op, (WriteFile, ApplyNft, CniNode)) or _goes_with(op, gone_ns, gone_veths):
             continue
         if isinstance(op, StartDaemon) and _daemon_key(op) in kept_daemons:
             continue            # still running: updated below
+        if isinstance(op, StartDaemon) and op.kind == "container":
+            continue            # the agent's, in a pod that stays: restarted if its files change (_restarted)
         if (undone := _undo(op)) is not None:   # what another namespace held for a gone pod or node
             undo.append(undone)
         else:
@@ -96,7 +103,9 @@ def diff(current: Plan, new: Plan) -> Change:
     # but the old objects go with the old namespace, so they are made again.
     # In execution order; the deletions first among the neighbour entries (a pod replaced keeps its name).
     if gone_ns or gone_veths:
-        made = [op for op in new.ops if id(op) in fresh or _goes_with(op, gone_ns, gone_veths)]
+        # Pods made again under their names come back with the same spec: the agent's file is written anew.
+        made = [op for op in new.ops if id(op) in fresh or _goes_with(op, gone_ns, gone_veths)
+                or (again and isinstance(op, WriteFile))]
     else:
         made = [op for op in new.ops if id(op) in fresh]
     made = [op for op in made if not (isinstance(op, StartDaemon) and _daemon_key(op) in kept_daemons)]

@@ -15,7 +15,26 @@ from lab.api import Lab
 
 
 def endpoints(lab: Lab) -> tuple[list[probe.Endpoint], list[probe.Endpoint], list[probe.Endpoint]]:
-    return probe.endpoints_from_plan(lab.topology, lab.addresses)
+    pods, nodes, outside = probe.endpoints_from_plan(lab.topology, lab.addresses)
+    down = without_network(lab)
+    if down:   # pods whose CNI ADD failed have no network to probe: they are reported, and fail the check
+        pods = [p for p in pods if p.name not in down]
+    return pods, nodes, outside
+
+
+def without_network(lab: Lab) -> dict[str, str]:
+    """Pods of a cni lab whose sandbox has no network (their ADD failed), and why (kubelet's event)."""
+    if not lab.design.attachment.runs_plugins:
+        return {}
+    from lab.cni import status
+    sandboxes = status.read(lab.name)
+    out = {}
+    for pod in lab.topology.pods:
+        if not pod.host_network:
+            _, message = status.sandbox_state(sandboxes, pod.name)
+            if message is not None:
+                out[pod.name] = message
+    return out
 
 
 def outside_reaches_pods(lab: Lab) -> bool:
@@ -103,7 +122,8 @@ def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: b
     pods, nodes, outside = endpoints(lab)
     names = [e.name for e in (*nodes, *pods, *outside)]
     summary = probe.summary(results)
-    passed = all(r.passed for r in results)
+    down = without_network(lab)
+    passed = all(r.passed for r in results) and not down
     verdict = "PASS" if passed else "FAIL"
     tail = (f"{verdict}: {summary['passed']}/{summary['total']} paths passed"
             f"{', ' + str(summary['failed']) + ' failed' if summary['failed'] else ''}"
@@ -123,6 +143,10 @@ def report(lab: Lab, results: list[probe.PathResult], seconds: float, sampled: b
         extra["calico"] = findings
     if findings:
         text += "\n\nCalico:\n" + "\n".join(f"  {line}" for line in findings)
+    if down:
+        extra["cni"] = down
+        text += "\n\nCNI: pods without a network (ContainerCreating, not probed):\n" + "\n".join(
+            f"  {pod}: {why}" for pod, why in down.items())
     if services is not None:
         from lab.services import probe as service_probe
         service_results, notes, service_seconds = services

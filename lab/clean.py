@@ -200,6 +200,8 @@ def teardown(lab: str, say: Say = _quiet) -> list[str]:
     workloads.stop_agent(lab)
     started = kill_recorded(lab)
     stopped = kill_inside(lab)
+    from lab.cni import runner
+    runner.teardown(lab, say)      # DEL every pod while the namespaces are there; the nodes' mounts
     removed = apply.destroy(lab)
     d = state.lab_dir(lab)
     leftovers = apply.leftovers(lab)

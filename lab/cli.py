@@ -22,7 +22,7 @@ ROOT_COMMANDS = {"up", "down", "status", "get", "exec", "shell", "ping", "curl",
 #   NEEDS_ROOT: set[str]
 # and imports its heavy dependencies inside the handlers, so `podlab --help` stays fast.
 EXTENSIONS: list[str] = ["tui.cli", "lab.clean_cli", "lab.course.cli", "lab.services.cli", "lab.packets.cli", "lab.bgp.cli",
-                         "lab.apply_cli", "lab.drain_cli"]
+                         "lab.apply_cli", "lab.drain_cli", "lab.cni.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,9 +227,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rows = [r for r in render.pod_rows(lab, agent_status, alive) if shown(r)]
         if not alive:
             print(f"warning: {render.agent_down(lab.name, agent_status)}", file=err)
-        for r in rows:   # what kubectl describe's events say of a pod stuck in ContainerCreating
-            if r.get("reason") and args.output != "json":
-                print(f"pod/{r['name']} on {r['node']}: {r['reason']}", file=err)
+        for r in rows:   # what `kubectl describe pod` shows among the events of a pod stuck in ContainerCreating
+            if r.get("message") and args.output != "json":
+                print(f"pod/{r['name']} on {r['node']}: Warning FailedCreatePodSandBox: {r['message']}", file=err)
         if args.output == "json":
             print(json.dumps(rows, indent=2), file=out)
             return 0

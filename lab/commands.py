@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from functools import singledispatch
 
-from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
+from lab.ops import (AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CniAdd, CniNode, CreateBridge, CreateNamespace,
                      CreateVeth, CreateVxlan, DelFdb, DelNeighbour, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf,
                      SetMaster, SetSysctl, SetSysctls, StartDaemon, UpdateDaemon, WriteFile)
 
@@ -159,6 +159,26 @@ def _(op: UpdateDaemon) -> str:
         return (f"birdc -s {d.control} {d.reconfigure}    # {d.name} in {d.ns} reads its new configuration; "
                 "sessions whose configuration did not change stay up")
     return f"# {d.name} in {d.ns}: running; its configuration is unchanged, what it learns changes"
+
+
+@command.register
+def _(op: CniNode) -> str:
+    return (f"# node {op.node} runs its plugins (from {':'.join(op.cni_path)}) in its network namespace {op.ns} and a "
+            f"mount namespace of its own, $LAB_DIR/cni/mnt/{op.node},\n# whose /run and /var/lib are "
+            f"$LAB_DIR/cni/nodes/{op.node}/run and var-lib; its network list, as containerd writes it to "
+            f"/etc/cni/net.d:\ncat > $LAB_DIR/cni/nodes/{op.node}/conflist.json <<'EOF'\n{op.config.rstrip()}\nEOF"
+            + (f"\n# and flanneld's subnet file, for the flannel plugin:\ncat > $LAB_DIR/cni/nodes/{op.node}/run/flannel/"
+               f"subnet.env <<'EOF'\n{op.flannel_env.rstrip()}\nEOF" if op.flannel_env else ""))
+
+
+@command.register
+def _(op: CniAdd) -> str:
+    env = (f"CNI_COMMAND=ADD CNI_CONTAINERID={op.container_id} CNI_NETNS=/run/netns/{op.ns} CNI_IFNAME={op.ifname} "
+           f"CNI_ARGS={shlex.quote(';'.join(f'{k}={v}' for k, v in op.args))} CNI_PATH={':'.join(op.cni_path)}")
+    return (f"# pod {op.pod}: ADD of each plugin of {op.node}'s list in order, stdin its configuration with prevResult "
+            f"and runtimeConfig from {shlex.quote(op.capability_args)}; the result cached in "
+            f"/var/lib/cni/results/{op.network}-{op.container_id}-{op.ifname}\n"
+            f"{env} nsenter --net=/run/netns/{op.node_ns} --mount=$LAB_DIR/cni/mnt/{op.node} -- PLUGIN < STDIN")
 
 
 def render(ops: list[Op] | tuple[Op, ...]) -> list[str]:

@@ -78,7 +78,8 @@ class Pod:
     ordinal: int | None = None      # which of its Deployment's pods (names follow it; lab.topology.placement)
     init_containers: tuple[Container, ...] = ()   # run in order, each to completion, before `containers`
     volumes: tuple[Volume, ...] = ()
-    annotations: tuple[tuple[str, str], ...] = ()  # metadata.annotations (kubectl rollout restart's restartedAt)
+    annotations: tuple[tuple[str, str], ...] = ()  # metadata.annotations (rollout restart's restartedAt; the cni
+    #                                               attachment reads bandwidth's)
 
     @property
     def template_hash(self) -> str | None:
@@ -169,6 +170,15 @@ class CalicoSettings:
 
 
 @dataclass(frozen=True)
+class CniSettings:
+    """The `cni:` section (the cni attachment): the user's network list and where its plugins are."""
+    conflist: str                  # the conflist as written (a template: lab.cni.template), JSON text
+    source: str                    # the file it was read from (as the topology names it), or "inline"
+    cni_path: tuple[str, ...] = ("/usr/lib/cni",)
+    timeout: float = 30.0          # seconds a plugin may take before it is killed and the pod marked failed
+
+
+@dataclass(frozen=True)
 class DesignChoice:
     """The design the file asked for, by name: lab.designs.of(topology) gives what it means."""
     attach: str                    # how a pod joins its node: bridge, ptp
@@ -201,6 +211,7 @@ class Topology:
 
     def deployment(self, name: str) -> Deployment | None:
         return next((d for d in self.deployments if d.name == name), None)
+    cni: CniSettings | None = None           # the cni attachment: the user's conflist and cniPath
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

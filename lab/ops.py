@@ -218,6 +218,35 @@ class BgpEstablished:
     routes: tuple[IPv4Network, ...]
 
 
+@dataclass(frozen=True)
+class CniNode:
+    """A node that runs real CNI plugins (the cni attachment): its own /run and /var/lib in a mount
+    namespace of its own (lab.engine.node_mountns), and its network list, rendered from the conflist
+    template with the node's values as containerd writes /etc/cni/net.d/10-containerd-net.conflist."""
+    ns: str                       # the node's network namespace: the plugins' host
+    node: str
+    config: str                   # the rendered conflist
+    cni_path: tuple[str, ...]
+    timeout: float                # seconds a plugin may take before it is killed
+    flannel_env: str = ""         # /run/flannel/subnet.env as flanneld writes it, for a list with the flannel plugin
+
+
+@dataclass(frozen=True)
+class CniAdd:
+    """A pod attached by its node's plugins, as kubelet's RunPodSandbox has containerd do it: ADD of
+    the chain (lab.cni.runtime), its result cached, DEL when the pod goes."""
+    ns: str                       # the pod's network namespace (CNI_NETNS=/run/netns/<ns>)
+    node: str
+    node_ns: str
+    pod: str
+    container_id: str             # CNI_CONTAINERID: the sandbox's ID
+    ifname: str                   # CNI_IFNAME
+    args: tuple[tuple[str, str], ...]   # CNI_ARGS
+    capability_args: str          # JSON: what runtimeConfig is cut from
+    network: str = ""             # the node's list's name (for plans: the cache file's name)
+    cni_path: tuple[str, ...] = ()
+
+
 Readiness = AnswersDns | AgentReady | BgpEstablished
 
 
@@ -255,7 +284,7 @@ class UpdateDaemon:
 
 Op = (CreateNamespace | CreateBridge | CreateVeth | CreateVxlan | SetMaster | LinkUp | SetHairpin | SetLinkConf
       | AddAddress | AddRoute | DelRoute | AddNeighbour | DelNeighbour | AddFdb | DelFdb | SetSysctls | SetSysctl
-      | ApplyNft | WriteFile | StartDaemon | UpdateDaemon)
+      | ApplyNft | WriteFile | StartDaemon | UpdateDaemon | CniNode | CniAdd)
 
 # Execution order. Within a phase, ops on different namespaces are independent.
 PHASE: dict[type, int] = {
@@ -277,6 +306,8 @@ PHASE: dict[type, int] = {
     AddFdb: 8,
     DelFdb: 8,
     ApplyNft: 9,             # after routes: `fib daddr type local` and DNAT need the addresses in place
+    CniNode: 9,              # the plugins run once the nodes are wired (portmap's rules, routes to other blocks)
+    CniAdd: 9,
     WriteFile: 10,
     StartDaemon: 11,         # once the network is set up; the engine starts the agent's interpreter early
     UpdateDaemon: 11,

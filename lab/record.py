@@ -27,6 +27,7 @@ from lab.planner import Plan
 
 TOPOLOGY = "topology.yaml"
 ALLOCATION = "allocation.json"
+CONFLIST = "conflist.template"   # the cni attachment's conflist file as it was read (the file is not read again)
 CHANGE = "change.json"
 
 
@@ -34,25 +35,31 @@ CHANGE = "change.json"
 class Record:
     text: str                    # the topology document as loaded
     allocation: dict[str, Any]   # allocation.record(), with the placement under "scheduling"
+    conflist: str | None = None  # a cni lab's conflist from its own file (an inline one is in `text`)
 
     def to_json(self) -> dict[str, Any]:
-        return {"topology": self.text, "allocation": self.allocation}
+        return {"topology": self.text, "allocation": self.allocation,
+                **({"conflist": self.conflist} if self.conflist is not None else {})}
 
     @classmethod
     def from_json(cls, data: Any) -> "Record":
         if not isinstance(data, dict) or not isinstance(data.get("topology"), str) \
-                or not isinstance(data.get("allocation"), dict):
+                or not isinstance(data.get("allocation"), dict) \
+                or not isinstance(data.get("conflist", ""), str):
             raise ValueError("not a lab record")
-        return cls(data["topology"], data["allocation"])
+        return cls(data["topology"], data["allocation"], data.get("conflist"))
 
 
 def of(topo: Topology, addrs: AddressPlan, scheduling: topology.Scheduling) -> Record:
-    return Record(topo.text, {**allocation.record(addrs), "scheduling": scheduling.record()})
+    conflist = topo.cni.conflist if topo.cni is not None and topo.cni.source != "inline" else None
+    return Record(topo.text, {**allocation.record(addrs), "scheduling": scheduling.record()}, conflist)
 
 
 def read_files(d: Path) -> Record:
     """The record files as they are; OSError or ValueError if they are not there or not whole."""
-    return Record((d / TOPOLOGY).read_text(), json.loads((d / ALLOCATION).read_text()))
+    conflist = d / CONFLIST
+    return Record((d / TOPOLOGY).read_text(), json.loads((d / ALLOCATION).read_text()),
+                  conflist.read_text() if conflist.exists() else None)
 
 
 def committed(d: Path) -> Record:
@@ -63,7 +70,12 @@ def committed(d: Path) -> Record:
 
 def write(d: Path, r: Record) -> None:
     """Each file through a rename: a reader sees the old file or the new one, never half of one."""
-    for name, text in ((TOPOLOGY, r.text), (ALLOCATION, json.dumps(r.allocation) + "\n")):
+    files = [(TOPOLOGY, r.text), (ALLOCATION, json.dumps(r.allocation) + "\n")]
+    if r.conflist is not None:
+        files.insert(0, (CONFLIST, r.conflist))
+    elif (d / CONFLIST).exists():
+        (d / CONFLIST).unlink()      # the lab's list is inline now (or it has none)
+    for name, text in files:
         tmp = d / f".{name}.tmp"
         tmp.write_text(text)
         tmp.rename(d / name)
@@ -79,7 +91,8 @@ def load(r: Record, name: str, source: str, document_name: str,
     addrs = allocation.from_record(r.allocation)
     scheduling = topology.Scheduling.from_record(r.allocation.get("scheduling"))
     topo = allocation.without_pending(replace(topology.loads(r.text, source=source, default_name=document_name,
-                                                             bound=scheduling), name=name), addrs)
+                                                             bound=scheduling, conflist=r.conflist),
+                                              name=name), addrs)
     if {p.name for p in topo.pods} != {p.name for p in addrs.pods}:
         # A record written by another podlab, whose loader made other pods of the same document
         # (one from before the cluster DNS was in every lab has no DNS pod).

@@ -33,6 +33,7 @@ def plan_text(plan: Plan) -> str:
     design = designs.of(t)
     lines = [f"lab {t.name}: {design.describe()}" + (f" — {t.description}" if t.description else ""),
              f"  attachment {design.attachment.name} — {design.attachment.mirrors}: {design.attachment.summary}",
+             *_cni_lines(t),
              f"  backend {design.backend.name} — {design.backend.mirrors}: {design.backend.summary}",
              *_address_lines(t, a, design)]
     if a.static_neighbours:
@@ -72,6 +73,24 @@ def plan_text(plan: Plan) -> str:
     lines += [f"{files} files written into the lab's state directory first",
               "(podlab plan --as-commands prints it all as ip/bridge/sysctl/nft commands, files and command lines)"]
     return "\n".join(lines)
+
+
+def _cni_lines(t: Topology) -> list[str]:
+    """A cni lab's network list, as the plan shows it (no root: the binaries are looked for by `up`)."""
+    if t.cni is None:
+        return []
+    from lab.cni import conflist, template
+    where = "inline" if t.cni.source == "inline" else t.cni.source
+    templated = ", a template rendered per node (containerd's {{.PodCIDR}}, {{.PodCIDRRanges}}, {{.Routes}})" \
+        if template.has_actions(t.cni.conflist) else ""
+    try:
+        text = t.cni.conflist if not templated else template.render(
+            t.cni.conflist, template.Values.for_node([str(next(t.pod_cidr.subnets(new_prefix=t.node_mask)))]))
+        described = conflist.parse(text).describe()
+    except Exception as e:   # the loader checked it; say what went wrong rather than fail the plan
+        described = f"(unreadable: {e})"
+    return [f"  conflist {where}{templated}: {described}; plugins from {':'.join(t.cni.cni_path)}, "
+            f"each killed after {t.cni.timeout:g} s"]
 
 
 def _readiness(d: StartDaemon) -> str:
@@ -148,20 +167,29 @@ def _pod_state(pod_status: dict[str, Any] | None, containers: int, agent_alive: 
 def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[dict[str, Any]]:
     now = time.time()
     rows = []
+    sandboxes = None
+    if lab.design.attachment.runs_plugins:
+        from lab.cni import status as cni_status
+        sandboxes = cni_status.read(lab.name)
     for pod, addr in zip(lab.topology.pods, lab.addresses.pods):
         ready, status, restarts = _pod_state(agent_status.get("pods", {}).get(pod.name), len(pod.containers),
                                              agent_alive, [c.name for c in pod.init_containers])
-        rows.append({"name": pod.name, "ready": ready, "status": status, "restarts": restarts,
-                     "age": now - lab.created, "ip": str(addr.ip), "node": pod.node, "netns": addr.netns,
-                     "namespace": pod.namespace, "hostNetwork": pod.host_network,
-                     "containers": [c.name for c in pod.containers]})
+        row = {"name": pod.name, "ready": ready, "status": status, "restarts": restarts,
+               "age": now - lab.created, "ip": str(addr.ip), "node": pod.node, "netns": addr.netns,
+               "namespace": pod.namespace, "hostNetwork": pod.host_network,
+               "containers": [c.name for c in pod.containers]}
+        if sandboxes is not None and not pod.host_network:
+            state, message = cni_status.sandbox_state(sandboxes, pod.name)
+            if message is not None:   # no network: kubelet never starts its containers
+                row.update(ready=f"0/{len(pod.containers)}", status=state, ip="<none>", message=message)
+        rows.append(row)
     # Last, after the pods that have an address (callers zip the rows with lab.addresses.pods): the
     # pods waiting for one, as kubectl shows a pod whose sandbox the CNI plugin cannot set up.
     for p in getattr(lab.addresses, "pending", ()):
         rows.append({"name": p.name, "ready": f"0/{p.containers}", "status": "ContainerCreating", "restarts": 0,
                      "age": now - lab.created, "ip": "<none>", "node": p.node, "netns": "<none>",
                      "namespace": p.namespace, "hostNetwork": False, "containers": [],
-                     "reason": f"FailedCreatePodSandBox: {p.reason}"})
+                     "message": p.reason})
     return rows
 
 

@@ -108,7 +108,8 @@ def _step(lab: Lab, name: str) -> Topology:
     bound = lab.scheduling or topology.scheduling_of(lab.topology.pods, replicasets=lab.topology.replicasets)
     bound = bound.copy(replicasets={**bound.replicasets, name: sets}, stepped=frozenset({name}))
     return topology.loads(lab.topology.text, source=f"lab {lab.name}'s record (rollout of {name})",
-                          default_name=lab.document_name, bound=bound)
+                          default_name=lab.document_name, bound=bound,
+                          conflist=lab.topology.cni.conflist if lab.topology.cni else None)
 
 
 def _scaled(lab: Lab, rs: ReplicaSet, replicas: int, with_pods: set[str], available: set[str]) -> ReplicaSet:

@@ -197,8 +197,10 @@ class LabSource:
                              node_status.get(n.name, ""), str(n.block)) for n in a.nodes)
         pods: dict[str, list[Entity]] = {n.name: [] for n in a.nodes}
         for row, addr in zip(rows, a.pods):
-            pods[addr.node].append(Entity(addr.name, "pod", addr.netns, targets[addr.name].uts, str(addr.ip),
-                                          addr.node, row["status"], "hostNetwork" if addr.host_network else ""))
+            failed = row.get("message")      # a cni lab's pod whose ADD failed: no address, and kubelet's event
+            pods[addr.node].append(Entity(addr.name, "pod", addr.netns, targets[addr.name].uts,
+                                          None if failed else str(addr.ip), addr.node, row["status"],
+                                          failed or ("hostNetwork" if addr.host_network else "")))
         outside = tuple(Entity(h.name, "outside", h.netns, targets[h.name].uts, str(h.ip)) for h in a.outside)
         mode = designs.of(topo).name
         return Cluster(lab.name, mode, topo.description, underlay, nodes,

@@ -6,6 +6,7 @@ Three kinds, written in exercise.yaml:
     - {write: capacity.txt, text: "{max_nodes}\\n"}       # write a file in the student's workspace
     - {answer: ip, value: "{ip:web-1}"}                  # record an answer, as `podlab exercise answer` does
     - {answer: ticket, run: [tmp-shell, curl, -s, "http://{ip:ticket}/"]}   # ... from what a command prints
+    - {apply: topology.yaml}                             # `podlab apply -f` a workspace file to the lab
 
 A command is an argument list run in the object's network and UTS namespaces (never a shell
 string). Placeholders name the lab's own objects, so one exercise works under any lab name:
@@ -53,7 +54,13 @@ class Answer:
     run: Run | None = None
 
 
-Step = Run | Write | Answer
+@dataclass(frozen=True)
+class Apply:
+    """`podlab apply -f <workspace>/<path>` on the exercise's lab (a conflist fixed there, say)."""
+    path: str
+
+
+Step = Run | Write | Answer | Apply
 
 
 # ---------------------------------------------------------------- parsing
@@ -97,6 +104,11 @@ def _parse_one(item: Any, at: str, problems: list[str], answer_keys: set[str] | 
             return None
         _check_placeholders(item["text"], at, problems)
         return Write(item["write"], item["text"])
+    if "apply" in item:
+        if set(item) != {"apply"} or not isinstance(item["apply"], str) or not _relative_ok(item["apply"]):
+            problems.append(f"{at}: apply a workspace file with {{apply: NAME}} (a plain file name)")
+            return None
+        return Apply(item["apply"])
     if "answer" in item:
         key = item["answer"]
         extra = set(item) - {"answer", "value", "run"}
@@ -113,7 +125,7 @@ def _parse_one(item: Any, at: str, problems: list[str], answer_keys: set[str] | 
             return None
         _check_placeholders(str(item["value"]), at, problems)
         return Answer(key, value=str(item["value"]))
-    problems.append(f"{at}: unknown step {sorted(item)}; use a command list, write: or answer:")
+    problems.append(f"{at}: unknown step {sorted(item)}; use a command list, write:, answer: or apply:")
     return None
 
 
@@ -210,6 +222,8 @@ def render(step: Step, ctx: Context) -> str:
         if "\n" in text:
             return f"write into {ctx.workspace / step.path}:\n" + "\n".join(f"    {line}" for line in text.splitlines())
         return f"write into {ctx.workspace / step.path}: {text}"
+    if isinstance(step, Apply):
+        return f"sudo podlab apply -f {ctx.workspace / step.path} --lab {ctx.lab}"
     if step.run is not None:
         return (f"{render(step.run, ctx)}\n    then: sudo podlab exercise answer ID "
                 f"{step.key}=<what it printed>")
@@ -247,6 +261,11 @@ def apply(step: Step, ctx: Context, record_answer) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(expand(step.text, ctx))
         return f"wrote {path}"
+    if isinstance(step, Apply):
+        from lab import api
+        lines: list[str] = []
+        api.change(ctx.lab, api.load_topology(str(ctx.workspace / step.path)), lines.append)
+        return "\n".join([render(step, ctx), *lines])
     if step.run is not None:
         value = run_in(ctx.lab, step.run, ctx).stdout.strip()
     else:

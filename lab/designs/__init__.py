@@ -6,7 +6,8 @@ pod blocks), registered by name, and the presets that carry the real CNI's name.
   bridge     attachment: the CNI bridge plugin (flannel's delegate)
   ptp        attachment: the CNI ptp plugin (kindnet, GKE)
   calico     attachment: Calico's CNI plugin and Felix (cali* veths, proxy ARP, Calico IPAM)
-  l2, hostgw, vpc, vxlan, bgp, calico_vxlan   backends (bgp runs BIRD: lab.bgp)
+  cni        attachment: the user's conflist run by the real plugin binaries (lab.cni)
+  l2, hostgw, vpc, vxlan, bgp, calico_vxlan, nobackend   backends (bgp runs BIRD: lab.bgp)
 
 To add a design: a module with one Attachment or Backend instance, a line in ATTACHMENTS or
 BACKENDS, and a preset in PRESETS if a real CNI is that combination (docs/designs.md).
@@ -22,8 +23,10 @@ from lab.designs.bgp import BGP
 from lab.designs.bridge import BRIDGE
 from lab.designs.calico import CALICO
 from lab.designs.calico_vxlan import CALICO_VXLAN
+from lab.designs.cni import CNI
 from lab.designs.hostgw import HOST_GW
 from lab.designs.l2 import L2
+from lab.designs.nobackend import NONE
 from lab.designs.ptp import PTP
 from lab.designs.vpc import VPC
 from lab.designs.vxlan import VXLAN
@@ -34,8 +37,8 @@ from lab.ops import Op
 __all__ = ["Attachment", "Backend", "Design", "ATTACHMENTS", "BACKENDS", "PRESETS", "DEFAULT_PRESET",
            "preset", "combine", "from_mode", "resolve", "of", "preset_of", "plan"]
 
-ATTACHMENTS: dict[str, Attachment] = {a.name: a for a in (BRIDGE, PTP, CALICO)}
-BACKENDS: dict[str, Backend] = {b.name: b for b in (L2, HOST_GW, VPC, VXLAN, BGP, CALICO_VXLAN)}
+ATTACHMENTS: dict[str, Attachment] = {a.name: a for a in (BRIDGE, PTP, CALICO, CNI)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (L2, HOST_GW, VPC, VXLAN, BGP, CALICO_VXLAN, NONE)}
 
 # name -> (attachment, backend, what it is)
 PRESETS: dict[str, tuple[str, str, str]] = {

@@ -30,6 +30,7 @@ class Attachment:
                                  # (Calico IPAM: blocks of an IP pool, taken by a node as it needs them)
     network_defaults: tuple[tuple[str, object], ...] = ()   # network: values this design's real CNI defaults to
     proxy_arp: bool = False      # the pods' gateway is no one's address: the host veth answers its ARP
+    runs_plugins: bool = False   # real CNI plugin binaries attach the pods (their hostPorts are portmap's, if listed)
 
     def gateway(self, block: IPv4Network) -> IPv4Address:
         """The pods' gateway on a node whose (first) block this is."""
@@ -122,7 +123,8 @@ class Design:
         """Whether a node forwards some packets back out the interface they came in by, and so
         sends ICMP redirects: a bridged uplink (ClusterIP traffic leaves by the bridge it came in
         by), or a routed pod's own veth when the pod reaches its own Service."""
-        return self.backend.shared_segment or self.attachment.routed_same_node
+        # Real plugins may route a node's own pods (ptp does): their lists are the user's to choose.
+        return self.backend.shared_segment or self.attachment.routed_same_node or self.attachment.runs_plugins
 
     def cross_node_hops(self) -> int:
         """Routing hops from a pod to a pod on another node: none on one broadcast domain, else

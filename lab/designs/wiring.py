@@ -28,6 +28,12 @@ IPV4_BASELINE = (tuple((f"net.ipv4.conf.all.{k}", v) for k, v in _IPV4) + (("net
 NO_BRIDGE_NETFILTER = tuple((f"net.bridge.bridge-nf-call-{t}", "0") for t in ("iptables", "ip6tables", "arptables"))
 
 
+# The plugins (pkg/ip/link_linux.go SetupVeth, bridge's ensureBridge) turn router advertisements off on
+# the host veths and the bridge ("we want to own the routes for this interface"); every link a node
+# gets is made after its namespace, so the node's conf/default gives it to each. Where IPv6 is on.
+NODE_IPV6 = (("net.ipv6.conf.default.accept_ra", "0"),)
+
+
 def namespaces(topo: Topology, addrs: AddressPlan, node_bridges: bool) -> list[Op]:
     made: list[CreateNamespace] = [CreateNamespace(addrs.underlay_netns, "underlay", "underlay")]
     made += [CreateNamespace(n.netns, n.name, "node") for n in addrs.nodes]
@@ -35,7 +41,9 @@ def namespaces(topo: Topology, addrs: AddressPlan, node_bridges: bool) -> list[O
     made += [CreateNamespace(h.netns, h.name, "outside") for h in addrs.outside]
     bridged = {addrs.underlay_netns} | ({n.netns for n in addrs.nodes} if node_bridges else set())
     ops: list[Op] = list(made)
-    ops += [SetSysctls(ns.ns, IPV4_BASELINE, NO_BRIDGE_NETFILTER if ns.ns in bridged else ()) for ns in made]
+    extra = {"node": NODE_IPV6}
+    ops += [SetSysctls(ns.ns, IPV4_BASELINE, (NO_BRIDGE_NETFILTER if ns.ns in bridged else ()) + extra.get(ns.role, ()))
+            for ns in made]
     ops += [LinkUp(ns.ns, "lo") for ns in made]
     return ops
 

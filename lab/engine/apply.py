@@ -25,7 +25,7 @@ from lab.engine.journal import Journal, ns_id
 from lab.errors import PodlabError
 from lab.netlink import wire as nl
 from lab.netlink.writer import ONE_QUEUE, Channel, NetlinkError, Request, link_index, links_running
-from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CreateBridge, CreateNamespace,
+from lab.ops import (PHASE, AddAddress, AddFdb, AddNeighbour, AddRoute, ApplyNft, CniAdd, CniNode, CreateBridge, CreateNamespace,
                      CreateVeth, CreateVxlan, DelFdb, DelNeighbour, DelRoute, LinkUp, Op, SetHairpin, SetLinkConf, SetMaster,
                      SetSysctl, SetSysctls, StartDaemon, UpdateDaemon, WriteFile)
 
@@ -275,6 +275,7 @@ def build(lab: str, ops: list[Op] | tuple[Op, ...], progress: Progress | None = 
             links = _links(ops, made, progress)
             _nft([op for op in ops if isinstance(op, ApplyNft)], progress)
             _wait_running(ops, made, links)
+            _cni(lab, ops, say)
         finally:
             for handle in made.values():
                 handle.close()
@@ -334,6 +335,9 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
     made_before = journal.made_namespaces()
     before_removal()     # the agent stops the pods that go: their sockets would keep the namespaces alive
     faults.point("pods let go")
+    if remove_namespaces:
+        from lab.cni import runner
+        runner.delete(lab, remove_namespaces)    # kubelet's DEL comes before the sandbox goes
     mount_inodes = journal.mount_inodes()
     uts_dir = str(state.lab_dir(lab) / "uts") + "/"
     for name in remove_namespaces:
@@ -360,6 +364,7 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
         if nft:
             faults.point("nftables loaded")
         _wait_running(ops, made, links)
+        _cni(lab, ops, None)
     finally:
         for handle in made.values():
             handle.close()
@@ -371,6 +376,25 @@ def change(lab: str, ops: list[Op] | tuple[Op, ...], remove_namespaces: tuple[st
 
 def _netlink_socket() -> socket.socket:
     return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+
+
+def _cni(lab: str, ops: list[Op] | tuple[Op, ...], say: Callable[[str], None] | None) -> None:
+    """The real plugins' part of a cni lab: each node prepared, then the pods' ADDs (lab.cni.runner)."""
+    nodes = [op for op in ops if isinstance(op, CniNode)]
+    adds = [op for op in ops if isinstance(op, CniAdd)]
+    if not nodes and not adds:
+        return
+    from lab.cni import runner
+    runner.prepare(lab, nodes)
+    known = {op.node: op for op in nodes}
+    for node in {op.node for op in adds} - set(known):
+        recorded = runner.node_op(lab, node)      # a change adding pods to nodes that are set up
+        if recorded is None:
+            raise PodlabError(f"node {node} has no CNI runtime recorded in the lab's state")
+        known[node] = recorded
+    if say and adds:
+        say(f"  CNI ADD of {len(adds)} pods on {len({op.node for op in adds})} nodes ...")
+    runner.add(lab, known.values(), adds, say or (lambda _: None))
 
 
 def _wait_gone(links: tuple[tuple[str, str], ...] | list[tuple[str, str]], timeout: float = 10.0) -> None:
@@ -475,7 +499,7 @@ def _again(request: Request) -> Request:
 def _links(ops: list[Op] | tuple[Op, ...], made: dict[str, netns.Created], progress: Progress | None,
            again: bool = False) -> Links:
     rest = [op for op in ops if not isinstance(op, (CreateNamespace, SetSysctls, SetSysctl, ApplyNft, WriteFile,
-                                                    StartDaemon, UpdateDaemon))]
+                                                    StartDaemon, UpdateDaemon, CniNode, CniAdd))]
     created = {(op.ns, _CREATED_UP[type(op)](op)) for op in rest if type(op) in _CREATED_UP}
     up = {(op.ns, op.name) for op in rest if isinstance(op, LinkUp)} & created
     rest = [op for op in rest if not (isinstance(op, LinkUp) and (op.ns, op.name) in up)]

@@ -20,7 +20,7 @@ from lab.engine import netns
 from lab.errors import PodlabError
 from lab.netlink import wire as nl
 from lab.netlink.writer import Channel, NetlinkError, Request
-from lab.ops import ApplyNft, CreateVxlan, SetSysctl, StartDaemon
+from lab.ops import ApplyNft, CniNode, CreateVxlan, SetSysctl, StartDaemon
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -125,6 +125,24 @@ BRIDGE_NF_ADVICE = ("the br_netfilter kernel module (pods reaching a Service on 
                     "1 only where kube-proxy needs it")
 
 
+def _cni_problems(nodes: list[CniNode]) -> list[str]:
+    """A cni lab's plugins: every binary its lists name, executable, speaking the lists' cniVersion."""
+    if not nodes:
+        return []
+    from lab.cni import plugins
+    from lab.cni.conflist import ConflistError, parse
+    out: list[str] = []
+    for config, cni_path in dict.fromkeys((op.config, op.cni_path) for op in nodes):
+        try:
+            found = plugins.problems(parse(config), cni_path)
+        except ConflistError as e:
+            found = e.problems
+        out += [p for p in found if p not in out]
+    if shutil.which("nsenter") is None:
+        out.append("the nsenter command (apt-get install util-linux)")
+    return [f"the CNI plugins its conflist names, of which {'; '.join(out)}"] if out else []
+
+
 def host_problems(ops: Iterable[object]) -> list[str]:
     """What the plan's programs and kernel switches need that this host lacks: the nft command
     for nftables tables, each daemon's program, br_netfilter for a bridge-nf-call switch set on."""
@@ -138,6 +156,7 @@ def host_problems(ops: Iterable[object]) -> list[str]:
             programs.setdefault(op.argv[0], op.package)
         elif isinstance(op, SetSysctl) and op.key.startswith("net.bridge.") and op.value != "0":
             bridge_nf = True
+    problems += _cni_problems([op for op in ops if isinstance(op, CniNode)])
     for program, package in programs.items():
         if shutil.which(program) is None:
             problems.append(f"the {program} command: apt-get install {package}")

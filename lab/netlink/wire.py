@@ -36,7 +36,7 @@ RTM_SETNEIGHTBL = 67
 # A link's IPv4 settings (net.ipv4.conf.<dev>.*) and neighbour parameters (net.ipv4.neigh.<dev>.*)
 # by netlink: linux/if_link.h IFLA_AF_SPEC, linux/ip.h IPV4_DEVCONF_*, linux/neighbour.h.
 IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
-IPV4_DEVCONF = {"forwarding": 1, "proxy_arp": 3, "rp_filter": 8, "route_localnet": 26}
+IPV4_DEVCONF = {"forwarding": 1, "proxy_arp": 3, "rp_filter": 8, "arp_notify": 22, "route_localnet": 26}
 NDTA_NAME, NDTA_PARMS, NDTPA_IFINDEX, NDTPA_PROXY_DELAY = 1, 6, 1, 13
 RTM_NEWQDISC = 36
 RTM_NEWNSID, RTM_GETNSID = 88, 90

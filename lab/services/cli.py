@@ -305,5 +305,8 @@ def plan_text(plan: Any) -> str:
                   for pod in topo.pods if not pod.host_network
                   for c in pod.containers for p in c.port_specs if p.host_port is not None]
     if host_ports:
-        lines += ["", "hostPorts (portmap, table 'ip cni_hostport' on the pod's node):"] + [f"  {h}" for h in host_ports]
+        from lab import designs
+        where = ("the portmap plugin's iptables rules, if the conflist lists it with capabilities.portMappings"
+                 if designs.of(topo).attachment.runs_plugins else "portmap, table 'ip cni_hostport' on the pod's node")
+        lines += ["", f"hostPorts ({where}):"] + [f"  {h}" for h in host_ports]
     return "\n".join(lines)

@@ -43,8 +43,10 @@ def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
     design = designs.of(topo)
     out: list[Op] = []
     for node in addrs.nodes:
-        host_ports = nft.host_ports(by_node.get(node.name, []))
-        if design.attachment.bridge and (topo.cluster_services or host_ports):
+        # With real plugins, hostPorts are portmap's (if the conflist has it), not podlab's table.
+        host_ports = nft.host_ports(by_node.get(node.name, [])) if not design.attachment.runs_plugins else ""
+        # With real plugins the list may well make a bridge (it does not matter to a node without one).
+        if (design.attachment.bridge or design.attachment.runs_plugins) and (topo.cluster_services or host_ports):
             out.append(SetSysctl(node.netns, BRIDGE_NF, "1"))
         if topo.cluster_services:
             if design.node_sends_back():

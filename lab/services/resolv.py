@@ -68,8 +68,9 @@ def pod_dir(lab: str, pod: str) -> Path:
 
 def uses_cluster_dns(topo: Topology, pod: Pod) -> bool:
     """Whether the kubelet gives the pod the cluster DNS (ClusterFirst): not in a lab made with
-    `dns: false` (no clusterDNS: the node's resolver), nor to a hostNetwork pod."""
-    return topo.cluster_dns and not pod.host_network
+    `dns: false` (no clusterDNS: the node's resolver), nor to a hostNetwork pod, nor to the DNS pod
+    itself (kubeadm's CoreDNS Deployment says dnsPolicy: Default: it asks the node's resolver)."""
+    return topo.cluster_dns and not pod.host_network and not schema.is_dns_pod(pod)
 
 
 def _dns_ip(topo: Topology) -> str | None:

@@ -105,7 +105,13 @@ def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, A
         checker.add(where, f"the cluster DNS pod {name}: "
                     + placement.unschedulable(nodes, nodes, set(bound.cordoned if bound else ())))
         return (), placed
-    return services, placed + [(_dns_pod(name, node, ordinal, template_hash), where)]
+    dns_pod = (_dns_pod(name, node, ordinal, template_hash), where)
+    if design is not None and design.attachment.runs_plugins:
+        # The real plugins give addresses in the order of the ADDs (host-local: the next free one), and
+        # a failed ADD moves host-local on too. The cluster DNS, made with the cluster, comes first, so
+        # its address is the planned one whatever happens to the user's pods.
+        return services, [dns_pod] + placed
+    return services, placed + [dns_pod]
 
 
 # ---------------------------------------------------------------------------------------

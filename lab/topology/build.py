@@ -9,6 +9,7 @@ from lab.topology.calico import calico_settings
 from lab.topology.capacity import (check_bridge_ports, check_node_blocks, check_node_subnet, check_pod_count,
                                    check_pods_per_node, check_pool)
 from lab.topology.checker import Checker
+from lab.topology.cni import cni_settings
 from lab.topology.hosts import host_list, node_list
 from lab.topology.names import check_unique_names, lab_name
 from lab.topology.network import design_choice, network_settings
@@ -19,19 +20,21 @@ from lab.topology.yaml_reader import Reader
 
 
 def loads(text: str, source: str = "<string>", default_name: str | None = None,
-          bound: Scheduling | None = None) -> Topology:
+          bound: Scheduling | None = None, conflist: str | None = None) -> Topology:
     """Validate topology YAML text; raise TopologyError listing every problem found. `bound`: a
-    running lab's placement (its pods keep their nodes; lab.topology.placement)."""
+    running lab's placement (its pods keep their nodes; lab.topology.placement). `conflist`: the
+    text of the file cni.conflist names, as a lab recorded it (the user's file is not read again)."""
     checker = Checker(source)
     document = Reader(checker).read(text)
-    topology = _build(checker, document, default_name or "lab", text, bound) if document is not None else None
+    topology = _build(checker, document, default_name or "lab", text, bound, conflist) \
+        if document is not None else None
     if checker.problems or topology is None:
         raise checker.error()
     return topology
 
 
 def _build(checker: Checker, document: dict[str, Any], default_name: str, text: str,
-           bound: Scheduling | None) -> Topology | None:
+           bound: Scheduling | None, conflist: str | None = None) -> Topology | None:
     """Every section checked in turn, then the pods placed and the whole checked for fit;
     None when any problem was found (they are all in the checker)."""
     top = checker.fields((), document, TOP_SCHEMA, "the topology") or {}
@@ -41,6 +44,7 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
     nodes = node_list(checker, top, document)
     calico = calico_settings(checker, top, parts, [n.name for n in nodes or []])
     net = network_settings(checker, top, parts, calico)
+    cni = cni_settings(checker, top, parts, net, conflist)
     outside = host_list(checker, "outside", top.get("outside", []), OUTSIDE_SCHEMA, "outside host")
     pods = pod_drafts(checker, top.get("pods", []))
     deployments = deployment_drafts(checker, top.get("deployments", []))
@@ -80,7 +84,7 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
         nodes=tuple(Node(n) for n in node_names), pods=tuple(pod for pod, _ in placed),
         outside=tuple(OutsideHost(o.name) for o in outside), services=services,
         cluster_services="services" in document or dns, cluster_dns=dns, description=top.get("description", ""),
-        source=checker.source, text=text, calico=calico, deployments=tuple(placement.deployments),
+        source=checker.source, text=text, calico=calico, cni=cni, deployments=tuple(placement.deployments),
         replicasets=tuple(replicasets),
     )
 

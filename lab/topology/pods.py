@@ -107,16 +107,16 @@ def _workload(checker: Checker, path: YamlPath, spec: dict[str, Any], what: str)
         checker.add(path + ("namespace",), problem)
     labels = parse_labels(checker, path + ("labels",), spec.get("labels", {}))
     annotations = parse_annotations(checker, path + ("annotations",), spec.get("annotations", {}))
-    return Workload(containers, namespace, spec.get("hostNetwork", False), labels, init, volumes, annotations or None)
+    return Workload(containers, namespace, spec.get("hostNetwork", False), labels, init, volumes, annotations)
 
 
 def parse_annotations(checker: Checker, path: YamlPath, raw: dict[str, Any]) -> dict[str, str]:
-    """metadata.annotations: keys as labels' keys, any string values (kubectl.kubernetes.io/restartedAt)."""
+    """metadata.annotations: keys as labels' keys, any string values (kubernetes.io/ingress-bandwidth: 10M,
+    kubectl.kubernetes.io/restartedAt)."""
     out = {}
     for key, value in raw.items():
         prefix, _, name = key.rpartition("/")
-        if not (LABEL_NAME.fullmatch(name) and len(name) <= 63) or (prefix and naming.kube_name_problem(prefix,
-                                                                                                          "prefix")):
+        if not (LABEL_NAME.fullmatch(name) and len(name) <= 63) or (prefix and naming.kube_name_problem(prefix, "prefix")):
             checker.add(path + (key,), f"annotation key {show(key)} is not valid: an optional DNS prefix and '/', then "
                                        "at most 63 letters, digits, '-', '_' or '.'")
         elif not isinstance(value, str):

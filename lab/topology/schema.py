@@ -21,8 +21,10 @@ NAME = Field((str,), required=True)
 TOP_SCHEMA = {
     "name": STR, "description": STR, "design": Field((str, dict)), "mode": STR, "routing": STR, "network": MAP,
     "nodes": Field((list, int)), "pods": LIST, "deployments": LIST, "outside": LIST, "services": LIST,
-    "calico": MAP, "dns": BOOL,
+    "calico": MAP, "dns": BOOL, "cni": MAP,
 }
+CNI_SCHEMA = {"conflist": Field((str, dict), required=True), "cniPath": Field((str, list)),
+              "timeoutSeconds": Field((int, float))}
 CALICO_SCHEMA = {"blockSize": INT, "asNumber": INT, "nodeToNodeMesh": BOOL, "routeReflectors": LIST}
 DESIGN_SCHEMA = {"attach": Field((str,), required=True), "backend": Field((str,), required=True)}
 NETWORK_SCHEMA = {

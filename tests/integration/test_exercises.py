@@ -41,6 +41,7 @@ SAYS = {
     "13": "henry003's BIRD runs with local as 64513, but the cluster's AS is 64512",
     "14": "proxy_arp is off on cali12d4a061371 (pod busybox's host end on henry002): the pod's ARP for 169.254.1.1 "
           "gets no answer",
+    "15": "sends to 10.244.0.1 on eth0, but no machine in the lab has that address",
 }
 
 
@@ -149,7 +150,7 @@ FIXED = {"07": mtu_fix_really_fixes, "11": service_fix_really_fixes, "12": dns_f
          "13": bgp_fix_really_fixes}
 
 
-@pytest.mark.parametrize("ex_id", [f"{i:02d}" for i in range(1, 15)])
+@pytest.mark.parametrize("ex_id", [f"{i:02d}" for i in range(1, 16)])
 def test_exercise_fails_broken_and_passes_solved(course, ex_id):
     ex = course.find(ex_id)
     course.start(ex)

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- the course as shipped
 
-def test_the_course_has_fourteen_ordered_exercises_that_all_load():
+def test_the_course_has_fifteen_ordered_exercises_that_all_load():
     exercises = catalog.discover(ROOT / "exercises")
-    assert [e.id for e in exercises] == [f"{i:02d}" for i in range(1, 15)]
+    assert [e.id for e in exercises] == [f"{i:02d}" for i in range(1, 16)]
     for ex in exercises:
         assert ex.title and ex.level in catalog.LEVELS
         assert ex.graders(), ex.folder
