@@ -189,17 +189,17 @@ def cmd_scale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         document = _document(lab)
         _deployment(document, lab, args.name)["replicas"] = args.replicas
         return _load(lab, document, f"scale {args.name}")
-    api.change(lab.name, scaled, lambda line: print(line, file=out), current=lab)
+    changed = api.change(lab.name, scaled, lambda line: print(line, file=out), current=lab)
     print(f"deployment.apps/{args.name} scaled", file=out)
-    _roll_on(lab.name, out)
+    _roll_on(changed, out)
     return 0
 
 
-def _roll_on(name: str, out: TextIO) -> None:
+def _roll_on(lab: Lab, out: TextIO) -> None:
     """The rollouts the change began (a Deployment's template changed) or found unfinished, carried
     through to the end (lab.rollout): podlab is the lab's deployment controller."""
     from lab import rollout
-    rollout.drive(name, lambda line: print(line, file=out))
+    rollout.drive(lab.name, lambda line: print(line, file=out), lab=lab)
 
 
 def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -232,9 +232,9 @@ def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         entry = _deployment(document, lab, args.name)
         entry["annotations"] = {**(entry.get("annotations") or {}), rollout.RESTARTED_AT: rollout.restarted_at()}
         return _load(lab, document, f"rollout restart {args.name}")
-    api.change(lab.name, restarted, say, current=lab)
+    changed = api.change(lab.name, restarted, say, current=lab)
     print(f"deployment.apps/{args.name} restarted", file=out)
-    rollout.drive(lab.name, say)
+    rollout.drive(lab.name, say, lab=changed)
     return 0
 
 
@@ -288,8 +288,8 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         desired = lambda lab: topology.loads(text, source=source, default_name=lab.document_name,  # noqa: E731
                                              bound=lab.scheduling)
-    api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
-    _roll_on(lab.name, out)
+    changed = api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
+    _roll_on(changed, out)
     return 0
 
 
@@ -318,11 +318,11 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             document = _document(now)
             _, gone_pods, _ = _delete_objects(now, document, wanted)
             return _load(now, document, "deletions", gone_pods)
-        api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
+        changed = api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
         for kind, name in deleted:
             if kind != "pod":              # the change named each pod deleted already
                 print(f'{PRINTED[kind]} "{name}" deleted', file=out)
-        _roll_on(lab.name, out)
+        _roll_on(changed, out)
     for reason, message in errors:
         print(f"Error from server ({reason}): {message}", file=err)
     return 1 if errors else 0

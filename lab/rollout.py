@@ -84,9 +84,12 @@ def in_rollout(d: Deployment, sets: list[rolling.Pods]) -> bool:
 
 
 def unfinished(lab: Lab) -> list[str]:
-    """The Deployments of the lab with a rollout to carry on."""
-    available = available_pods(lab.name, lab.topology)
-    return [d.name for d in lab.topology.deployments if in_rollout(d, counted(lab.topology, d, available))]
+    """The Deployments of the lab with a rollout to carry on (from the record alone: what each
+    ReplicaSet has, not what is available, so a change of a lab with none costs nothing more)."""
+    sets: dict[str, list[rolling.Pods]] = {}
+    for r in lab.topology.replicasets:
+        sets.setdefault(r.deployment, []).append(rolling.Pods(r.template_hash, r.revision, r.replicas))
+    return [d.name for d in lab.topology.deployments if in_rollout(d, sets.get(d.name, []))]
 
 
 def _step(lab: Lab, name: str) -> Topology:
@@ -127,13 +130,13 @@ def _scaled(lab: Lab, rs: ReplicaSet, replicas: int, with_pods: set[str], availa
 
 
 def drive(name: str, say: Say, deployments: list[str] | None = None, timeout: float | None = None,
-          quiet_changes: bool = False) -> None:
+          quiet_changes: bool = False, lab: Lab | None = None) -> None:
     """Carry the rollouts of lab `name` through to the end: of `deployments` (also waiting, as
     `kubectl rollout status`, until their new pods are available), or of every Deployment found
     unfinished (None). Prints what `kubectl rollout status` prints as it goes. PodlabError if a
     Deployment makes no progress for its progressDeadlineSeconds, or `timeout` passes: the lab is
-    then left at the step it had reached."""
-    lab = api.Lab(name)
+    then left at the step it had reached. `lab`: the lab as a change just left it, if at hand."""
+    lab = lab if lab is not None and lab.record_unchanged() else api.Lab(name)
     names = deployments if deployments is not None else unfinished(lab)
     started = time.monotonic()
     for deployment in names:
