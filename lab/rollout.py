@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from lab import api, rolling, topology, workloads
+from lab import api, naming, rolling, topology, workloads
 from lab.errors import PodlabError
 from lab.model import Deployment, Pod, ReplicaSet, Topology
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"   # kubectl rollout restart's template annotation
 POLL = 0.02          # how often a waiting rollout reads the agent's status
+HINT_AFTER = 5.0     # seconds of waiting for new pods before saying how to leave the rollout where it is
 
 Say = Callable[[str], None]
 
@@ -120,7 +121,6 @@ def _scaled(lab: Lab, rs: ReplicaSet, replicas: int, with_pods: set[str], availa
     (controller.ActivePods' order): Pending ones, then not Ready, then the newest."""
     if replicas >= rs.replicas:
         return replace(rs, replicas=replicas)
-    from lab import naming
     ordinals = sorted(rs.ordinals)
     names = dict(zip(ordinals, naming.deployment_pod_names(lab.name, rs.deployment, rs.template_hash,
                                                            len(ordinals), ordinals)))
@@ -149,6 +149,7 @@ def _drive_one(name: str, lab: Lab, deployment: str, say: Say, wait_available: b
     last_message = None
     progress_at = time.monotonic()
     seen_available = -1
+    hinted = False
     while True:
         if not lab.record_unchanged():
             lab = api.Lab(name)
@@ -175,6 +176,10 @@ def _drive_one(name: str, lab: Lab, deployment: str, say: Say, wait_available: b
             raise PodlabError(f'deployment "{deployment}": the workload agent of lab {name} is not running, so no '
                               f"pod becomes ready: 'sudo podlab restart-agent --lab {name}', then "
                               f"'sudo podlab rollout status deployment {deployment} --lab {name}'")
+        if not hinted and time.monotonic() - progress_at > HINT_AFTER:
+            say(f"  (the new pods of {deployment} are not available yet: see 'podlab get pods'; Ctrl-C leaves the "
+                f"rollout at this step, 'podlab rollout status deployment {deployment}' carries it on)")
+            hinted = True
         if time.monotonic() - progress_at > d.progress_deadline_seconds:
             raise PodlabError(f'deployment "{deployment}" exceeded its progress deadline '
                               f"({d.progress_deadline_seconds} s without a new pod available); the lab is left "
