@@ -8,10 +8,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
-from lab import api, commands, planner, render, workloads
+from lab import api, commands, listing, planner, render, workloads
 from lab.errors import NeedsRoot, PodlabError
 from lab.services import cli as service_cli
 
@@ -49,29 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
     lab_flag(sp)
 
-    sp = sub.add_parser("get", help="list nodes, pods, services or endpoints, kubectl-style")
-    sp.add_argument("what", choices=["nodes", "node", "pods", "pod", "po", "no",
-                                     "services", "service", "svc", "endpoints", "endpoint", "ep",
-                                     *REPLICASETS, *DEPLOYMENTS])
+    sp = sub.add_parser("get", help="list nodes, pods, services, endpoints, replicasets or deployments, kubectl-style")
+    sp.add_argument("what", choices=list(listing.KINDS))
+    sp.add_argument("names", nargs="*", metavar="NAME", help="only these (in the namespace of -n); a name not "
+                    "there is an error, as kubectl's NotFound")
     sp.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")
     sp.add_argument("-w", "--watch", action="store_true", help="after the listing, print each row that changes "
                     "(a pod created, deleted, its status or address; a Service's endpoints), as kubectl get -w "
                     "does; Ctrl-C ends")
     sp.add_argument("--watch-seconds", type=float, default=None, help=argparse.SUPPRESS)   # tests: stop after this
-    sp.add_argument("-n", "--namespace", default="default", help="pods: those of this namespace (default: default, "
-                    "as kubectl; the cluster DNS pod is in kube-system)")
-    sp.add_argument("-A", "--all-namespaces", action="store_true", help="pods: those of every namespace, with a "
+    sp.add_argument("-n", "--namespace", default="default", help="pods, services, endpoints: those of this "
+                    "namespace (default: default, as kubectl; the cluster DNS is in kube-system)")
+    sp.add_argument("-A", "--all-namespaces", action="store_true", help="those of every namespace, with a "
                     "NAMESPACE column")
     lab_flag(sp)
 
     sp = sub.add_parser("exec", help="run a command in a pod, node or host: podlab exec POD -- CMD ...")
     sp.add_argument("target")
-    sp.add_argument("-c", "--container", help="container name (all of a pod's containers share its network)")
+    sp.add_argument("-c", "--container", help="container name (default: the first, as kubectl): the command sees "
+                    "its volumes at their mountPaths; all of a pod's containers share its network")
     sp.add_argument("argv", nargs="*", metavar="-- CMD", help="the command, after '--'")
     lab_flag(sp)
 
     sp = sub.add_parser("shell", help="an interactive shell inside a pod, node or host")
     sp.add_argument("target")
+    sp.add_argument("-c", "--container", help="a pod's container whose files the shell sees (default: the first)")
     lab_flag(sp)
 
     sp = sub.add_parser("ping", help="ping from one pod/node/host to another (name or address)")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     if "--" in argv:
         cut = argv.index("--")
         argv, trailing = argv[:cut], argv[cut + 1:]
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     if args.command == "exec":
         args.argv = args.argv + trailing
     elif args.command == "run":      # `podlab run NAME --image X -- CMD ...`: the pod's command
@@ -129,6 +130,17 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except KeyboardInterrupt:
         print("podlab: interrupted", file=err)
         return 130
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """As parse_args, but `get`'s names may come after its options too, as kubectl takes them
+    (`get pods --lab x web db`): argparse reads a command's positionals in one run only."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "get" and not any(e.startswith("-") for e in extra):
+        args.names = [*args.names, *extra]
+    elif extra:
+        parser.parse_args(argv)      # argparse's own message for what it does not know, and exit 2
+    return args
 
 
 def main_entry() -> None:
@@ -207,98 +219,64 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     lab = api.pick(args.lab)
+    query = listing.Query.of(args.what, getattr(args, "names", ()), args.namespace, args.all_namespaces)
     watching = getattr(args, "watch", False)
-    if args.what in service_cli.GET_CHOICES:
-        return service_cli.cmd_get(lab, args.what, args.output, out, watching, getattr(args, "watch_seconds", None))
-    if args.what in REPLICASETS + DEPLOYMENTS:
-        return _get_workloads(lab, args, out, err)
-    if args.what in ("nodes", "node", "no"):
-        rows = render.node_rows(lab)
-        if args.output == "json":
-            print(json.dumps(rows, indent=2), file=out)
-            return 0
+    if query.resource in ("services", "endpoints"):
+        return service_cli.cmd_get(lab, query, args.output, out, err, watching, getattr(args, "watch_seconds", None))
+    if query.resource in ("nodes", "replicasets", "deployments") and watching:
+        raise PodlabError(f"get -w watches pods, services and endpoints, not {query.resource}")
+    if query.resource == "nodes":
+        rows, missing = query.select(render.node_rows(lab))
         cols = ["NAME", "STATUS", "AGE", "INTERNAL-IP", "POD-CIDR"] + (["NETNS"] if args.output == "wide" else [])
         keys = ["name", "status", "age", "ip", "podCIDR"] + (["netns"] if args.output == "wide" else [])
+    elif query.resource == "replicasets":     # during a rollout, a Deployment's two generations side by side
+        rows, missing = query.select(render.replicaset_rows(lab, workloads.read_status(lab.name)))
+        cols, keys = query.columns(["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+                                   ["name", "desired", "current", "ready", "age"])
+    elif query.resource == "deployments":
+        rows, missing = query.select(render.deployment_rows(lab, workloads.read_status(lab.name)))
+        cols, keys = query.columns(["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+                                   ["name", "ready", "upToDate", "available", "age"])
     else:
         agent_status, alive = workloads.read_status(lab.name), workloads.agent_alive(lab.name)
-        # As kubectl: one namespace's pods (the default one unless -n), or every namespace's with -A.
-        shown: Callable[[dict], bool] = ((lambda r: True) if args.all_namespaces
-                                         else (lambda r, ns=args.namespace: r["namespace"] == ns))
-        rows = [r for r in render.pod_rows(lab, agent_status, alive) if shown(r)]
+        rows, missing = query.select(render.pod_rows(lab, agent_status, alive))
         if not alive:
             print(f"warning: {render.agent_down(lab.name, agent_status)}", file=err)
         for r in rows:   # what `kubectl describe pod` shows among the events of a pod stuck in ContainerCreating
             if r.get("message") and args.output != "json":
                 print(f"pod/{r['name']} on {r['node']}: Warning FailedCreatePodSandBox: {r['message']}", file=err)
-        if args.output == "json":
-            print(json.dumps(rows, indent=2), file=out)
-            return 0
-        cols = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-        keys = ["name", "ready", "status", "restarts", "age"]
-        if args.all_namespaces:
-            cols, keys = ["NAMESPACE", *cols], ["namespace", *keys]
+        cols, keys = query.columns(["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+                                   ["name", "ready", "status", "restarts", "age"])
         if args.output == "wide":
             cols += ["IP", "NODE", "NETNS"]
             keys += ["ip", "node", "netns"]
-        if not rows and not args.watch:
-            print(f"No resources found in {args.namespace} namespace." if not args.all_namespaces
-                  else "No resources found", file=err)
-            return 0
+    if args.output == "json":
+        print(json.dumps(rows, indent=2), file=out)
+        return listing.report(query, rows, missing, err, table=False)
 
     def cells(rows: list[dict]) -> list[list[str]]:
         return [[str(r[k] if k != "age" else render.age(r[k])) for k in keys] for r in rows]
-    print(render.table(cols, cells(rows)), file=out)
-    if watching and args.what in ("pods", "pod", "po"):
+    if rows or (watching and not query.names):    # -w on nothing yet: the header, then what comes
+        print(render.table(cols, cells(rows)), file=out)
+    code = listing.report(query, rows, missing, err, table=not watching)
+    if watching and not missing:      # kubectl does not watch what it could not get
         from lab import watch
-        return watch.watch(lab.name, cols, cells(rows), lambda lab: cells([r for r in render.pod_rows(
-            lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name)) if shown(r)]), 1,
+        return watch.watch(lab.name, cols, cells(rows), lambda lab: cells(query.select(render.pod_rows(
+            lab, workloads.read_status(lab.name), workloads.agent_alive(lab.name)))[0]), query.key_cells,
             args.watch_seconds, out)
-    if watching:
-        raise PodlabError("get -w watches pods, services and endpoints; nodes come and go only with the cluster "
-                          "document")
-    return 0
-
-
-REPLICASETS = ("replicasets", "replicaset", "rs")
-DEPLOYMENTS = ("deployments", "deployment", "deploy")
-
-
-def _get_workloads(lab: api.Lab, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """kubectl get rs / get deployments: during a rollout, a Deployment's two ReplicaSets side by side."""
-    status = workloads.read_status(lab.name)
-    if args.what in REPLICASETS:
-        rows = render.replicaset_rows(lab, status)
-        cols, keys = ["NAME", "DESIRED", "CURRENT", "READY", "AGE"], ["name", "desired", "current", "ready", "age"]
-    else:
-        rows = render.deployment_rows(lab, status)
-        cols, keys = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], ["name", "ready", "upToDate", "available",
-                                                                        "age"]
-    if getattr(args, "watch", False):
-        raise PodlabError("get -w watches pods, services and endpoints")
-    if not args.all_namespaces:
-        rows = [r for r in rows if r["namespace"] == args.namespace]
-    else:
-        cols, keys = ["NAMESPACE", *cols], ["namespace", *keys]
-    if args.output == "json":
-        print(json.dumps(rows, indent=2), file=out)
-        return 0
-    if not rows:
-        print(f"No resources found in {args.namespace} namespace." if not args.all_namespaces
-              else "No resources found", file=err)
-        return 0
-    print(render.table(cols, [[str(r[k] if k != "age" else render.age(r[k])) for k in keys] for r in rows]), file=out)
-    return 0
+    return code
 
 
 def _run_in(target: api.Target, argv: list[str], out: TextIO, err: TextIO,
-            mounts: list[tuple[str, str]] | None = None) -> int:
+            mounts: list[tuple[str, str]] | None = None, view: Any = None) -> int:
     """Run argv inside the target's namespaces; its exit status is ours. A tty passes straight through.
-    `mounts`: files bind-mounted in the child's own mount namespace (a pod's resolv.conf and hosts)."""
+    `mounts`: files bind-mounted in the child's own mount namespace (a pod's resolv.conf and hosts);
+    `view`: instead, a container's whole view of the files (lab.container_view)."""
     from lab.engine import nsexec
 
     inherit = out is sys.stdout and err is sys.stderr
     try:
-        full = nsexec.command(argv, target.netns, target.uts, mounts=mounts or ())
+        full = nsexec.command(argv, target.netns, target.uts, mounts=mounts or (), view=view)
         if inherit:
             out.flush()
             return subprocess.call(full)
@@ -316,12 +294,7 @@ def cmd_exec(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not argv:
         raise PodlabError("exec needs a command after '--', e.g. podlab exec POD -- ip addr")
     lab = api.pick(args.lab)
-    target = lab.target(args.target)
-    if args.container:
-        names = [c.name for p in lab.topology.pods if p.name == target.name for c in p.containers]
-        if args.container not in names:
-            raise PodlabError(f"pod {target.name} has no container {args.container!r}; it has: {', '.join(names)}")
-    return _run_in(target, argv, out, err, service_cli.exec_mounts(lab, target))
+    return _in_container(lab, lab.target(args.target), args.container, argv, out, err)
 
 
 def cmd_shell(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -329,7 +302,22 @@ def cmd_shell(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = lab.target(args.target)
     os.environ["PS1"] = f"[{target.kind} {target.name}] \\w# "
     print(f"shell in {target.kind} {target.name} (network namespace {target.netns}); 'exit' to leave", file=out)
-    return _run_in(target, ["bash", "--norc", "-i"], out, err, service_cli.exec_mounts(lab, target))
+    return _in_container(lab, target, args.container, ["bash", "--norc", "-i"], out, err)
+
+
+def _in_container(lab: api.Lab, target: api.Target, container: str | None, argv: list[str], out: TextIO,
+                  err: TextIO) -> int:
+    """argv in a pod's container (its files and volumes, lab.container_view), or in a node or host."""
+    from lab import container_view
+    files = service_cli.exec_mounts(lab, target)
+    pod = next((p for p in lab.topology.pods if p.name == target.name), None) if target.kind == "pod" else None
+    if pod is None:
+        if container:
+            raise PodlabError(f"{target.name} is a {target.kind}, not a pod: it has no containers (drop -c)")
+        return _run_in(target, argv, out, err, files)
+    chosen = container_view.pick(pod, container, err)
+    with container_view.view(lab.name, pod, chosen, files) as view:
+        return _run_in(target, argv, out, err, files, view)
 
 
 def cmd_ping(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -399,8 +387,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         lab = api.up(api.load_topology(None), say)
     say("")
-    cmd_get(argparse.Namespace(lab=lab.name, what="pods", output="wide", all_namespaces=True, namespace="default",
-                               watch=False), out, err)
+    cmd_get(argparse.Namespace(lab=lab.name, what="pods", names=[], output="wide", all_namespaces=True,
+                               namespace="default", watch=False), out, err)
     say("\nchecking the Kubernetes network model (every pod to every pod, nodes to pods, ICMP and HTTP) ...")
     code = cmd_check(argparse.Namespace(lab=lab.name, output="text"), out, err)
     pod = lab.addresses.pods[0]

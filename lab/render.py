@@ -165,17 +165,24 @@ def _pod_state(pod_status: dict[str, Any] | None, containers: int, agent_alive: 
 
 
 def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[dict[str, Any]]:
+    from lab import ages
     now = time.time()
     rows = []
     sandboxes = None
     if lab.design.attachment.runs_plugins:
         from lab.cni import status as cni_status
         sandboxes = cni_status.read(lab.name)
+    pending = getattr(lab.addresses, "pending", ())
+    # Each pod's age from its own making (lab.ages): its namespace's, or a change's for those without one.
+    added = ages.added_by_changes(lab.name, [p.name for p in lab.topology.pods if p.host_network]
+                                  + [p.name for p in pending])
+    made = ages.namespaces_made(a.netns for a in lab.addresses.pods if not a.host_network)
     for pod, addr in zip(lab.topology.pods, lab.addresses.pods):
         ready, status, restarts = _pod_state(agent_status.get("pods", {}).get(pod.name), len(pod.containers),
                                              agent_alive, [c.name for c in pod.init_containers])
+        born = added.get(pod.name) if pod.host_network else made.get(addr.netns)
         row = {"name": pod.name, "ready": ready, "status": status, "restarts": restarts,
-               "age": now - lab.created, "ip": str(addr.ip), "node": pod.node, "netns": addr.netns,
+               "age": now - (born or lab.created), "ip": str(addr.ip), "node": pod.node, "netns": addr.netns,
                "namespace": pod.namespace, "hostNetwork": pod.host_network,
                "containers": [c.name for c in pod.containers]}
         if sandboxes is not None and not pod.host_network:
@@ -185,9 +192,9 @@ def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[
         rows.append(row)
     # Last, after the pods that have an address (callers zip the rows with lab.addresses.pods): the
     # pods waiting for one, as kubectl shows a pod whose sandbox the CNI plugin cannot set up.
-    for p in getattr(lab.addresses, "pending", ()):
+    for p in pending:
         rows.append({"name": p.name, "ready": f"0/{p.containers}", "status": "ContainerCreating", "restarts": 0,
-                     "age": now - lab.created, "ip": "<none>", "node": p.node, "netns": "<none>",
+                     "age": now - added.get(p.name, lab.created), "ip": "<none>", "node": p.node, "netns": "<none>",
                      "namespace": p.namespace, "hostNetwork": False, "containers": [],
                      "message": p.reason})
     return rows
@@ -195,10 +202,13 @@ def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[
 
 def replicaset_rows(lab: Any, agent_status: dict[str, Any]) -> list[dict[str, Any]]:
     """kubectl get rs: each ReplicaSet's desired pods, those it has, those Ready (both generations of a
-    Deployment that is rolling; an old one kept at 0 after)."""
-    from lab import workloads
+    Deployment that is rolling; an old one kept at 0 after). AGE: its oldest pod's (lab.ages); one
+    with no pod left, the lab's (podlab keeps no creation time of its own for a ReplicaSet)."""
+    from lab import ages, workloads
     now = time.time()
     ready = workloads.ready_pods(agent_status)
+    netns = {p.name: p.netns for p in lab.addresses.pods}
+    made = ages.namespaces_made(netns.values())
     have: dict[tuple[str, str | None], list[str]] = {}
     for pod in lab.topology.pods:
         if pod.deployment is not None:
@@ -206,8 +216,9 @@ def replicaset_rows(lab: Any, agent_status: dict[str, Any]) -> list[dict[str, An
     rows = []
     for rs in lab.topology.replicasets:
         pods = have.get((rs.deployment, rs.template_hash), [])
+        born = min((made[netns[p]] for p in pods if netns.get(p) in made), default=lab.created)
         rows.append({"name": rs.name, "namespace": rs.namespace, "desired": rs.replicas, "current": len(pods),
-                     "ready": sum(p in ready for p in pods), "age": now - lab.created, "revision": rs.revision,
+                     "ready": sum(p in ready for p in pods), "age": now - born, "revision": rs.revision,
                      "deployment": rs.deployment, "pods": pods})
     return rows
 
@@ -228,12 +239,13 @@ def deployment_rows(lab: Any, agent_status: dict[str, Any]) -> list[dict[str, An
 
 
 def node_rows(lab: Any) -> list[dict[str, Any]]:
-    from lab.engine import netns
+    from lab import ages
     now = time.time()
     # kubectl prints a cordoned node's status as Ready,SchedulingDisabled (spec.unschedulable).
     cordoned = set(lab.scheduling.cordoned) if getattr(lab, "scheduling", None) else set()
-    return [{"name": n.name, "status": ("Ready" if netns.exists(n.netns) else "NotReady")
-             + (",SchedulingDisabled" if n.name in cordoned else ""), "age": now - lab.created,
+    made = ages.namespaces_made(n.netns for n in lab.addresses.nodes)   # a node without its namespace: NotReady
+    return [{"name": n.name, "status": ("Ready" if n.netns in made else "NotReady")
+             + (",SchedulingDisabled" if n.name in cordoned else ""), "age": now - made.get(n.netns, lab.created),
              "ip": str(n.ip), "podCIDR": str(n.block), "netns": n.netns} for n in lab.addresses.nodes]
 
 

@@ -19,10 +19,10 @@ from lab.errors import PodlabError
 
 if TYPE_CHECKING:
     from lab.api import Lab, Target
+    from lab.listing import Query
     from lab.services.endpoints import ServiceAddr, ServicePlan
 
 NEEDS_ROOT = {"nslookup"}
-GET_CHOICES = ("services", "service", "svc", "endpoints", "endpoint", "ep")
 MAX_SHOWN_ENDPOINTS = 3   # kubectl's "+ N more..."
 
 
@@ -93,36 +93,46 @@ def _shown(addresses: list[str], wide: bool) -> str:
     return ",".join(addresses[:MAX_SHOWN_ENDPOINTS]) + f" + {len(addresses) - MAX_SHOWN_ENDPOINTS} more..."
 
 
-def cmd_get(lab: Lab, what: str, output: str, out: TextIO, watching: bool = False,
+def cmd_get(lab: Lab, query: Query, output: str, out: TextIO, err: TextIO, watching: bool = False,
             seconds: float | None = None) -> int:
-    """`podlab get services|endpoints [-w]` (cli.cmd_get hands these over)."""
-    from lab import render
+    """`podlab get services|endpoints [NAME ...] [-n NS | -A] [-w]` (cli.cmd_get hands these over)."""
+    from lab import listing, render
     _require_services(lab)
     wide = output == "wide"
-    services = what in ("services", "service", "svc")
+    services = query.resource == "services"
+
+    def rows_of(lab: Lab) -> list[dict[str, Any]]:
+        return query.select(service_rows(lab) if services else endpoint_rows(lab))[0]
+    rows, missing = query.select(service_rows(lab) if services else endpoint_rows(lab))
     if output == "json":
-        rows = service_rows(lab) if services else endpoint_rows(lab)
         print(json.dumps([{k: v for k, v in r.items() if k != "portsText"} for r in rows], indent=2), file=out)
-        return 0
-    cols, table = _listing(lab, services, wide)
-    print(render.table(cols, table), file=out)
-    if watching:
+        return listing.report(query, rows, missing, err, table=False)
+    cols, table = _listing(query, rows, services, wide)
+    if rows or (watching and not query.names):    # -w on nothing yet: the header, then what comes
+        print(render.table(cols, table), file=out)
+    code = listing.report(query, rows, missing, err, table=not watching)
+    if watching and not missing:      # kubectl does not watch what it could not get
         from lab import watch
-        return watch.watch(lab.name, cols, table, lambda lab: _listing(lab, services, wide)[1], 2, seconds, out)
-    return 0
+        return watch.watch(lab.name, cols, table, lambda lab: _listing(query, rows_of(lab), services, wide)[1],
+                           query.key_cells, seconds, out)
+    return code
 
 
-def _listing(lab: Lab, services: bool, wide: bool) -> tuple[list[str], list[list[str]]]:
-    """The columns and rows kubectl prints for Services or Endpoints."""
+def _listing(query: Query, rows: list[dict[str, Any]], services: bool,
+             wide: bool) -> tuple[list[str], list[list[str]]]:
+    """The columns and cells kubectl prints for these Services or Endpoints (NAMESPACE first with -A)."""
     from lab import render
+    ns: list[str] = ["NAMESPACE"] if query.namespace_column else []
+
+    def first(r: dict[str, Any]) -> list[str]:
+        return [r["namespace"], r["name"]] if ns else [r["name"]]
     if services:
-        cols = ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
-        return cols, [[r["namespace"], r["name"], r["type"], r["clusterIP"], r["externalIP"], r["portsText"],
-                       render.age(r["age"])]
+        cols = [*ns, "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
+        return cols, [[*first(r), r["type"], r["clusterIP"], r["externalIP"], r["portsText"], render.age(r["age"])]
                       + ([",".join(f"{k}={v}" for k, v in r["selector"].items()) or "<none>"] if wide else [])
-                      for r in service_rows(lab)]
-    return (["NAMESPACE", "NAME", "ENDPOINTS", "AGE"],
-            [[r["namespace"], r["name"], _shown(r["endpoints"], wide), render.age(r["age"])] for r in endpoint_rows(lab)])
+                      for r in rows]
+    return ([*ns, "NAME", "ENDPOINTS", "AGE"],
+            [[*first(r), _shown(r["endpoints"], wide), render.age(r["age"])] for r in rows])
 
 
 # ---------------------------------------------------------------------------------------

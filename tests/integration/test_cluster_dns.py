@@ -97,7 +97,9 @@ def test_get_pods_shows_the_default_namespace_and_all_with_dash_a(lab):
     assert [line.split()[0] for line in out.splitlines()[1:]] == [dns_pod]
     code, out, err = podlab(lab.name, "get", "pods", "-n", "nosuch")
     assert code == 0 and out == "" and "No resources found in nosuch namespace." in err
-    code, out, _ = podlab(lab.name, "get", "services")
+    code, out, _ = podlab(lab.name, "get", "services")     # as kubectl: namespace default, no NAMESPACE column
+    assert out.splitlines()[0].split()[0] == "NAME" and [r.split()[0] for r in out.splitlines()[1:]] == ["kubernetes"]
+    code, out, _ = podlab(lab.name, "get", "services", "-A")
     assert "kube-system   kube-dns" in out and "default       kubernetes" in out
 
 

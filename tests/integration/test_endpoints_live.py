@@ -108,7 +108,7 @@ def test_a_pod_that_exits_leaves_its_services_and_returns_when_it_runs_again(fla
         assert until(lambda: not any(in_rules(lab, ip)), timeout=5), "the exited pod stayed in kube-proxy's rules"
         assert state_of(lab.name, "flappy") != "Running"
         code, out, _ = podlab("get", "endpoints", "--lab", lab.name)
-        web_row = next(line for line in out.splitlines() if line.split()[1] == "web")
+        web_row = next(line for line in out.splitlines() if line.split()[0] == "web")
         assert f"{lab.addresses.pod('web1').ip}:80" in web_row and ip not in web_row, out
         answers = [get(client, cluster_ip) for _ in range(40)]
         if any(in_rules(lab, ip)):      # it came back during the requests: not a clean window, again
@@ -198,7 +198,7 @@ def test_delete_service_deployment_and_namespace(lab_from_yaml):
         assert chain_handles(text, "default/keep/") == keep[node.name]
     assert ask(lab, "client", "web.default.svc.cluster.local").rcode == "NXDOMAIN"
     code, out, _ = podlab("get", "services", "--lab", name)
-    assert not [line for line in out.splitlines()[1:] if line.split()[1] == "web"]
+    assert not [line for line in out.splitlines()[1:] if line.split()[0] == "web"]
     code, _, err = podlab("delete", "--lab", name, "svc", "web")
     assert code == 1 and 'Error from server (NotFound): services "web" not found' in err
 
@@ -264,12 +264,12 @@ def test_get_endpoints_and_services_watch_print_the_changes(lab_from_yaml, tmp_p
         t.join()
     ip = api.Lab(lab.name).addresses.pod("web-pod").ip
     first, *changes = seen["endpoints"].splitlines()
-    assert first.split() == ["NAMESPACE", "NAME", "ENDPOINTS", "AGE"]
-    assert any(line.split()[:3] == ["default", "web", f"{ip}:80"] for line in changes), seen["endpoints"]
-    assert "default   spare   deleted" in changes, seen["endpoints"]
+    assert first.split() == ["NAME", "ENDPOINTS", "AGE"]      # namespace default's, as kubectl (-A: NAMESPACE first)
+    assert any(line.split()[:2] == ["web", f"{ip}:80"] for line in changes), seen["endpoints"]
+    assert "spare   deleted" in changes, seen["endpoints"]
     services = seen["services"].splitlines()
-    assert any(line.split()[:2] == ["default", "spare"] for line in services[1:])      # the listing
-    assert services[-1] == "default   spare   deleted", seen["services"]
+    assert any(line.split()[0] == "spare" for line in services[1:])      # the listing
+    assert services[-1] == "spare   deleted", seen["services"]
 
 
 def test_a_restarted_agent_makes_each_table_again_from_the_ready_pods(flappy):

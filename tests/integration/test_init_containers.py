@@ -164,6 +164,32 @@ def test_seed_001s_deployment_serves_the_page_its_init_container_wrote(lab, tmp_
     assert not Path("/usr/share/nginx").exists()
 
 
+def test_exec_runs_in_the_containers_view_with_its_volumes(lab, tmp_path):
+    """`podlab exec POD -c nginx -- cat` reads the emptyDir's file at the container's mountPath (the
+    host has no /usr/share/nginx); without -c the first container, with kubectl's notice; the exec's
+    staging goes with it."""
+    if not any(p.name.startswith("nginx-") for p in api.Lab(LAB).addresses.pods):
+        apply(tmp_path, "nginx.yaml", SEED_001_DEPLOYMENT.read_text())
+    pod = sorted(p.name for p in api.Lab(LAB).addresses.pods if p.name.startswith("nginx-"))[0]
+    wait_running([pod])
+    page = f"Welcome to the home page of host {pod}!\n"
+    code, out, err = podlab("exec", "--lab", LAB, pod, "-c", "nginx", "--", "cat", "/usr/share/nginx/html/index.html")
+    assert (code, out, err) == (0, page, "")
+    code, out, err = podlab("exec", "--lab", LAB, pod, "--", "cat", "/usr/share/nginx/html/index.html")
+    assert (code, out) == (0, page) and err == 'Defaulted container "nginx" out of: nginx, init (init)\n'
+    # What the exec writes in the volume, the container serves; its own files stay where they were.
+    code, _, err = podlab("exec", "--lab", LAB, pod, "-c", "nginx", "--", "sh", "-c",
+                          "echo from-exec > /usr/share/nginx/html/x.html && cat /etc/resolv.conf")
+    assert code == 0, err
+    assert fetch(f"http://{api.Lab(LAB).addresses.pod(pod).ip}/x.html") == (0, "from-exec\n")
+    assert not [p.name for p in (volumes.pod_dir(LAB, pod) / "mounts").iterdir() if ".exec-" in p.name]
+    code, _, err = podlab("exec", "--lab", LAB, pod, "-c", "init", "--", "true")
+    assert code == 1 and "init container" in err
+    code, _, err = podlab("exec", "--lab", LAB, pod, "-c", "nope", "--", "true")
+    assert code == 1 and f"container nope is not valid for pod {pod} out of: nginx, init (init)" in err
+    assert not Path("/usr/share/nginx").exists()
+
+
 def test_a_deleted_pods_emptydir_goes_and_its_replacement_writes_its_own(lab, tmp_path):
     if not any(p.name.startswith("nginx-") for p in api.Lab(LAB).addresses.pods):
         apply(tmp_path, "nginx.yaml", SEED_001_DEPLOYMENT.read_text())

@@ -239,8 +239,8 @@ def test_host_port_is_the_pods_node_only(lab):
 # The CLI
 # ---------------------------------------------------------------------------------------
 def test_get_services_and_endpoints(lab):
-    code, out, _ = podlab(lab, "get", "svc")
-    assert code == 0
+    code, out, _ = podlab(lab, "get", "svc", "-A")
+    assert code == 0 and out.split()[0] == "NAMESPACE"
     lines = {tuple(line.split()[:4]) for line in out.splitlines()[1:]}
     assert ("default", "nginx", "ClusterIP", service_ip(lab, "nginx")) in lines
     assert ("default", "nginx-headless", "ClusterIP", "None") in lines
