@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from lab import api, naming, rolling, topology, workloads
+from lab import api, rolling, topology, workloads
 from lab.errors import PodlabError
 from lab.model import Deployment, Pod, ReplicaSet, Topology
 
@@ -103,11 +103,10 @@ def _step(lab: Lab, name: str) -> Topology:
     counts = rolling.step(d, counted(lab.topology, d, available))
     if not counts:
         return lab.topology
-    with_pods = {p.name for p in lab.topology.pods}
     sets = []
     for rs in replicasets_of(lab.topology, name):
         if rs.template_hash in counts:
-            rs = _scaled(lab, rs, counts[rs.template_hash], with_pods, available)
+            rs = _scaled(lab.topology, rs, counts[rs.template_hash], available)
         sets.append(rs)
     bound = lab.scheduling or topology.scheduling_of(lab.topology.pods, replicasets=lab.topology.replicasets)
     bound = bound.copy(replicasets={**bound.replicasets, name: sets}, stepped=frozenset({name}))
@@ -116,17 +115,16 @@ def _step(lab: Lab, name: str) -> Topology:
                           conflist=lab.topology.cni.conflist if lab.topology.cni else None)
 
 
-def _scaled(lab: Lab, rs: ReplicaSet, replicas: int, with_pods: set[str], available: set[str]) -> ReplicaSet:
+def _scaled(topo: Topology, rs: ReplicaSet, replicas: int, available: set[str]) -> ReplicaSet:
     """The ReplicaSet scaled to `replicas`; scaled down, it loses the pods a ReplicaSet deletes first
-    (controller.ActivePods' order): Pending ones, then not Ready, then the newest."""
+    (controller.ActivePods' order): Pending ones (no address: not among the lab's pods), then those
+    not available, then the newest."""
     if replicas >= rs.replicas:
         return replace(rs, replicas=replicas)
-    ordinals = sorted(rs.ordinals)
-    names = dict(zip(ordinals, naming.deployment_pod_names(lab.name, rs.deployment, rs.template_hash,
-                                                           len(ordinals), ordinals)))
-    ranked = sorted(ordinals, key=lambda o: (names[o] in with_pods, names[o] in available, -o))
+    pods = {p.ordinal: p.name for p in _members(topo, rs)}
+    ranked = sorted(rs.ordinals, key=lambda o: (o in pods, pods.get(o) in available, -o))
     gone = set(ranked[:rs.replicas - replicas])
-    return replace(rs, replicas=replicas, ordinals=tuple(o for o in ordinals if o not in gone))
+    return replace(rs, replicas=replicas, ordinals=tuple(o for o in sorted(rs.ordinals) if o not in gone))
 
 
 def drive(name: str, say: Say, deployments: list[str] | None = None, timeout: float | None = None,

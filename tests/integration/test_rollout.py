@@ -171,6 +171,10 @@ def test_a_rollout_replaces_every_pod_while_the_service_answers_every_request(la
     rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines()[1:]}
     assert rows[f"web-{hash_of(next(iter(after)))}"] == ["3", "3", "3"]
     assert rows[f"web-{hash_of(next(iter(before)))}"] == ["0", "0", "0"]
+    code, out, _ = podlab("get", "deployments", "--lab", name)
+    assert out.splitlines()[1].split()[:4] == ["web", "3/3", "3", "3"]
+    code, _, err = podlab("get", "rs", "web-nothere", "--lab", name)
+    assert code == 1 and 'Error from server (NotFound): replicasets.apps "web-nothere" not found' in err
 
 
 def steps_of(name: str, since: int) -> list[tuple[int, int]]:

@@ -199,3 +199,17 @@ def test_restarted_at_is_rfc3339_as_go_formats_it():
     assert text.endswith("Z") or text[-6] in "+-"
     plus2 = utc.astimezone(timezone(timedelta(hours=2)))
     assert datetime.fromisoformat(rollout.restarted_at(plus2).replace("Z", "+00:00")) == utc.replace(microsecond=0)
+
+
+def test_a_scaled_down_replicaset_loses_its_pods_without_an_address_then_unavailable_then_newest():
+    topo = topology.loads(DOC.replace("replicas: 3", "replicas: 4"), default_name="file-name")   # any lab name
+    rs = next(r for r in topo.replicasets if r.deployment == "web")
+    pods = sorted((p for p in topo.pods if p.deployment == "web"), key=lambda p: p.ordinal)
+    # Ordinal 1 has no address (Pending: not among the lab's pods), ordinal 0 is not Ready.
+    without_pending = topo.__class__(**{**topo.__dict__, "pods": tuple(p for p in topo.pods if p.ordinal != 1
+                                                                         or p.deployment != "web")})
+    available = {p.name for p in pods if p.ordinal in (2, 3)}
+    assert rollout._scaled(without_pending, rs, 3, available).ordinals == (0, 2, 3)
+    assert rollout._scaled(without_pending, rs, 2, available).ordinals == (2, 3)
+    assert rollout._scaled(without_pending, rs, 1, available).ordinals == (2,)           # then the newest
+    assert rollout._scaled(without_pending, rs, 5, available).replicas == 5
