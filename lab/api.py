@@ -72,10 +72,10 @@ class Lab:
         self.document_name = Path(self.meta.get("source") or TOPOLOGY_RECORD).stem
         if plan is not None and plan.topology.name == name:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
-            self.topology, self._allocated = plan.topology, plan.addresses
-            self._addresses = _observed(plan.addresses, plan.topology, name)
+            self.topology, self._allocated = plan.topology, plan.allocation
+            self._addresses = _observed(plan.allocation, plan.topology, name)
             self._plan: Plan | None = plan if self._addresses is plan.addresses else replace(
-                plan, addresses=self._addresses)
+                plan, addresses=self._addresses, planned_over=plan.allocation)
             self.scheduling = self._recorded_scheduling()
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
@@ -98,7 +98,8 @@ class Lab:
         planned over the recorded allocation (what podlab predicted), its addresses are observed."""
         if self._plan is None:
             planned = planner.build(self.topology, self._allocated)
-            self._plan = planned if self._addresses is self._allocated else replace(planned, addresses=self._addresses)
+            self._plan = planned if self._addresses is self._allocated else replace(
+                planned, addresses=self._addresses, planned_over=self._allocated)
         return self._plan
 
     def _recorded_scheduling(self) -> topology.Scheduling | None:
@@ -176,15 +177,6 @@ class Lab:
         if t.ip is None:
             raise PodlabError(f"{t.name} has no address of its own to aim at")
         return t.ip
-
-
-def _observed(plan: Plan, lab: str) -> Plan:
-    """A cni lab's plan with the pods' addresses and host veths as the plugins made them (host-local,
-    not podlab, chose them: the plan only predicted them)."""
-    if not designs.of(plan.topology).attachment.runs_plugins:
-        return plan
-    from lab.cni import status
-    return replace(plan, addresses=status.observed(plan.addresses, lab))
 
 
 def _observed(addrs: AddressPlan, topo: Topology, lab: str) -> AddressPlan:
@@ -335,7 +327,7 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
             raise PodlabError(f"the workload agent of lab {name} is not running, and a change needs it: "
                               f"'sudo podlab restart-agent --lab {name}' first; nothing was changed")
         started = time.monotonic()
-        converge.start(name, lab.plan, lab.scheduling, desired, ch, say)
+        kernel = converge.start(name, lab.plan, lab.scheduling, desired, ch, say)
         for node in ch.nodes_removed:
             say(f"node/{node} deleted")
         for pod in ch.removed:
@@ -349,7 +341,8 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
             say(f"pod/{pod} created ({new[pod].ip} on {new[pod].node})")
         for p in pending:
             say(f"pod/{p.name} Pending on {p.node} (ContainerCreating): FailedCreatePodSandBox: {p.reason}")
-        say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations)")
+        say(f"lab {name} changed in {time.monotonic() - started:.2f} s ({len(ch.ops)} operations, "
+            f"{kernel:.3f} s of it in the kernel)")
         changed = _follow_plugins(changed, say)
     stuck = [p for p in pending if p.name not in before]
     if stuck:

@@ -113,7 +113,8 @@ def _manifests(files: list[tuple[str, str]], verb: str) -> Any:
 
 
 def _document(lab: Lab) -> dict[str, Any]:
-    return yaml.safe_load(lab.topology.text) or {}
+    # libyaml where PyYAML has it: the record is podlab's own, read here only to be edited.
+    return yaml.load(lab.topology.text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
 
 
 def _load(lab: Lab, document: dict[str, Any], source: str, gone: set[str] = frozenset()) -> Topology:

@@ -54,14 +54,42 @@ def plan_change(current: Plan, desired: Topology) -> Change:
 
 def diff(current: Plan, new: Plan) -> Change:
     """What turns a lab built from `current` into `new`: also how a change cut short is made again
-    from the records of both (lab.converge), or undone (the other way round)."""
+    from the records of both (lab.converge), or undone (the other way round).
+
+    Between plans of the same machines only the ops of the pods that changed (and those other pods
+    hold for them), and the whole lab's that follow from its pods, can differ (lab.planner.part):
+    those alone are planned and compared, the same change as full_diff's at a fraction of the cost
+    (one pod into a 1000-pod lab: some 60 ops of each plan, not 40,000)."""
+    if not planner.same_machines(current, new):
+        return full_diff(current, new)
+    pods = _changed_pods(current, new)
+    return _diff(current, new, planner.part(current, pods), planner.part(new, pods))
+
+
+def full_diff(current: Plan, new: Plan) -> Change:
+    """diff, from every op of both plans."""
+    return _diff(current, new, current.ops, new.ops)
+
+
+def _changed_pods(current: Plan, new: Plan) -> set[str]:
+    """The pods that come, go or change: their address, node or spec (what their ops are planned over)."""
+    old_addr = {p.name: p for p in current.allocation.pods}
+    new_addr = {p.name: p for p in new.allocation.pods}
+    old_spec = {p.name: p for p in current.topology.pods}
+    new_spec = {p.name: p for p in new.topology.pods}
+    return {name for name in old_addr.keys() | new_addr.keys()
+            if old_addr.get(name) != new_addr.get(name) or old_spec.get(name) != new_spec.get(name)}
+
+
+def _diff(current: Plan, new: Plan, before_ops: tuple[Op, ...], after_ops: tuple[Op, ...]) -> Change:
+    """diff, from these ops of the two plans: all of each, or the part of each they can differ in."""
     addrs = new.addresses
     old_pods = {p.name: p for p in current.addresses.pods}
     new_pods = {p.name: p for p in addrs.pods}
     removed = [n for n in old_pods if n not in new_pods or new_pods[n] != old_pods[n]]
     added = [n for n in new_pods if n not in old_pods or new_pods[n] != old_pods[n]]
     # A cni node whose list changed makes its pods again, under their names (kubelet would DEL and ADD).
-    again = sorted(cni_changes.reconfigured_pods(current.ops, new.ops) - set(removed))
+    again = sorted(cni_changes.reconfigured_pods(before_ops, after_ops) - set(removed))
     removed, added = removed + again, added + [n for n in again if n not in added]
     old_nodes = {n.name: n for n in current.addresses.nodes}
     new_nodes = [n.name for n in addrs.nodes]
@@ -77,13 +105,13 @@ def diff(current: Plan, new: Plan) -> Change:
     gone_veths |= {(underlay, n) for n in nodes_removed}
     # Set differences compare the hashes the sets hold: hashing 40,000 ops again for each
     # membership test (ipaddress hashes in Python) cost more than all the rest of a change.
-    before, after = set(current.ops), set(new.ops)
+    before, after = set(before_ops), set(after_ops)
     gone = {id(op) for op in before - after}
     fresh = {id(op) for op in after - before}
-    old_daemons, new_daemons = _daemons(current.ops), _daemons(new.ops)
+    old_daemons, new_daemons = _daemons(before_ops), _daemons(after_ops)
     kept_daemons = old_daemons.keys() & new_daemons.keys()
     undo: list[Op] = []
-    for op in current.ops:
+    for op in before_ops:
         if id(op) not in gone:
             continue
         # Files are written again whole, nftables tables loaded again whole in place of the old ones,
@@ -104,23 +132,23 @@ def diff(current: Plan, new: Plan) -> Change:
     # In execution order; the deletions first among the neighbour entries (a pod replaced keeps its name).
     if gone_ns or gone_veths:
         # Pods made again under their names come back with the same spec: the agent's file is written anew.
-        made = [op for op in new.ops if id(op) in fresh or _goes_with(op, gone_ns, gone_veths)
+        made = [op for op in after_ops if id(op) in fresh or _goes_with(op, gone_ns, gone_veths)
                 or (again and isinstance(op, WriteFile))]
     else:
-        made = [op for op in new.ops if id(op) in fresh]
+        made = [op for op in after_ops if id(op) in fresh]
     made = [op for op in made if not (isinstance(op, StartDaemon) and _daemon_key(op) in kept_daemons)]
-    made += _updated_daemons(current, new, old_daemons, new_daemons, kept_daemons)
+    made += _updated_daemons(before_ops, after_ops, old_daemons, new_daemons, kept_daemons)
     # kube-proxy's table is the agent's to keep once loaded (each Service rewritten as its ready
     # endpoints change, lab.services.kube_proxy): loaded here only into a namespace this change makes.
     new_namespaces = {op.ns for op in made if isinstance(op, CreateNamespace)}
     made = [op for op in made if not (isinstance(op, ApplyNft) and op.kept and op.ns not in new_namespaces)]
     ops = tuple(ordered(undo + made))
-    restarted = _restarted(new, ops)
+    restarted = _restarted(after_ops, ops)
     if restarted:
         # They leave the agent's spec while their daemon's files are rewritten, so the spec is written
         # whole again for them to come back, also when no pod came or went (a Service deleted).
-        specs = {path for op in new.ops if isinstance(op, StartDaemon) and op.kind == "agent" for path in op.config}
-        ops = tuple(ordered([*ops, *(op for op in new.ops if isinstance(op, WriteFile) and op.path in specs
+        specs = {path for op in after_ops if isinstance(op, StartDaemon) and op.kind == "agent" for path in op.config}
+        ops = tuple(ordered([*ops, *(op for op in after_ops if isinstance(op, WriteFile) and op.path in specs
                                      and op not in ops)]))
     return Change(new, tuple(added), tuple(removed), tuple(sorted(gone_ns)), ops, restarted,
                   tuple(sorted((ns, veth) for ns, veth in gone_veths if veth)), tuple(nodes_added),
@@ -151,15 +179,15 @@ def _daemons(ops: tuple[Op, ...]) -> dict[DaemonKey, StartDaemon]:
     return {_daemon_key(op): op for op in ops if isinstance(op, StartDaemon) and op.kind == "process"}
 
 
-def _updated_daemons(current: Plan, new: Plan, old_daemons: dict[DaemonKey, StartDaemon],
+def _updated_daemons(before_ops: tuple[Op, ...], after_ops: tuple[Op, ...], old_daemons: dict[DaemonKey, StartDaemon],
                      new_daemons: dict[DaemonKey, StartDaemon], kept: set[DaemonKey]) -> list[UpdateDaemon]:
     """The daemons that stay and whose configuration or readiness changes: a BIRD whose node got or
     lost a peer, or took a block, reads its new configuration in place (BIRD reads it once, at start
     and on `configure`); one whose peers' blocks changed is only waited for."""
     if not kept:
         return []
-    old_files = {op.path: op.content for op in current.ops if isinstance(op, WriteFile)}
-    new_files = {op.path: op.content for op in new.ops if isinstance(op, WriteFile)}
+    old_files = {op.path: op.content for op in before_ops if isinstance(op, WriteFile)}
+    new_files = {op.path: op.content for op in after_ops if isinstance(op, WriteFile)}
     out = []
     for key in sorted(kept, key=repr):
         op = new_daemons[key]
@@ -172,13 +200,13 @@ def _updated_daemons(current: Plan, new: Plan, old_daemons: dict[DaemonKey, Star
     return out
 
 
-def _restarted(new: Plan, ops: tuple[Op, ...]) -> tuple[str, ...]:
+def _restarted(new_ops: tuple[Op, ...], ops: tuple[Op, ...]) -> tuple[str, ...]:
     """Pods running a daemon whose configuration this change rewrites: dnsmasq reads its configuration
     once, so a change of it (SRV records: a Service's named ports, the pods of a headless Service)
     restarts the cluster DNS, a moment without answers. Its A records are not its configuration
     (lab.services.dns): pods that come and go only rewrite those, which dnsmasq reads again itself."""
     written = {op.path for op in ops if isinstance(op, WriteFile)}
-    return tuple(op.container.split("/", 1)[0] for op in new.ops if isinstance(op, StartDaemon)
+    return tuple(op.container.split("/", 1)[0] for op in new_ops if isinstance(op, StartDaemon)
                  and op.kind == "container" and op.container and written & set(op.config))
 
 

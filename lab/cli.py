@@ -24,10 +24,41 @@ EXTENSIONS: list[str] = ["tui.cli", "lab.clean_cli", "lab.course.cli", "lab.serv
                          "lab.apply_cli", "lab.drain_cli", "lab.cni.cli"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Skipped:
+    """The parser of a command this run does not parse: it takes the command's arguments, and keeps none."""
+
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def add_subparsers(self, *args: object, **kwargs: object) -> "_Skipped":
+        return self
+
+    def add_parser(self, *args: object, **kwargs: object) -> "_Skipped":
+        return self
+
+
+class _OneCommand:
+    """The subcommands of a run that names its command: only that one's parser is made (argparse
+    takes ~0.5 ms a parser, podlab has some 40, and `podlab apply` is meant to take well under a second)."""
+
+    def __init__(self, sub: argparse._SubParsersAction, name: str):
+        self.sub, self.name, self.found = sub, name, False
+
+    def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser | _Skipped:
+        if name != self.name:
+            return _Skipped()
+        self.found = True
+        return self.sub.add_parser(name, **kwargs)   # type: ignore[arg-type]
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """podlab's parser; with `command`, that command's alone (every one if there is no such command:
+    the error lists them)."""
     p = argparse.ArgumentParser(prog="podlab", description="Kubernetes pod networking, built from real Linux "
                                 "namespaces: bring up a cluster design, look inside, send packets.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    every = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    one = _OneCommand(every, command) if command is not None else None
+    sub: Any = one if one is not None else every
 
     def lab_flag(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--lab", help="which lab, when several are up")
@@ -101,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(name)
         COMMANDS.update(module.register(sub))
         ROOT_COMMANDS.update(module.NEEDS_ROOT)
-    return p
+    return p if one is None or one.found else build_parser()
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -113,7 +144,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     if "--" in argv:
         cut = argv.index("--")
         argv, trailing = argv[:cut], argv[cut + 1:]
-    args = _parse(build_parser(), argv)
+    # The command is the first word that is no option (podlab's own options take no value).
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = _parse(build_parser(command), argv)
     if args.command == "exec":
         args.argv = args.argv + trailing
     elif args.command == "run":      # `podlab run NAME --image X -- CMD ...`: the pod's command

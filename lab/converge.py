@@ -40,10 +40,11 @@ Say = Callable[[str], None]
 
 
 def start(name: str, current: Plan, scheduling: topology.Scheduling | None, desired: Topology, ch: Change,
-          say: Say) -> None:
+          say: Say) -> float:
     """Carry out `ch`, planned from the lab's `current` plan to `desired` (every pod it names,
     those left Pending too). The caller holds the lab's lock and has finished any change pending.
-    Raises PodlabError if the change failed; it was then undone."""
+    Raises PodlabError if the change failed; it was then undone. Returns the seconds of the
+    kernel work (lab.engine.apply.change)."""
     from lab.engine.journal import Journal
     d = state.lab_dir(name)
     committed = record.read_files(d)
@@ -54,10 +55,11 @@ def start(name: str, current: Plan, scheduling: topology.Scheduling | None, desi
     record.write_change(d, pending)
     Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))
     try:
-        _make(name, current, ch, again=False)
+        kernel = _make(name, current, ch, again=False)
     except (PodlabError, OSError) as e:
         _undo(name, pending, ch.plan, current, e, say)
     _commit(name, proposed)
+    return kernel
 
 
 def finish(name: str, say: Say) -> Plan | None:
@@ -112,8 +114,9 @@ def _names(d: Path) -> tuple[str, str]:
     return source, Path(source).stem
 
 
-def _make(name: str, current: Plan, ch: Change, again: bool) -> None:
-    """The kernel work of `ch` from a lab built from `current`; `again`: it may be half done."""
+def _make(name: str, current: Plan, ch: Change, again: bool) -> float:
+    """The kernel work of `ch` from a lab built from `current`; `again`: it may be half done. Its
+    seconds, but for the agent's and the daemons' turns."""
     from lab.engine import apply
     spec_path = state.lab_dir(name) / workloads.SPEC_FILE
     kept = {p.name for p in current.addresses.pods} - set(ch.removed) - set(ch.restarted)
@@ -130,21 +133,40 @@ def _make(name: str, current: Plan, ch: Change, again: bool) -> None:
                  and op.peer_ns not in new}
         gone = tuple(sorted(set(gone) | ends))
 
+    # What the agent reads when told to (its spec, kube-proxy's Services), as it last read them.
+    agent_files = (spec_path, state.lab_dir(name) / workloads.KUBE_PROXY_SPEC)
+    read: list[tuple[str | None, ...]] = []
+
     def let_go() -> None:
         spec = json.loads(spec_path.read_text())
-        spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
-        workloads.write_json_atomic(spec_path, spec)
-        workloads.reload_agent(name, {p["pod"] for p in spec["pods"]})
+        # The agent serves the lab's pods as its record has them, unless a change was cut short.
+        if again or {p["pod"] for p in spec["pods"]} != kept:
+            spec["pods"] = [p for p in spec["pods"] if p["pod"] in kept]
+            workloads.write_json_atomic(spec_path, spec)
+            workloads.reload_agent(name, {p["pod"] for p in spec["pods"]})
+        read.append(_contents(agent_files))
         state.remove_pod_dirs(name, ch.removed)     # the kubelet's files (resolv.conf, hosts) go with the pod
         if stop_in:      # a leaving node's BIRD, a shell left in it: they hold its namespace
             from lab import clean
             clean.kill_inside(name, only=stop_in)
 
     def serve_new() -> None:
-        workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
+        # Told again only if there is something new to read (nothing, when a pod only went).
+        if _contents(agent_files) != read[-1]:
+            workloads.reload_agent(name, {p.name for p in ch.plan.addresses.pods})
         faults.point("new pods served")
 
-    apply.change(name, ch.ops, remove, let_go, serve_new, gone, again=again)
+    return apply.change(name, ch.ops, remove, let_go, serve_new, gone, again=again)
+
+
+def _contents(paths: tuple[Path, ...]) -> tuple[str | None, ...]:
+    out: list[str | None] = []
+    for path in paths:
+        try:
+            out.append(path.read_text())
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
 
 
 def _undo(name: str, pending: record.PendingChange, failed: Plan, back_to: Plan, error: Exception,

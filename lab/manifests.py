@@ -42,10 +42,20 @@ class Manifests:
     not_emulated: list[str] = field(default_factory=list)
 
 
+# libyaml where PyYAML was built with it: the same documents and lines, ~7x faster than PyYAML's own.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _documents(text: str) -> list[tuple[Any, yaml.Node]]:
+    """Each document, with its node (which knows its lines), the text read once."""
+    return [(yaml.constructor.SafeConstructor().construct_document(node), node)
+            for node in yaml.compose_all(text, Loader=_LOADER)]
+
+
 def is_manifest(text: str) -> bool:
     """Kubernetes objects (documents with a kind), not a podlab topology document."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d, _ in _documents(text) if d is not None]
     except yaml.YAMLError:
         return False
     return bool(docs) and all(isinstance(d, dict) and "kind" in d for d in docs)
@@ -54,11 +64,10 @@ def is_manifest(text: str) -> bool:
 def read(text: str, source: str) -> Manifests:
     out = Manifests()
     try:
-        nodes = list(yaml.compose_all(text))
-        docs = list(yaml.safe_load_all(text))
+        documents = _documents(text)
     except yaml.YAMLError as e:
         raise PodlabError(f"{source}: not YAML: {e}") from None
-    for i, (doc, node) in enumerate(zip(docs, nodes)):
+    for i, (doc, node) in enumerate(documents):
         if doc is None:
             continue
         where = _Where(source, i, node)

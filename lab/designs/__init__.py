@@ -14,6 +14,8 @@ BACKENDS, and a preset in PRESETS if a real CNI is that combination (docs/design
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import replace
 from functools import lru_cache
 
 from lab.addressing import AddressPlan
@@ -101,17 +103,24 @@ def preset_of(attach: str, backend: str) -> str | None:
     return next((name for name, (a, b, _) in PRESETS.items() if (a, b) == (attach, backend)), None)
 
 
-def plan(topo: Topology, addrs: AddressPlan) -> list[Op]:
-    """The design's kernel operations: the shared wiring, the attachment's, the backend's."""
+def plan(topo: Topology, addrs: AddressPlan, pods: Collection[str] | None = None) -> list[Op]:
+    """The design's kernel operations: the shared wiring, the attachment's, the backend's. With
+    `pods`, only those of these pods (lab.planner.part), in the order the whole plan has them."""
     design = of(topo)
     a, b = design.attachment, design.backend
-    ops = wiring.namespaces(topo, addrs, a.bridge) + wiring.underlay_switch(topo, addrs)
-    for node in addrs.nodes:
-        ops += a.node_ops(design, topo, addrs, node)
-    for pod in addrs.pods:
+    whole = pods is None
+    these = addrs if pods is None else replace(addrs, pods=tuple(p for p in addrs.pods if p.name in pods))
+    ops = wiring.namespaces(topo, these, a.bridge, machines=whole)
+    if whole:
+        ops += wiring.underlay_switch(topo, addrs)
+        for node in addrs.nodes:
+            ops += a.node_ops(design, topo, addrs, node)
+    for pod in these.pods:
         if not pod.host_network:
-            ops += a.pod_ops(topo, addrs, pod, addrs.node(pod.node))
+            ops += a.pod_ops(topo, these, pod, addrs.node(pod.node))
     if addrs.static_neighbours:
         # The entries ARP would learn, written as permanent ones (see addressing.SHARED_ARP_BUDGET).
-        ops += a.static_neighbours(topo, addrs) + b.static_neighbours(topo, addrs)
-    return ops + b.ops(topo, addrs, a) + wiring.outside_hosts(topo, addrs, default_via_router=b.router)
+        ops += a.static_neighbours(topo, addrs, pods) + (b.static_neighbours(topo, addrs) if whole else [])
+    if whole:
+        ops += b.ops(topo, addrs, a) + wiring.outside_hosts(topo, addrs, default_via_router=b.router)
+    return ops

@@ -8,6 +8,7 @@ plans its own kernel objects over the wiring every design shares (lab.designs.wi
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ class Attachment:
                                  # (Calico IPAM: blocks of an IP pool, taken by a node as it needs them)
     network_defaults: tuple[tuple[str, object], ...] = ()   # network: values this design's real CNI defaults to
     proxy_arp: bool = False      # the pods' gateway is no one's address: the host veth answers its ARP
+    node_default_route: bool = False   # node_ops give every node a default route
     runs_plugins: bool = False   # real CNI plugin binaries attach the pods (their hostPorts are portmap's, if listed)
 
     def gateway(self, block: IPv4Network) -> IPv4Address:
@@ -50,10 +52,15 @@ class Attachment:
         return []
 
     def pod_ops(self, topo: Topology, addrs: AddressPlan, pod: PodAddr, node: NodeAddr) -> list[Op]:
+        """What a pod gets: made from the pod (its address and spec) and its node alone, and the
+        cluster's settings. A change of a running lab plans again only the pods it changes
+        (lab.planner.part): `addrs.pods` then holds those alone."""
         raise NotImplementedError
 
-    def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
-        """The pod <-> node entries ARP would learn, for labs too large for the shared ARP table."""
+    def static_neighbours(self, topo: Topology, addrs: AddressPlan, pods: Collection[str] | None = None) -> list[Op]:
+        """The pod <-> node (and pod <-> pod) entries ARP would learn, for labs too large for the
+        shared ARP table, in `addrs.pods` order. `pods`: only the entries of these (a change's,
+        lab.planner.part): each one's own and those other pods hold for it."""
         return []
 
 
@@ -70,6 +77,7 @@ class Backend:
     node_port: bool = True           # a NodePort Service works (a node's address is not a bridge port)
     bgp: bool = False                # nodes learn each other's blocks by BGP (the calico: section's BGP options)
     tunnel_address: bool = False     # the node's tunnel device takes the first address of its first block
+    node_default_route: bool = False     # ops give every node a default route
 
     def ops(self, topo: Topology, addrs: AddressPlan, attachment: Attachment) -> list[Op]:
         """Every node's forwarding, uplink address and routes to the other blocks; the underlay's
@@ -114,6 +122,12 @@ class Design:
 
     def pod_mtu(self, underlay_mtu: int) -> int:
         return underlay_mtu - self.backend.mtu_overhead
+
+    @property
+    def node_default_route(self) -> bool:
+        """Whether the design gives every node a default route (else Services add one: a process on
+        a node connecting to a ClusterIP needs some route before nat-output can DNAT it)."""
+        return self.attachment.node_default_route or self.backend.node_default_route
 
     def same_node_hops(self) -> int:
         """Routing hops (TTL decrements) from a pod to a pod on the same node."""

@@ -4,6 +4,8 @@ delegates to it. cni0 holds the block's first address as the pods' gateway; each
 and `default via` the gateway. Pods of one node reach each other by switching alone."""
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from lab.addressing import AddressPlan, NodeAddr, PodAddr, interface, stable_mac
 from lab.designs import wiring
 from lab.designs.base import Attachment, Backend, Design
@@ -41,7 +43,7 @@ class BridgeAttachment(Attachment):
                 AddAddress(pod.netns, "eth0", interface(pod.ip, pod.prefixlen)),
                 AddRoute(pod.netns, wiring.DEFAULT, via=node.gateway)]
 
-    def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
+    def static_neighbours(self, topo: Topology, addrs: AddressPlan, pods: Collection[str] | None = None) -> list[Op]:
         """pod <-> gateway, and pod <-> pod on one node (up to addressing.STATIC_PAIRS_LIMIT)."""
         lab = addrs.lab
         ops: list[Op] = []
@@ -49,16 +51,27 @@ class BridgeAttachment(Attachment):
         for pod in addrs.pods:
             if not pod.host_network:
                 on_node.setdefault(pod.node, []).append(pod)
-        pod_mac = {p.name: stable_mac(lab, p.name, "eth0") for p in addrs.pods}
+        mac: dict[str, str] = {}
+
+        def pod_mac(p: PodAddr) -> str:
+            if (m := mac.get(p.name)) is None:
+                m = mac[p.name] = stable_mac(lab, p.name, "eth0")
+            return m
+        # The nodes of `pods`: the other pods hold entries for them there only.
+        theirs = None if pods is None else {p.node for p in addrs.pods if p.name in pods}
         for pod in addrs.pods:
             if pod.host_network:
                 continue
-            node = addrs.node(pod.node)
-            ops += [AddNeighbour(pod.netns, "eth0", node.gateway, stable_mac(lab, node.name, topo.bridge)),
-                    AddNeighbour(node.netns, topo.bridge, pod.ip, pod_mac[pod.name])]
+            mine = pods is None or pod.name in pods
+            if not mine and pod.node not in theirs:     # type: ignore[operator]
+                continue
+            if mine:
+                node = addrs.node(pod.node)
+                ops += [AddNeighbour(pod.netns, "eth0", node.gateway, stable_mac(lab, node.name, topo.bridge)),
+                        AddNeighbour(node.netns, topo.bridge, pod.ip, pod_mac(pod))]
             if addrs.static_pod_pairs:
-                ops += [AddNeighbour(pod.netns, "eth0", other.ip, pod_mac[other.name])
-                        for other in on_node[pod.node] if other is not pod]
+                ops += [AddNeighbour(pod.netns, "eth0", other.ip, pod_mac(other))
+                        for other in on_node[pod.node] if other is not pod and (mine or other.name in pods)]
         return ops
 
 

@@ -13,6 +13,7 @@ libcalico-go lib/backend/k8s/conversion/workload_endpoint_default.go; ../shared/
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from ipaddress import IPv4Address, IPv4Network
 
 from lab.addressing import AddressPlan, NodeAddr, PodAddr, interface, stable_mac
@@ -62,13 +63,14 @@ class CalicoAttachment(Attachment):
                 AddRoute(node.netns, interface(pod.ip, 32).network, dev=pod.veth, scope="link"),
                 AddNeighbour(node.netns, pod.veth, pod.ip, pod_mac)]
 
-    def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
+    def static_neighbours(self, topo: Topology, addrs: AddressPlan, pods: Collection[str] | None = None) -> list[Op]:
         """pod -> 169.254.1.1 (which proxy ARP would answer with the host end's MAC)."""
-        return [AddNeighbour(pod.netns, "eth0", GATEWAY, HOST_MAC) for pod in addrs.pods if not pod.host_network]
+        return [AddNeighbour(pod.netns, "eth0", GATEWAY, HOST_MAC) for pod in addrs.pods
+                if not pod.host_network and (pods is None or pod.name in pods)]
 
 
 CALICO = CalicoAttachment(
     name="calico", mirrors="Calico's CNI plugin and Felix (cali* veths, proxy ARP, Calico IPAM)",
     summary="a veth per pod, no bridge: /32 pods behind 169.254.1.1, which the node answers by proxy ARP",
-    bridge=False, routed_same_node=True, ipam="calico", proxy_arp=True,
+    bridge=False, routed_same_node=True, ipam="calico", proxy_arp=True, node_default_route=True,
     network_defaults=(("podCIDR", "192.168.0.0/16"), ("nodeSubnet", "172.18.0.0/24")))

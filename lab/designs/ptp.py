@@ -8,6 +8,8 @@ node routes `<pod IP> dev vethX scope host`. Pod -> pod on one node is routed by
 (containernetworking/plugins plugins/main/ptp/ptp.go: setupContainerVeth, setupHostVeth.)"""
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from lab.addressing import AddressPlan, NodeAddr, PodAddr, interface, stable_mac
 from lab.designs import wiring
 from lab.designs.base import Attachment
@@ -36,12 +38,12 @@ class PtpAttachment(Attachment):
                 AddAddress(node.netns, pod.veth, interface(gw, 32)),
                 AddRoute(node.netns, interface(pod.ip, 32).network, dev=pod.veth, scope="host")]
 
-    def static_neighbours(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
+    def static_neighbours(self, topo: Topology, addrs: AddressPlan, pods: Collection[str] | None = None) -> list[Op]:
         """pod -> its gateway (the host end of its own veth), node -> pod on that veth."""
         lab = addrs.lab
         ops: list[Op] = []
         for pod in addrs.pods:
-            if pod.host_network:
+            if pod.host_network or (pods is not None and pod.name not in pods):
                 continue
             assert pod.veth is not None
             node = addrs.node(pod.node)

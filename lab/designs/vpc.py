@@ -45,4 +45,4 @@ class VpcBackend(Backend):
 VPC = VpcBackend(
     name="vpc", mirrors="the cloud VPC route table (GKE routes-based, Alibaba Cloud VPC routes)",
     summary="nodes default via the VPC router, which holds one route per node block",
-    router=True, outside_reaches_pods=True)
+    router=True, outside_reaches_pods=True, node_default_route=True)

@@ -34,11 +34,12 @@ NO_BRIDGE_NETFILTER = tuple((f"net.bridge.bridge-nf-call-{t}", "0") for t in ("i
 NODE_IPV6 = (("net.ipv6.conf.default.accept_ra", "0"),)
 
 
-def namespaces(topo: Topology, addrs: AddressPlan, node_bridges: bool) -> list[Op]:
-    made: list[CreateNamespace] = [CreateNamespace(addrs.underlay_netns, "underlay", "underlay")]
-    made += [CreateNamespace(n.netns, n.name, "node") for n in addrs.nodes]
+def namespaces(topo: Topology, addrs: AddressPlan, node_bridges: bool, machines: bool = True) -> list[Op]:
+    """Every namespace, set up as the kernel would not; `machines=False`: the pods' only."""
+    made: list[CreateNamespace] = [CreateNamespace(addrs.underlay_netns, "underlay", "underlay")] if machines else []
+    made += [CreateNamespace(n.netns, n.name, "node") for n in addrs.nodes] if machines else []
     made += [CreateNamespace(p.netns, p.name, "pod") for p in addrs.pods if not p.host_network]
-    made += [CreateNamespace(h.netns, h.name, "outside") for h in addrs.outside]
+    made += [CreateNamespace(h.netns, h.name, "outside") for h in addrs.outside] if machines else []
     bridged = {addrs.underlay_netns} | ({n.netns for n in addrs.nodes} if node_bridges else set())
     ops: list[Op] = list(made)
     extra = {"node": NODE_IPV6}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -60,30 +61,33 @@ class Journal:
                 continue
         return out
 
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+    def of_kind(self, kind: str, naming: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """The records of a kind (`naming`: only those whose "name" is one of these)."""
         # Only the lines that can be of this kind are parsed: a 1000-pod lab's journal holds
         # thousands of namespace records that most readers skip (records begin with their kind).
         prefix = json.dumps({"kind": kind})[:-1]
+        names = None if naming is None else [json.dumps({"name": n})[1:-1] for n in naming]
         try:
             text = self.path.read_text()
         except FileNotFoundError:
             return []
         out = []
         for line in text.splitlines():
-            if line.startswith(prefix):
+            if line.startswith(prefix) and (names is None or any(n in line for n in names)):
                 try:
                     e = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if isinstance(e, dict) and e.get("kind") == kind:
+                if isinstance(e, dict) and e.get("kind") == kind and (naming is None or e.get("name") in naming):
                     out.append(e)
         return out
 
-    def made_namespaces(self) -> dict[str, dict[str, Any]]:
+    def made_namespaces(self, naming: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
         """name -> its `netns-made` record: the identity (net and uts: dev, inode, ctime) of each
-        namespace this lab really made, written after unshare(2) and before it got its name."""
+        namespace this lab really made (`naming`: of these), written after unshare(2) and before it
+        got its name."""
         out: dict[str, dict[str, Any]] = {}
-        for e in self.of_kind("netns-made"):
+        for e in self.of_kind("netns-made", naming):
             if isinstance(e.get("name"), str) and _is_id(e.get("net")):
                 out[e["name"]] = e
         return out

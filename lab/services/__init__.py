@@ -26,9 +26,9 @@ if TYPE_CHECKING:   # the planner's modules are imported when a plan is made, no
 class _Services:
     name = "services"
 
-    def ops(self, topo: Topology, addrs: AddressPlan, design_ops: list[Op]) -> list[Op]:
+    def ops(self, topo: Topology, addrs: AddressPlan) -> list[Op]:
         from lab.services import planner
-        return planner.ops(topo, addrs, design_ops)
+        return planner.ops(topo, addrs)
 
 
 ADDON = _Services()

@@ -79,7 +79,7 @@ def config(topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> str:
 def records(topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> str:
     """Every A record, one per line as in a hosts file; the first line naming an address also
     answers its PTR query (a ClusterIP's is its Service)."""
-    ips = {p.name: p.ip for p in addrs.pods}
+    ips = {p.name: str(p.ip) for p in addrs.pods}    # as text once: a thousand pods' addresses, each written twice
     namespaces = {p.name: p.namespace for p in topo.pods}
     lines = ["# The cluster DNS's A records (lab/services/dns.py); dnsmasq reads this file again when it is replaced.",
              "# Services: <service>.<namespace>.svc.cluster.local"]

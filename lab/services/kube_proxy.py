@@ -16,11 +16,12 @@ kernel refuses (someone changed the table by hand) is followed by the whole tabl
 Transactions go through libnftables in-process (lab.engine.nftables: ~1 ms a node, where forking
 nsenter and nft costs ~10 ms), or through `nft -f -` where the library cannot be loaded.
 
-Light (stdlib, lab.workloads, lab.engine, lab.services.nft): the agent imports it, in labs with Services.
+Light (stdlib, lab.workloads, lab.engine, lab.services.nft): the agent imports it, in labs with Services,
+and every plan does for record(); asyncio only where the agent's loop runs it (~35 ms a change's
+planning does not need).
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Collection
@@ -161,6 +162,7 @@ class KubeProxy:
 
     async def _send(self, jobs: dict[str, str]) -> dict[str, bool]:
         """One transaction per node; whether each was taken."""
+        import asyncio
         if self.contexts is not None:
             errors = await asyncio.get_running_loop().run_in_executor(None, self.contexts.run, list(jobs.items()))
             for node, error in zip(jobs, errors):
@@ -172,6 +174,7 @@ class KubeProxy:
 
     async def _load(self, node: str, text: str) -> bool:
         """One transaction in one node's namespace (nsenter, then nft: no Python after the fork)."""
+        import asyncio
         try:
             proc = await asyncio.create_subprocess_exec(
                 *nsexec.command(["nft", "-f", "-"], node), stdin=asyncio.subprocess.PIPE,

@@ -1,7 +1,7 @@
 """What Services and hostPorts add to a design's plan. Pure.
 
 Per node, when the topology has a `services:` key: kube-proxy's nftables table, the bridge
-netfilter switch it relies on, and a default route if the design gave the node none (a process
+netfilter switch it relies on, and a default route if the design gives the node none (a process
 on the node connecting to a ClusterIP needs some route before nat-output can DNAT it; real
 nodes have their subnet's gateway). Per node with hostPorts: the portmap table. And the cluster
 DNS: dnsmasq's configuration, dnsmasq as a daemon, every pod's resolv.conf and hosts. And
@@ -28,7 +28,7 @@ BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
 KUBE_PROXY_SPEC = state.in_lab_dir(kube_proxy.SPEC_FILE)
 
 
-def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
+def ops(topo: Topology, addrs: AddressPlan) -> list[Op]:
     has_host_ports = any(p.host_port is not None for pod in topo.pods for c in pod.containers for p in c.port_specs)
     if not topo.cluster_services and not has_host_ports:
         return []
@@ -39,7 +39,6 @@ def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
     if has_host_ports:
         for pod in topo.pods:
             by_node.setdefault(pod.node, []).append((pod, ip_of[pod.name]))
-    defaults = {op.ns for op in mode_ops if isinstance(op, AddRoute) and op.dst.prefixlen == 0}
     design = designs.of(topo)
     out: list[Op] = []
     for node in addrs.nodes:
@@ -55,7 +54,7 @@ def ops(topo: Topology, addrs: AddressPlan, mode_ops: list[Op]) -> list[Op]:
                 # that kube-proxy's reject (no endpoints) relies on. A real node sends them too.
                 out += [SetSysctl(node.netns, "net.ipv4.conf.all.send_redirects", "0"),
                         SetSysctl(node.netns, "net.ipv4.conf.default.send_redirects", "0")]
-            if node.netns not in defaults:
+            if not design.node_default_route:
                 out.append(AddRoute(node.netns, DEFAULT, via=addrs.router_ip))
             out.append(ApplyNft(node.netns, f"ip {nft.TABLE}", ruleset, kept=True))
         if host_ports:

@@ -90,7 +90,7 @@ def files(topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> list[WriteF
     when it starts them; the other pods' are written when something first runs there."""
     out: list[WriteFile] = []
     for pod, addr in zip(topo.pods, addrs.pods):
-        if not any(c.workload == "command" for c in pod.containers):
+        if not any(c.command for c in pod.containers):      # a command container (Container.workload)
             continue
         pod_dir(topo.name, pod.name)   # validates the name
         for name, content in contents(topo, pod, addr.ip).items():

@@ -13,7 +13,7 @@ Files in the lab's state directory (lab.state):
   kube-proxy.json  in a lab with Services: what the agent's kube-proxy keeps (lab.services.kube_proxy)
 
 This module is imported by the agent too, so it stays light: stdlib, lab.state, lab.errors,
-lab.engine.mountns.
+lab.engine.mountns (for pods with volumes).
 """
 from __future__ import annotations
 
@@ -25,11 +25,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import state
-from lab.engine.mountns import mount_path_problem
 from lab.errors import PodlabError
 
 WORKLOADS = ("http", "echo", "idle", "command")
@@ -90,8 +89,18 @@ class Spec:
     pods: tuple[PodSpec, ...]
 
 
-def parse_spec(data: object) -> Spec:
-    """Validate the agent's JSON spec; ValueError names the first bad field by its path."""
+@dataclass
+class KnownPods:
+    """The pods of the spec read last: each one's entry as it was, and what it was read as."""
+    lab: str | None = None
+    pods: dict[str, tuple[dict, PodSpec]] = field(default_factory=dict)
+
+
+def parse_spec(data: object, known: KnownPods | None = None) -> Spec:
+    """Validate the agent's JSON spec; ValueError names the first bad field by its path. `known`:
+    the pods of the spec read last, kept up to date here; an entry equal to the one read then is
+    taken as read then (the agent reads its spec again on every change of the lab, and a change
+    alters a few of a thousand pods, whose validation costs ~50 ms)."""
     def need(cond: bool, where: str, what: str) -> None:
         if not cond:
             raise ValueError(f"{where}: {what}")
@@ -105,34 +114,44 @@ def parse_spec(data: object) -> Spec:
         return state.expand(v, lab) if isinstance(v, str) else v
     pods_in = data.get("pods", [])
     need(isinstance(pods_in, list), "pods", "must be a list")
+    previous = known.pods if known is not None and known.lab == lab else {}
+    read: dict[str, tuple[dict, PodSpec]] = {}
     pods: list[PodSpec] = []
-    seen_pods: set[str] = set()
     for i, p in enumerate(pods_in):
         at = f"pods[{i}]"
         need(isinstance(p, dict), at, "must be an object")
-        name, netns, uts = p.get("pod"), p.get("netns"), real(p.get("uts"))
+        name = p.get("pod")
         need(isinstance(name, str) and bool(_NAME.match(name)), f"{at}.pod", f"invalid pod name {name!r}")
-        need(name not in seen_pods, f"{at}.pod", f"duplicate pod {name!r}")
-        seen_pods.add(name)
-        # netns is a name under /run/netns: no path separators, so it cannot point elsewhere.
-        need(isinstance(netns, str) and bool(_NAME.match(netns)), f"{at}.netns", f"invalid namespace name {netns!r}")
-        need(uts is None or (isinstance(uts, str) and uts.startswith("/")), f"{at}.uts", "must be an absolute path")
-        volumes = p.get("volumes") or []
-        need(isinstance(volumes, list) and all(isinstance(v, str) and bool(_NAME.match(v)) for v in volumes)
-             and len(set(volumes)) == len(volumes), f"{at}.volumes", "must be a list of distinct volume names")
-        seen: set[str] = set()
-        init = [_container(c, f"{at}.initContainers[{j}]", seen, set(volumes), real, need, init=True)
-                for j, c in enumerate(p.get("initContainers") or [])]
-        containers = [_container(c, f"{at}.containers[{j}]", seen, set(volumes), real, need)
-                      for j, c in enumerate(p.get("containers", []))]
-        mounts = p.get("mounts") or []
-        mounts = [[real(x) for x in m] if isinstance(m, list) else m for m in mounts] if isinstance(mounts, list) else mounts
-        need(isinstance(mounts, list) and all(isinstance(m, list) and len(m) == 2 and all(
-            isinstance(x, str) and x.startswith("/") for x in m) for m in mounts),
-             f"{at}.mounts", "must be a list of [file, path] pairs of absolute paths")
-        pods.append(PodSpec(name, netns, uts, tuple(containers), tuple((m[0], m[1]) for m in mounts),
-                            tuple(init), tuple(volumes)))
+        need(name not in read, f"{at}.pod", f"duplicate pod {name!r}")
+        was = previous.get(name)
+        pod = was[1] if was is not None and was[0] == p else _pod_spec(p, at, real, need)
+        read[name] = (p, pod)
+        pods.append(pod)
+    if known is not None:
+        known.lab, known.pods = lab, read
     return Spec(lab, tuple(pods))
+
+
+def _pod_spec(p: dict, at: str, real: Callable[[object], object], need: Callable[[bool, str, str], None]) -> PodSpec:
+    name, netns, uts = p["pod"], p.get("netns"), real(p.get("uts"))
+    # netns is a name under /run/netns: no path separators, so it cannot point elsewhere.
+    need(isinstance(netns, str) and bool(_NAME.match(netns)), f"{at}.netns", f"invalid namespace name {netns!r}")
+    need(uts is None or (isinstance(uts, str) and uts.startswith("/")), f"{at}.uts", "must be an absolute path")
+    volumes = p.get("volumes") or []
+    need(isinstance(volumes, list) and all(isinstance(v, str) and bool(_NAME.match(v)) for v in volumes)
+         and len(set(volumes)) == len(volumes), f"{at}.volumes", "must be a list of distinct volume names")
+    seen: set[str] = set()
+    init = [_container(c, f"{at}.initContainers[{j}]", seen, set(volumes), real, need, init=True)
+            for j, c in enumerate(p.get("initContainers") or [])]
+    containers = [_container(c, f"{at}.containers[{j}]", seen, set(volumes), real, need)
+                  for j, c in enumerate(p.get("containers", []))]
+    mounts = p.get("mounts") or []
+    mounts = [[real(x) for x in m] if isinstance(m, list) else m for m in mounts] if isinstance(mounts, list) else mounts
+    need(isinstance(mounts, list) and all(isinstance(m, list) and len(m) == 2 and all(
+        isinstance(x, str) and x.startswith("/") for x in m) for m in mounts),
+         f"{at}.mounts", "must be a list of [file, path] pairs of absolute paths")
+    return PodSpec(name, netns, uts, tuple(containers), tuple((m[0], m[1]) for m in mounts),
+                   tuple(init), tuple(volumes))
 
 
 def _container(c: object, cat: str, seen: set[str], volumes: set[str], real: Callable[[object], object],
@@ -160,6 +179,7 @@ def _container(c: object, cat: str, seen: set[str], volumes: set[str], real: Cal
         mat = f"{cat}.volumeMounts[{k}]"
         need(isinstance(m, dict) and m.get("name") in volumes, f"{mat}.name", "must name one of the pod's volumes")
         path = m.get("mountPath")
+        from lab.engine.mountns import mount_path_problem   # a pod with volumes only
         problem = mount_path_problem(path) if isinstance(path, str) else "must be a path"
         need(problem is None, f"{mat}.mountPath", problem or "")
         need(type(m.get("readOnly", False)) is bool, f"{mat}.readOnly", "must be true or false")
@@ -172,9 +192,9 @@ def _container(c: object, cat: str, seen: set[str], volumes: set[str], real: Cal
                          tuple((e[0], e[1]) for e in env))
 
 
-def load_spec(path: Path | str) -> Spec:
+def load_spec(path: Path | str, known: KnownPods | None = None) -> Spec:
     with open(path) as f:
-        return parse_spec(json.load(f))
+        return parse_spec(json.load(f), known)
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -422,12 +442,23 @@ def reload_agent(lab: str, pods: set[str], timeout: float = 30.0) -> None:
     before = read_status(lab)
     done = before.get("reloads", 0) if before.get("pid") == pid else 0
     os.kill(pid, signal.SIGHUP)
+    path = state.lab_dir(lab) / "agent.json"
+    seen: tuple[int, int] | None = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = read_status(lab)
-        if status.get("pid") == pid and status.get("reloads", 0) > done and set(status.get("pods", {})) == pods:
-            return
-        time.sleep(0.005)
+        # Read again only once it is another file (the agent replaces it whole): a thousand pods'
+        # status is ~0.1 MB of JSON, and parsing it every few milliseconds takes the agent's CPU.
+        try:
+            st = os.stat(path)
+            now: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            now = None
+        if now != seen:
+            seen = now
+            status = read_status(lab)
+            if status.get("pid") == pid and status.get("reloads", 0) > done and set(status.get("pods", {})) == pods:
+                return
+        time.sleep(0.002)
     raise PodlabError(f"the workload agent of lab {lab!r} did not take up its new spec within {timeout:g} s:\n"
                       f"{_log_tail(lab)}")
 

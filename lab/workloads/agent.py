@@ -38,9 +38,9 @@ from functools import partial
 
 from lab import state
 from lab.engine import mountns, netns, nsexec
-from lab.workloads import (BACKOFF_RESET, HANDSHAKE, KUBE_PROXY_SPEC, NETWORK_READY, RUNNING, ContainerSpec, PodSpec,
-                           Spec, agent_pid, backoff, init, load_spec, pod_ready, read_status, servers, volumes,
-                           write_json_atomic)
+from lab.workloads import (BACKOFF_RESET, HANDSHAKE, KUBE_PROXY_SPEC, NETWORK_READY, RUNNING, ContainerSpec,
+                           KnownPods, PodSpec, Spec, agent_pid, backoff, init, load_spec, pod_ready, read_status, servers,
+                           volumes, write_json_atomic)
 from lab.workloads.http_server import HttpListener
 
 STATUS_INTERVAL = 0.5
@@ -187,9 +187,11 @@ class Pod:
 
 
 class Agent:
-    def __init__(self, spec: Spec, network_later: bool = False, spec_path: str | None = None):
+    def __init__(self, spec: Spec, network_later: bool = False, spec_path: str | None = None,
+                 known: KnownPods | None = None):
         self.lab = spec.lab
         self.spec_path = spec_path
+        self.known = known if known is not None else KnownPods()    # the spec as read last: a reload reads the changes
         # Command containers start once the pods' network is set up: at once, or (network_later)
         # when the starter says so on stdin, having handed us over while it builds the links.
         self.network_later = network_later
@@ -469,7 +471,7 @@ class Agent:
         longer has (their sockets closed, so their namespaces can go) and serve the new ones. A pod
         kept is left alone: its containers keep running, their restart counts stay."""
         try:
-            spec = load_spec(self.spec_path) if self.spec_path else None
+            spec = load_spec(self.spec_path, self.known) if self.spec_path else None
         except (OSError, ValueError) as e:
             log(f"reload: {self.spec_path}: {e}; nothing changed")
             return
@@ -644,8 +646,9 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stdin.buffer.readline() != HANDSHAKE:
             return 1  # the starter gave up (or died) before recording us
         _libc.prctl(PR_SET_PDEATHSIG, 0)
+    known = KnownPods()
     try:
-        spec = load_spec(args.spec)
+        spec = load_spec(args.spec, known)
     except (OSError, ValueError) as e:
         print(f"podlab agent: {args.spec}: {e}", file=sys.stderr)
         return 2
@@ -658,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     # Every listening socket is a file descriptor: 1000 pods need several thousand.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return asyncio.run(Agent(spec, network_later=args.network_later and args.handshake, spec_path=args.spec).run())
+    return asyncio.run(Agent(spec, network_later=args.network_later and args.handshake, spec_path=args.spec,
+                             known=known).run())
 
 
 if __name__ == "__main__":

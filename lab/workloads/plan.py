@@ -18,22 +18,29 @@ def ops(topo: Topology, addrs: AddressPlan, other_ops: list[Op]) -> list[Op]:
     for op in other_ops:
         if isinstance(op, WriteFile) and op.pod is not None and op.target is not None:
             mounts.setdefault(op.pod, []).append([op.path, op.target])
-    pods = [_pod(pod, addr.netns, mounts.get(pod.name, [])) for pod, addr in zip(topo.pods, addrs.pods)]
+    # A Deployment's pods have the same containers: each written out once.
+    containers: dict[Container, dict] = {}
+    pods = [_pod(pod, addr.netns, mounts.get(pod.name, []), containers) for pod, addr in zip(topo.pods, addrs.pods)]
     spec = json.dumps({"lab": topo.name, "pods": pods}, separators=(",", ":")) + "\n"   # C encoder: indent would be 10x slower
-    containers = sum(len(p["containers"]) for p in pods)
-    return [WriteFile(SPEC, spec, f"the workload agent's spec: {len(pods)} pods, {containers} containers",
+    count = sum(len(p["containers"]) for p in pods)
+    return [WriteFile(SPEC, spec, f"the workload agent's spec: {len(pods)} pods, {count} containers",
                       show=False),
             StartDaemon("workload-agent", "agent", None, ("python3", "-m", AGENT_MODULE, "--lab", topo.name,
                                                          "--spec", SPEC), (SPEC,), AgentReady(), "python3")]
 
 
-def _pod(pod: Pod, netns: str, mounts: list[list[str]]) -> dict:
+def _pod(pod: Pod, netns: str, mounts: list[list[str]], containers: dict[Container, dict]) -> dict:
     """A pod as the agent's spec says it (lab.workloads.parse_spec); init containers and volumes only
-    when it has them, so a thousand plain pods' spec stays as small as it was."""
+    when it has them, so a thousand plain pods' spec stays as small as it was. `containers`: those
+    written out so far."""
+    def written(c: Container) -> dict:
+        if (out := containers.get(c)) is None:
+            out = containers[c] = _container(c)
+        return out
     out = {"pod": pod.name, "netns": netns, "uts": state.in_lab_dir(f"uts/{netns}"), "mounts": mounts,
-           "containers": [_container(c) for c in pod.containers]}
+           "containers": [written(c) for c in pod.containers]}
     if pod.init_containers:
-        out["initContainers"] = [_container(c) for c in pod.init_containers]
+        out["initContainers"] = [written(c) for c in pod.init_containers]
     if pod.volumes:
         out["volumes"] = [v.name for v in pod.volumes]
     return out
