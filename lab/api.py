@@ -267,8 +267,8 @@ def up(topo: Topology, say: Say = _quiet) -> Lab:
 def _record(d: Path, topo: Topology, plan: Plan, previous: topology.Scheduling | None = None) -> None:
     """What every later command reads: the document as it was loaded (not the file as it is now),
     the allocation, and where the pods were put (lab.topology.placement)."""
-    record.write(d, record.of(topo, plan.addresses, topology.scheduling_of(topo.pods, previous,
-                                                                         [n.name for n in topo.nodes])))
+    record.write(d, record.of(topo, plan.addresses, topology.scheduling_of(
+        topo.pods, previous, [n.name for n in topo.nodes], topo.replicasets)))
 
 
 def _progress(say: Say, total: int) -> apply.Progress:
@@ -315,10 +315,12 @@ def change(name: str, desired: Topology | Callable[[Lab], Topology], say: Say = 
         before = {p.name for p in lab.pending}
         pending = ch.plan.addresses.pending
         if ch.empty and {p.name for p in pending} == before:
-            say(f"lab {name}: nothing to change")
-            if desired.text != lab.topology.text:   # the record still does: a Deployment of 0 replicas deleted
+            # The record may change still: a Deployment of 0 replicas deleted, a template changed (its new
+            # ReplicaSet has no pods yet: lab.rollout scales it).
+            if desired.text != lab.topology.text or desired.replicasets != lab.topology.replicasets:
                 _record(state.lab_dir(name), desired, ch.plan, lab.scheduling)
                 return Lab(name, ch.plan)
+            say(f"lab {name}: nothing to change")
             return lab
         features.require(ch.ops)
         if workloads.agent_pid(name) is None:
@@ -400,7 +402,7 @@ def cordon(name: str, node: str, cordoned: bool = True) -> bool:
         if node not in {n.name for n in lab.addresses.nodes}:
             raise PodlabError(f'nodes "{node}" not found in lab {name} (nodes: '
                               f'{", ".join(n.name for n in lab.addresses.nodes)})')
-        bound = lab.scheduling or topology.scheduling_of(lab.topology.pods)
+        bound = lab.scheduling or topology.scheduling_of(lab.topology.pods, replicasets=lab.topology.replicasets)
         if (node in bound.cordoned) == cordoned:
             return False
         # The record as it is but for the mark (its Pending pods keep their names and nodes).

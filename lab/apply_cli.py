@@ -48,10 +48,15 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
     sp.add_argument("name")
     sp.add_argument("--replicas", type=int, required=True)
     sp.add_argument("--lab", help="which lab, when several are up")
-    sp = sub.add_parser("rollout", help="restart a Deployment's pods (new names, new addresses), like kubectl rollout")
+    sp = sub.add_parser("rollout", help="restart a Deployment's pods (a rolling update: new names, new addresses), "
+                        "or wait for its rollout to finish, like kubectl rollout")
     sp.add_argument("action", choices=["restart", "status"])
     sp.add_argument("kind", choices=["deployment", "deploy"])
     sp.add_argument("name")
+    sp.add_argument("--timeout", default="0s", help="status: how long to wait before giving up (e.g. 30s, 5m; "
+                    "0s, the default, waits as long as the Deployment makes progress)")
+    sp.add_argument("-w", "--watch", default="true", choices=["true", "false"],
+                    help="status: wait for the rollout to finish (true, the default), or print its status once")
     sp.add_argument("--lab", help="which lab, when several are up")
     sp = sub.add_parser("run", help="start a pod in a running lab, like kubectl run: podlab run tmp-shell --rm -it "
                         "--image nicolaka/netshoot -- /bin/bash (what follows -- is the pod's command)")
@@ -185,29 +190,65 @@ def cmd_scale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         document = _document(lab)
         _deployment(document, lab, args.name)["replicas"] = args.replicas
         return _load(lab, document, f"scale {args.name}")
-    api.change(lab.name, scaled, lambda line: print(line, file=out), current=lab)
+    changed = api.change(lab.name, scaled, lambda line: print(line, file=out), current=lab)
     print(f"deployment.apps/{args.name} scaled", file=out)
+    _roll_on(changed, out)
     return 0
+
+
+def _roll_on(lab: Lab, out: TextIO) -> None:
+    """The rollouts the change began (a Deployment's template changed) or found unfinished, carried
+    through to the end (lab.rollout): podlab is the lab's deployment controller."""
+    from lab import rollout
+    rollout.drive(lab.name, lambda line: print(line, file=out), lab=lab)
 
 
 def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """`rollout restart`: every pod of the Deployment replaced by a new one (new names, new
-    addresses). All at once: maxSurge and maxUnavailable are not emulated."""
-    from lab import api
+    """`rollout restart`, as kubectl does it: the template annotation kubectl.kubernetes.io/restartedAt
+    set to now, a new template, so a rolling update (lab.rollout) to a new ReplicaSet: every pod
+    replaced by a new one (new names, new addresses), maxSurge and maxUnavailable honoured.
+    `rollout status`: the rollout's progress until it is done (podlab is the lab's controller: an
+    unfinished rollout, cut short by a SIGKILL, is carried on)."""
+    from lab import api, rolling, rollout
     lab = api.pick(args.lab)
-    document = _document(lab)
-    _deployment(document, lab, args.name)
+    _deployment(_document(lab), lab, args.name)
+    say = lambda line: print(line, file=out)   # noqa: E731
     if args.action == "status":
-        pods = [p for p in lab.topology.pods if p.deployment == args.name]
-        print(f'deployment "{args.name}" successfully rolled out ({len(pods)} pods)', file=out)
+        if args.watch == "false":
+            d = lab.topology.deployment(args.name)
+            assert d is not None
+            sets = rollout.counted(lab.topology, d, rollout.available_pods(lab.name, lab.topology))
+            print(rolling.status(d, sets)[0], file=out)
+            return 0
+        timeout = _duration(args.timeout, "--timeout")
+        try:
+            rollout.drive(lab.name, say, [args.name], timeout or None)
+        except PodlabError as e:
+            print(f"error: {e}", file=err)
+            return 1
         return 0
 
     def restarted(lab: Lab) -> Topology:
-        gone = {p.name for p in lab.topology.pods if p.deployment == args.name}
-        return _load(lab, _document(lab), f"rollout restart {args.name}", gone)
-    api.change(lab.name, restarted, lambda line: print(line, file=out), current=lab)
+        document = _document(lab)
+        entry = _deployment(document, lab, args.name)
+        entry["annotations"] = {**(entry.get("annotations") or {}), rollout.RESTARTED_AT: rollout.restarted_at()}
+        return _load(lab, document, f"rollout restart {args.name}")
+    changed = api.change(lab.name, restarted, say, current=lab)
     print(f"deployment.apps/{args.name} restarted", file=out)
+    rollout.drive(lab.name, say, lab=changed)
     return 0
+
+
+def _duration(text: str, flag: str) -> float:
+    """A Go duration as kubectl takes one (30s, 5m, 1h, 1m30s) or a number of seconds."""
+    import re
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise PodlabError(f"{flag} {text!r}: give a duration such as 30s, 5m or 1h30m")
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * unit[u] for n, u in parts)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -248,7 +289,8 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         desired = lambda lab: topology.loads(text, source=source, default_name=lab.document_name,  # noqa: E731
                                              bound=lab.scheduling)
-    api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
+    changed = api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
+    _roll_on(changed, out)
     return 0
 
 
@@ -277,10 +319,11 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             document = _document(now)
             _, gone_pods, _ = _delete_objects(now, document, wanted)
             return _load(now, document, "deletions", gone_pods)
-        api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
+        changed = api.change(lab.name, desired, lambda line: print(line, file=out), current=lab)
         for kind, name in deleted:
             if kind != "pod":              # the change named each pod deleted already
                 print(f'{PRINTED[kind]} "{name}" deleted', file=out)
+        _roll_on(changed, out)
     for reason, message in errors:
         print(f"Error from server ({reason}): {message}", file=err)
     return 1 if errors else 0

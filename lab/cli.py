@@ -79,7 +79,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
     lab_flag(sp)
 
-    sp = sub.add_parser("get", help="list nodes, pods, services or endpoints, kubectl-style")
+    sp = sub.add_parser("get", help="list nodes, pods, services, endpoints, replicasets or deployments, kubectl-style")
     sp.add_argument("what", choices=list(listing.KINDS))
     sp.add_argument("names", nargs="*", metavar="NAME", help="only these (in the namespace of -n); a name not "
                     "there is an error, as kubectl's NotFound")
@@ -256,13 +256,20 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     watching = getattr(args, "watch", False)
     if query.resource in ("services", "endpoints"):
         return service_cli.cmd_get(lab, query, args.output, out, err, watching, getattr(args, "watch_seconds", None))
+    if query.resource in ("nodes", "replicasets", "deployments") and watching:
+        raise PodlabError(f"get -w watches pods, services and endpoints, not {query.resource}")
     if query.resource == "nodes":
-        if watching:
-            raise PodlabError("get -w watches pods, services and endpoints; nodes come and go only with the "
-                              "cluster document")
         rows, missing = query.select(render.node_rows(lab))
         cols = ["NAME", "STATUS", "AGE", "INTERNAL-IP", "POD-CIDR"] + (["NETNS"] if args.output == "wide" else [])
         keys = ["name", "status", "age", "ip", "podCIDR"] + (["netns"] if args.output == "wide" else [])
+    elif query.resource == "replicasets":     # during a rollout, a Deployment's two generations side by side
+        rows, missing = query.select(render.replicaset_rows(lab, workloads.read_status(lab.name)))
+        cols, keys = query.columns(["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+                                   ["name", "desired", "current", "ready", "age"])
+    elif query.resource == "deployments":
+        rows, missing = query.select(render.deployment_rows(lab, workloads.read_status(lab.name)))
+        cols, keys = query.columns(["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+                                   ["name", "ready", "upToDate", "available", "age"])
     else:
         agent_status, alive = workloads.read_status(lab.name), workloads.agent_alive(lab.name)
         rows, missing = query.select(render.pod_rows(lab, agent_status, alive))

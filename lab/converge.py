@@ -49,7 +49,8 @@ def start(name: str, current: Plan, scheduling: topology.Scheduling | None, desi
     d = state.lab_dir(name)
     committed = record.read_files(d)
     proposed = record.of(desired, ch.plan.addresses,
-                         topology.scheduling_of(desired.pods, scheduling, [n.name for n in desired.nodes]))
+                         topology.scheduling_of(desired.pods, scheduling, [n.name for n in desired.nodes],
+                                                desired.replicasets))
     pending = record.PendingChange(committed, proposed)
     record.write_change(d, pending)
     Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))

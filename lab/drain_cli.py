@@ -102,7 +102,9 @@ def evicted(lab: Lab, pods: list[Pod], source: str) -> Topology:
     bare = {p.name for p in pods if p.deployment is None}
     if bare:
         document["pods"] = [p for p in document.get("pods") or [] if p.get("name") not in bare]
-    bound = topology.without(lab.scheduling or topology.scheduling_of(lab.topology.pods), {p.name for p in pods},
+    bound = topology.without(lab.scheduling or topology.scheduling_of(lab.topology.pods,
+                                                                       replicasets=lab.topology.replicasets),
+                             {p.name for p in pods},
                              lab.topology.pods)
     return topology.loads(yaml.safe_dump(document, sort_keys=False), source=f"lab {lab.name}'s record ({source})",
                           default_name=lab.document_name, bound=bound)

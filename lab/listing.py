@@ -21,7 +21,10 @@ from lab.errors import PodlabError
 KINDS = {"pods": "pods", "pod": "pods", "po": "pods",
          "nodes": "nodes", "node": "nodes", "no": "nodes",
          "services": "services", "service": "services", "svc": "services",
-         "endpoints": "endpoints", "endpoint": "endpoints", "ep": "endpoints"}
+         "endpoints": "endpoints", "endpoint": "endpoints", "ep": "endpoints",
+         "replicasets": "replicasets", "replicaset": "replicasets", "rs": "replicasets",
+         "deployments": "deployments", "deployment": "deployments", "deploy": "deployments"}
+GROUPED = {"replicasets": "replicasets.apps", "deployments": "deployments.apps"}   # as the API server names them
 CLUSTER_SCOPED = {"nodes"}
 
 Row = dict[str, Any]
@@ -74,7 +77,7 @@ class Query:
         return [by_name[n] for n in self.names if n in by_name], [n for n in self.names if n not in by_name]
 
     def not_found(self, name: str) -> str:
-        return f'Error from server (NotFound): {self.resource} "{name}" not found'
+        return f'Error from server (NotFound): {GROUPED.get(self.resource, self.resource)} "{name}" not found'
 
     def nothing(self) -> str:
         return ("No resources found" if self.all_namespaces or not self.namespaced

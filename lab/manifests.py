@@ -3,10 +3,11 @@ as entries of a lab's topology document.
 
 `kubectl apply -f nginx_pod.yaml` of seed 004 works verbatim, and seed 001's Deployment with its
 init container and emptyDir. Fields that matter for the network (name, namespace, labels, nodeName,
-hostNetwork, each container's image, command, args and ports; a Deployment's replicas, selector and
-template; a Service's type, selector, ports and clusterIP) and for what the pods run (initContainers,
-emptyDir volumes and volumeMounts) are emulated; others podlab accepts and lists once as "not
-emulated". An unknown kind or field is an error
+hostNetwork, each container's image, command, args and ports; a Deployment's replicas, selector,
+template and how it rolls (strategy, minReadySeconds, progressDeadlineSeconds, revisionHistoryLimit);
+a Service's type, selector, ports and clusterIP) and for what the pods run (initContainers, emptyDir
+volumes and volumeMounts, env values, annotations) are emulated; others podlab accepts and lists once
+as "not emulated". An unknown kind or field is an error
 naming the document, its path and line, and nothing changes. Namespaces need no object in podlab (a
 pod's namespace is a name): a Namespace document is accepted.
 """
@@ -21,13 +22,15 @@ from lab.errors import PodlabError
 
 KINDS = {("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Namespace")}
 NOT_EMULATED = {"resources", "livenessProbe", "readinessProbe", "startupProbe", "securityContext",
-                "imagePullPolicy", "env", "envFrom", "workingDir", "terminationMessagePath",
+                "imagePullPolicy", "envFrom", "workingDir", "terminationMessagePath",
                 "terminationMessagePolicy", "lifecycle", "stdin", "tty"}
 POD_SPEC_NOT_EMULATED = {"restartPolicy", "imagePullSecrets", "serviceAccountName", "serviceAccount",
                          "terminationGracePeriodSeconds", "securityContext", "tolerations",
                          "affinity", "priorityClassName", "schedulerName", "dnsPolicy", "enableServiceLinks"}
 MOUNT_NOT_EMULATED = {"mountPropagation", "recursiveReadOnly"}
 EMPTY_DIR_NOT_EMULATED = {"medium", "sizeLimit"}
+# A Deployment's rollout (lab.rolling): spec.strategy's maxSurge/maxUnavailable or Recreate, and the rest.
+ROLLOUT_FIELDS = ("strategy", "minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit")
 
 
 @dataclass
@@ -95,9 +98,9 @@ def _deployment(doc: dict, where: "_Where", not_emulated: list[str]) -> dict[str
     name = _name(doc, where)
     meta, spec = doc["metadata"], doc.get("spec") or {}
     for key in spec:
-        if key in ("strategy", "revisionHistoryLimit", "progressDeadlineSeconds", "minReadySeconds", "paused"):
+        if key == "paused":
             not_emulated.append(f"spec.{key}")
-        elif key not in ("replicas", "selector", "template"):
+        elif key not in ("replicas", "selector", "template", *ROLLOUT_FIELDS):
             raise where.error(("spec", key), f"unknown field spec.{key}")
     template = spec.get("template")
     if not isinstance(template, dict):
@@ -113,6 +116,9 @@ def _deployment(doc: dict, where: "_Where", not_emulated: list[str]) -> dict[str
     entry: dict[str, Any] = {"name": name, "replicas": int(spec.get("replicas", 1))}
     if meta.get("namespace"):
         entry["namespace"] = meta["namespace"]
+    for key in ROLLOUT_FIELDS:       # checked with the rest of the document (lab.topology.strategy)
+        if key in spec:
+            entry[key] = spec[key]
     for key in ("labels", "annotations", "containers", "hostNetwork", "initContainers", "volumes"):
         if key in pod:
             entry[key] = pod[key]
@@ -232,16 +238,41 @@ def _containers(raw: Any, key: str, where: _Where | _Nested, not_emulated: list[
             out["ports"] = ports
         if c.get("volumeMounts"):
             out["volumeMounts"] = _mounts(c["volumeMounts"], at, where, not_emulated)
+        if c.get("env"):
+            out["env"] = _env(c["env"], at, where, not_emulated)
         for field_ in c:
             if field_ in NOT_EMULATED or (init and field_ == "ports"):
                 not_emulated.append(f"spec.{key}[{j}].{field_}")
             elif init and field_ == "restartPolicy":
                 raise where.error(at + (field_,), "an init container with a restartPolicy is a sidecar, which "
                                                   "podlab does not emulate yet: make it one of spec.containers")
-            elif field_ not in ("name", "image", "command", "args", "ports", "volumeMounts"):
+            elif field_ not in ("name", "image", "command", "args", "ports", "volumeMounts", "env"):
                 raise where.error(at + (field_,), f"unknown field {field_}")
         containers.append(out)
     return containers
+
+
+def _env(raw: Any, at: tuple, where: _Where | _Nested, not_emulated: list[str]) -> list[dict[str, Any]]:
+    """A container's env: name and value given to its process; valueFrom (the downward API, Secrets,
+    ConfigMaps) is not emulated: listed, and the variable left out."""
+    if not isinstance(raw, list):
+        raise where.error(at + ("env",), "env must be a list of {name, value}")
+    out = []
+    for k, e in enumerate(raw):
+        here = at + ("env", k)
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise where.error(here, "an environment variable needs a name")
+        for field_ in e:
+            if field_ not in ("name", "value", "valueFrom"):
+                raise where.error(here + (field_,), f"unknown field {field_}")
+        if "valueFrom" in e:
+            not_emulated.append(f"spec.{at[1]}[{at[2]}].env[{k}].valueFrom")
+            continue
+        value = e.get("value", "")
+        if not isinstance(value, str):
+            raise where.error(here + ("value",), "an environment variable's value is a string: quote it")
+        out.append({"name": e["name"], "value": value})
+    return out
 
 
 def _mounts(raw: Any, at: tuple, where: _Where | _Nested, not_emulated: list[str]) -> list[dict[str, Any]]:

@@ -56,6 +56,7 @@ class Container:
     command: tuple[str, ...] = ()
     port_specs: tuple[ContainerPort, ...] = ()   # the ports as declared (name, protocol, hostPort)
     volume_mounts: tuple[VolumeMount, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()        # environment variables a command container gets (name, value)
 
     @property
     def workload(self) -> str:
@@ -77,7 +78,51 @@ class Pod:
     ordinal: int | None = None      # which of its Deployment's pods (names follow it; lab.topology.placement)
     init_containers: tuple[Container, ...] = ()   # run in order, each to completion, before `containers`
     volumes: tuple[Volume, ...] = ()
-    annotations: tuple[tuple[str, str], ...] = ()   # metadata.annotations (the cni attachment reads bandwidth's)
+    annotations: tuple[tuple[str, str], ...] = ()  # metadata.annotations (rollout restart's restartedAt; the cni
+    #                                               attachment reads bandwidth's)
+
+    @property
+    def template_hash(self) -> str | None:
+        """Its ReplicaSet's pod-template-hash (a Deployment's pod), from its label as Kubernetes keeps it."""
+        return dict(self.labels).get("pod-template-hash") if self.deployment is not None else None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A Deployment's spec.strategy, defaulted as the API server does (RollingUpdate, 25% and 25%).
+    maxSurge and maxUnavailable are a number of pods or a percentage of the replicas ("25%")."""
+    type: str = "RollingUpdate"                 # RollingUpdate | Recreate
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A Deployment as the deployment controller reads it: how many pods of which template, and how
+    to roll from one template to the next (lab.rolling)."""
+    name: str
+    namespace: str
+    replicas: int
+    template_hash: str                          # its newest ReplicaSet's (the template it asks for now)
+    strategy: Strategy = Strategy()
+    min_ready_seconds: int = 0                  # a new pod counts as available once Ready this long
+    progress_deadline_seconds: int = 600        # a rollout making no progress this long has failed
+    revision_history_limit: int = 10            # old ReplicaSets kept (scaled to 0) for their templates
+
+
+@dataclass(frozen=True)
+class ReplicaSet:
+    """One template's pods of a Deployment: `replicas` pods named <deployment>-<hash>-<suffix>.
+    A Deployment whose template changed has two or more while it rolls (lab.topology.replicasets)."""
+    name: str                                   # <deployment>-<pod-template-hash> (lab.naming.replicaset_name)
+    deployment: str
+    namespace: str
+    template_hash: str
+    replicas: int                               # spec.replicas: how many pods it has
+    revision: int                               # deployment.kubernetes.io/revision: 1, 2, ... newest highest
+    ordinals: tuple[int, ...] = ()              # which of the Deployment's pods are its (lab.topology.placement)
+    template: str | None = None                 # its pod template as the document wrote it (JSON), to plan
+    #                                             its pods once the document has another; None: podlab's own
 
 
 @dataclass(frozen=True)
@@ -161,6 +206,11 @@ class Topology:
     source: str | None = field(default=None, compare=False)
     text: str = field(default="", compare=False, repr=False)   # the document as it was read, for the lab's record
     calico: CalicoSettings | None = None     # designs with the calico attachment
+    deployments: tuple[Deployment, ...] = ()
+    replicasets: tuple[ReplicaSet, ...] = ()  # every Deployment's, oldest revision first
+
+    def deployment(self, name: str) -> Deployment | None:
+        return next((d for d in self.deployments if d.name == name), None)
     cni: CniSettings | None = None           # the cni attachment: the user's conflist and cniPath
 
     def node(self, name: str) -> Node:

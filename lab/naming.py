@@ -3,8 +3,9 @@
 Kubernetes names a Deployment's pods `<deployment>-<pod-template-hash>-<suffix>`, e.g.
 `nginx-6bfd886fb5-fvngf`: the ReplicaSet's name plus five random characters. Both parts
 use Kubernetes' "safe" alphabet (no vowels, so no accidental words; no 0, 1 or 3, which
-look like letters). podlab derives them from sha256 instead of randomness, so one file
-always gives the same names and a trainee's notes stay valid across `down` and `up`.
+look like letters). The hash comes from the pod template, so a changed template is a new
+ReplicaSet with new pod names. podlab derives both parts from sha256 instead of randomness,
+so one file always gives the same names and a trainee's notes stay valid across `down` and `up`.
 """
 from __future__ import annotations
 
@@ -37,28 +38,40 @@ def _safe_encode(digest: bytes, length: int) -> str:
     return "".join(chars)
 
 
-def pod_template_hash(lab: str, deployment: str) -> str:
-    """The 10-character hash shared by every pod of a deployment (its `pod-template-hash` label)."""
+def pod_template_hash(lab: str, template: str) -> str:
+    """The 10-character `pod-template-hash` of a pod template: the label every pod of one
+    ReplicaSet carries, and the middle part of their names. `template`: its canonical form
+    (lab.topology.pods.canonical_template). As Kubernetes' ComputeHash hashes the PodTemplateSpec,
+    any change of the template (an image, a label, an env value, kubectl rollout restart's
+    restartedAt annotation) gives another hash, so another ReplicaSet and new pod names; sha256
+    rather than fnv, with the lab's name, so one file gives the same names in every run."""
+    return _safe_encode(_digest(f"{lab}/{template}"), TEMPLATE_HASH_LENGTH)
+
+
+def legacy_template_hash(lab: str, deployment: str) -> str:
+    """The hash a lab recorded before it came from the template (from the Deployment's name): a
+    record that holds no hash for a Deployment's pods named them with this."""
     return _safe_encode(_digest(f"{lab}/{deployment}"), TEMPLATE_HASH_LENGTH)
 
 
-def replicaset_name(lab: str, deployment: str) -> str:
+def replicaset_name(deployment: str, template_hash: str) -> str:
     """`<deployment>-<pod-template-hash>`; long deployment names are cut so pod names stay <= 63."""
     base = deployment[:MAX_DEPLOYMENT_PART].rstrip("-.") or deployment[:1]
-    return f"{base}-{pod_template_hash(lab, deployment)}"
+    return f"{base}-{template_hash}"
 
 
-def deployment_pod_names(lab: str, deployment: str, replicas: int, ordinals: list[int] | None = None) -> list[str]:
-    """The names of a deployment's pods, e.g. nginx-6bfd886fb5-fvngf: deterministic and unique.
+def deployment_pod_names(lab: str, deployment: str, template_hash: str, replicas: int,
+                         ordinals: list[int] | None = None) -> list[str]:
+    """The names of a ReplicaSet's pods, e.g. nginx-6bfd886fb5-fvngf: deterministic and unique.
 
     `ordinals`: which of the deployment's pods these are (default 0 .. replicas-1). A pod made to
     replace another gets the next ordinal, so a new name, as the ReplicaSet controller gives it a
-    new random suffix."""
+    new random suffix; ordinals count across the Deployment's ReplicaSets."""
     if replicas < 0:
         raise ValueError(f"replicas must be >= 0, got {replicas}")
     if replicas > len(SAFE_ALPHABET) ** SUFFIX_LENGTH:
         raise ValueError(f"{replicas} replicas cannot have distinct {SUFFIX_LENGTH}-character suffixes")
-    base = replicaset_name(lab, deployment)
+    base = replicaset_name(deployment, template_hash)
     names: list[str] = []
     taken: set[str] = set()
     for index in (ordinals if ordinals is not None else range(replicas)):

@@ -200,6 +200,44 @@ def pod_rows(lab: Any, agent_status: dict[str, Any], agent_alive: bool) -> list[
     return rows
 
 
+def replicaset_rows(lab: Any, agent_status: dict[str, Any]) -> list[dict[str, Any]]:
+    """kubectl get rs: each ReplicaSet's desired pods, those it has, those Ready (both generations of a
+    Deployment that is rolling; an old one kept at 0 after). AGE: its oldest pod's (lab.ages); one
+    with no pod left, the lab's (podlab keeps no creation time of its own for a ReplicaSet)."""
+    from lab import ages, workloads
+    now = time.time()
+    ready = workloads.ready_pods(agent_status)
+    netns = {p.name: p.netns for p in lab.addresses.pods}
+    made = ages.namespaces_made(netns.values())
+    have: dict[tuple[str, str | None], list[str]] = {}
+    for pod in lab.topology.pods:
+        if pod.deployment is not None:
+            have.setdefault((pod.deployment, pod.template_hash), []).append(pod.name)
+    rows = []
+    for rs in lab.topology.replicasets:
+        pods = have.get((rs.deployment, rs.template_hash), [])
+        born = min((made[netns[p]] for p in pods if netns.get(p) in made), default=lab.created)
+        rows.append({"name": rs.name, "namespace": rs.namespace, "desired": rs.replicas, "current": len(pods),
+                     "ready": sum(p in ready for p in pods), "age": now - born, "revision": rs.revision,
+                     "deployment": rs.deployment, "pods": pods})
+    return rows
+
+
+def deployment_rows(lab: Any, agent_status: dict[str, Any]) -> list[dict[str, Any]]:
+    """kubectl get deployments: READY (ready/desired), UP-TO-DATE (pods of the newest template), AVAILABLE."""
+    from lab import workloads
+    now = time.time()
+    ready = workloads.ready_pods(agent_status)
+    rows = []
+    for d in lab.topology.deployments:
+        pods = [p for p in lab.topology.pods if p.deployment == d.name]
+        rows.append({"name": d.name, "namespace": d.namespace, "ready": f"{sum(p.name in ready for p in pods)}/"
+                     f"{d.replicas}", "upToDate": sum(p.template_hash == d.template_hash for p in pods),
+                     "available": sum(p.name in ready for p in pods), "age": now - lab.created,
+                     "strategy": d.strategy.type})
+    return rows
+
+
 def node_rows(lab: Any) -> list[dict[str, Any]]:
     from lab import ages
     now = time.time()

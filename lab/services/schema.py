@@ -11,8 +11,9 @@ NodePorts the file leaves out are given from 30000 upward.
 """
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
@@ -96,14 +97,15 @@ def check(checker: Checker, lab: str, document: dict[str, Any], top: dict[str, A
     services = _allocate(checker, drafts, service_cidr, dns)
     if not dns:
         return services, placed
-    name, node, ordinal = placement.replica(lab, DNS_DEPLOYMENT, nodes, [p for p, _ in placed], bound)
+    name, node, ordinal, template_hash = placement.replica(lab, DNS_DEPLOYMENT, dns_template_hash(lab), nodes,
+                                                           [p for p, _ in placed], bound)
     # Errors about the DNS pod (no node for it, its node's block full) point at the key that asks for it.
     where = ("dns",) if "dns" in top else ()
     if node is None:
         checker.add(where, f"the cluster DNS pod {name}: "
                     + placement.unschedulable(nodes, nodes, set(bound.cordoned if bound else ())))
         return (), placed
-    dns_pod = (_dns_pod(lab, name, node, ordinal), where)
+    dns_pod = (_dns_pod(name, node, ordinal, template_hash), where)
     if design is not None and design.attachment.runs_plugins:
         # The real plugins give addresses in the order of the ADDs (host-local: the next free one), and
         # a failed ADD moves host-local on too. The cluster DNS, made with the cluster, comes first, so
@@ -326,18 +328,28 @@ def _node_ports(checker: Checker, drafts: list[_Draft]) -> dict[int, ServicePort
 # ---------------------------------------------------------------------------------------
 # The DNS pod, and hostPorts
 # ---------------------------------------------------------------------------------------
-def _dns_pod(lab: str, name: str, node: str, ordinal: int) -> Pod:
+def _dns_container() -> Container:
+    ports = (ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp"))
+    argv = ("dnsmasq", "--keep-in-foreground", f"--conf-file={state.in_lab_dir(DNS_CONFIG)}",
+            f"--hostsdir={state.in_lab_dir(DNS_RECORDS)}")
+    return Container(DNS_CONTAINER, "dnsmasq", (53,), argv, ports)
+
+
+def dns_template_hash(lab: str) -> str:
+    """The DNS pod's pod-template-hash, from its template (podlab's own: one per podlab version)."""
+    canonical = json.dumps({"labels": DNS_POD_LABELS, "containers": [asdict(_dns_container())]}, sort_keys=True)
+    return naming.pod_template_hash(lab, canonical)
+
+
+def _dns_pod(name: str, node: str, ordinal: int, template_hash: str) -> Pod:
     """kube-system's DNS pod, as kubeadm and GKE run it (labels k8s-app=kube-dns): on the first node,
     and when that node is drained or leaves, replaced by a new one elsewhere (lab.topology.placement.replica).
 
     Its container runs dnsmasq on the configuration the plan writes (lab.services.dns).
     """
-    labels = {**DNS_POD_LABELS, "pod-template-hash": naming.pod_template_hash(lab, DNS_DEPLOYMENT)}
-    ports = (ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp"))
-    argv = ("dnsmasq", "--keep-in-foreground", f"--conf-file={state.in_lab_dir(DNS_CONFIG)}",
-            f"--hostsdir={state.in_lab_dir(DNS_RECORDS)}")
-    container = Container(DNS_CONTAINER, "dnsmasq", (53,), argv, ports)
-    return Pod(name, node, (container,), "kube-system", False, tuple(sorted(labels.items())), DNS_DEPLOYMENT, ordinal)
+    labels = {**DNS_POD_LABELS, "pod-template-hash": template_hash}
+    return Pod(name, node, (_dns_container(),), "kube-system", False, tuple(sorted(labels.items())), DNS_DEPLOYMENT,
+               ordinal)
 
 
 def is_dns_pod(pod: Pod) -> bool:

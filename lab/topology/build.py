@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab import designs
-from lab.model import Node, OutsideHost, Topology
+from lab import designs, naming
+from lab.model import Node, OutsideHost, Pod, ReplicaSet, Topology
 from lab.topology.calico import calico_settings
 from lab.topology.capacity import (check_bridge_ports, check_node_blocks, check_node_subnet, check_pod_count,
                                    check_pods_per_node, check_pool)
@@ -51,13 +51,16 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
     if nodes is None or not check_pod_count(checker, pods, deployments):
         return None
     node_names = [n.name for n in nodes]
-    placed = place(checker, lab, node_names, pods, deployments, bound)
+    placement = place(checker, lab, node_names, pods, deployments, bound)
+    placed = placement.pods
     # Imported here: lab.services.schema builds on this package's checker, so it imports lab.topology.
     from lab.services import schema as service_schema
     dns = top.get("dns", True)    # the cluster DNS, as every Kubernetes cluster has it; `dns: false` turns it off
     services, placed = service_schema.check(checker, lab, document, top, placed, node_names, net.service_cidr,
                                               parts, dns, bound)
-    dns_pod = next((pod.name for pod, _ in placed if service_schema.is_dns_pod(pod)), None)
+    dns_replica = next((pod for pod, _ in placed if service_schema.is_dns_pod(pod)), None)
+    dns_pod = dns_replica.name if dns_replica is not None else None
+    replicasets = placement.replicasets + ([_replicaset_of(dns_replica)] if dns_replica is not None else [])
     check_unique_names(checker, nodes, placed, outside)
     if net.pod_cidr is not None and net.node_mask is not None:
         # A running lab's (`bound`) pods beyond a node's addresses are not an error of the document:
@@ -81,5 +84,14 @@ def _build(checker: Checker, document: dict[str, Any], default_name: str, text: 
         nodes=tuple(Node(n) for n in node_names), pods=tuple(pod for pod, _ in placed),
         outside=tuple(OutsideHost(o.name) for o in outside), services=services,
         cluster_services="services" in document or dns, cluster_dns=dns, description=top.get("description", ""),
-        source=checker.source, text=text, calico=calico, cni=cni,
+        source=checker.source, text=text, calico=calico, cni=cni, deployments=tuple(placement.deployments),
+        replicasets=tuple(replicasets),
     )
+
+
+def _replicaset_of(pod: Pod) -> ReplicaSet:
+    """The ReplicaSet of a pod podlab runs itself (the cluster DNS's): its one pod, its template podlab's."""
+    template_hash = pod.template_hash or ""
+    assert pod.deployment is not None and pod.ordinal is not None
+    return ReplicaSet(naming.replicaset_name(pod.deployment, template_hash), pod.deployment, pod.namespace,
+                      template_hash, 1, 1, (pod.ordinal,), None)

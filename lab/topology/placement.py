@@ -1,22 +1,26 @@
 """Deployments expanded into named pods, and every pod put on a node.
 
 A fresh lab goes round-robin. A running lab's pods are bound (Scheduling: the node each pod runs
-on, and which of a Deployment's pods exist, by ordinal): pods keep their nodes, a Deployment
-scaled down loses its newest pods, one scaled up or missing a pod gets pods of new ordinals (new
-names), each put on the allowed node with the fewest pods, as the scheduler's spreading does.
-A node that left takes its pods with it: its Deployments' pods are replaced by new ones (new
-ordinals) elsewhere, as the ReplicaSet controller recreates them once the pod GC deleted them; a
+on, and each Deployment's ReplicaSets with which of its pods each has, by ordinal): pods keep their
+nodes, a ReplicaSet scaled down loses its newest pods, one scaled up or missing a pod gets pods of
+new ordinals (new names), each put on the allowed node with the fewest pods, as the scheduler's
+spreading does. A Deployment whose template changed gets a new ReplicaSet (lab.topology.replicasets)
+beside the old ones, whose pods stay planned from their own templates until lab.rollout has scaled
+them away. A node that left takes its pods with it: its Deployments' pods are replaced by new ones
+(new ordinals) elsewhere, as the ReplicaSet controller recreates them once the pod GC deleted them; a
 bare pod still in the document is made again on another node. A cordoned node (`podlab drain`,
 `cordon`) keeps its pods but takes no new one, as the scheduler skips an unschedulable node.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from lab import naming
-from lab.model import Pod
+from lab.model import Deployment, Pod, ReplicaSet
+from lab.topology import replicasets as rsets
 from lab.topology.checker import Checker, YamlPath
-from lab.topology.pods import DeploymentDraft, PodDraft, Workload
+from lab.topology.pods import DeploymentDraft, PodDraft, Workload, recorded_template
 from lab.topology.wording import did_you_mean, show
 
 
@@ -28,26 +32,43 @@ def _unknown_node(checker: Checker, path: YamlPath, name: str, nodes: list[str])
 
 @dataclass
 class Scheduling:
-    """A running lab's placement, kept in its record: bound pods and each Deployment's ordinals."""
-    bindings: dict[str, str] = field(default_factory=dict)        # pod -> node
-    ordinals: dict[str, list[int]] = field(default_factory=dict)  # deployment -> its pods' ordinals
+    """A running lab's placement, kept in its record: bound pods and each Deployment's ReplicaSets."""
+    bindings: dict[str, str] = field(default_factory=dict)                   # pod -> node
+    replicasets: dict[str, list[ReplicaSet]] = field(default_factory=dict)   # deployment -> its, oldest first
     next: dict[str, int] = field(default_factory=dict)            # deployment -> the next ordinal to use
     cordoned: list[str] = field(default_factory=list)             # nodes marked unschedulable
+    # Deployments whose ReplicaSets' replicas are taken as they are, not recorded: lab.rollout's step
+    # sets them (else a Deployment with no old pods left has its replicas in its newest ReplicaSet).
+    stepped: frozenset[str] = frozenset()
+
+    @property
+    def ordinals(self) -> dict[str, list[int]]:
+        """Each Deployment's pods by ordinal, every ReplicaSet's."""
+        return {d: sorted(o for r in sets for o in r.ordinals) for d, sets in self.replicasets.items()}
 
     def record(self) -> dict:
-        return {"bindings": self.bindings, "ordinals": self.ordinals, "next": self.next, "cordoned": self.cordoned}
+        return {"bindings": self.bindings, "next": self.next, "cordoned": self.cordoned,
+                "replicasets": {d: [rsets.record(r) for r in sets] for d, sets in self.replicasets.items()}}
 
     @classmethod
     def from_record(cls, r: dict | None) -> "Scheduling | None":
         if not r:
             return None
-        return cls(dict(r["bindings"]), {k: [int(x) for x in v] for k, v in r["ordinals"].items()},
-                   {k: int(v) for k, v in r["next"].items()}, [str(n) for n in r.get("cordoned", [])])
+        if "replicasets" in r:
+            sets = {d: rsets.from_record(d, raw) for d, raw in r["replicasets"].items()}
+        else:     # a record from before ReplicaSets: each Deployment's ordinals, of one ReplicaSet
+            sets = {d: [rsets.legacy(d, [int(x) for x in v])] for d, v in r["ordinals"].items()}
+        return cls(dict(r["bindings"]), sets, {k: int(v) for k, v in r["next"].items()},
+                   [str(n) for n in r.get("cordoned", [])])
+
+    def copy(self, **changes: object) -> "Scheduling":
+        fresh = Scheduling(dict(self.bindings), {k: list(v) for k, v in self.replicasets.items()}, dict(self.next),
+                           list(self.cordoned), self.stepped)
+        return replace(fresh, **changes)
 
     def with_cordon(self, node: str, cordoned: bool) -> "Scheduling":
         nodes = [n for n in self.cordoned if n != node] + ([node] if cordoned else [])
-        return Scheduling(dict(self.bindings), {k: list(v) for k, v in self.ordinals.items()}, dict(self.next),
-                          sorted(nodes))
+        return self.copy(cordoned=sorted(nodes))
 
 
 def unschedulable(nodes: list[str], allowed: list[str], cordoned: set[str]) -> str:
@@ -61,21 +82,32 @@ def unschedulable(nodes: list[str], allowed: list[str], cordoned: set[str]) -> s
 
 def _forget_gone_nodes(lab: str, bound: Scheduling, known: set[str]) -> Scheduling:
     """The placement without the pods of nodes that left: bare pods unbound (placed again), a
-    Deployment's pods gone from its ordinals (it gets new ones)."""
+    Deployment's pods gone from its ReplicaSets' ordinals (they get new ones)."""
     gone = {pod for pod, node in bound.bindings.items() if node not in known}
     if not gone:
         return bound
-    ordinals = {}
-    for deployment, have in bound.ordinals.items():
-        have = sorted(have)
-        names = naming.deployment_pod_names(lab, deployment, len(have), have)
-        ordinals[deployment] = [o for o, name in zip(have, names) if name not in gone]
-    return Scheduling({k: v for k, v in bound.bindings.items() if k not in gone}, ordinals, dict(bound.next),
-                      [n for n in bound.cordoned if n in known])
+    sets = {}
+    for deployment, have in bound.replicasets.items():
+        sets[deployment] = []
+        for r in have:
+            r = rsets.resolved(lab, r)
+            ordinals = sorted(r.ordinals)
+            names = naming.deployment_pod_names(lab, deployment, r.template_hash, len(ordinals), ordinals)
+            sets[deployment].append(replace(r, ordinals=tuple(o for o, n in zip(ordinals, names) if n not in gone)))
+    return Scheduling({k: v for k, v in bound.bindings.items() if k not in gone}, sets, dict(bound.next),
+                      [n for n in bound.cordoned if n in known], bound.stepped)
+
+
+@dataclass
+class Placed:
+    """What placement makes of the document: the pods on their nodes, the Deployments and their ReplicaSets."""
+    pods: list[tuple[Pod, YamlPath]]
+    deployments: list[Deployment]
+    replicasets: list[ReplicaSet]
 
 
 def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
-          deployments: list[DeploymentDraft], bound: Scheduling | None = None) -> list[tuple[Pod, YamlPath]]:
+          deployments: list[DeploymentDraft], bound: Scheduling | None = None) -> Placed:
     """Expand deployments and put every pod on a node.
 
     Fresh (`bound` None): pods without a node and replicas go round-robin over their allowed
@@ -116,56 +148,78 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
             if node not in known:
                 _unknown_node(checker, draft.path + ("node",), node, nodes)
         placed.append((_pod(draft.name, node, draft.workload, None), draft.path))
+    out_deployments: list[Deployment] = []
+    out_sets: list[ReplicaSet] = []
     for deployment in deployments:
-        allowed = nodes
         if deployment.nodes is not None:
             for index, name in enumerate(deployment.nodes):
                 if name not in known:
                     _unknown_node(checker, deployment.path + ("nodes", index), name, nodes)
-            allowed = [n for n in nodes if n in set(deployment.nodes)]
-        if not allowed:
-            continue
-        template_hash = naming.pod_template_hash(lab, deployment.name)
-        labels = {**deployment.workload.labels, "pod-template-hash": template_hash}
-        workload = replace(deployment.workload, labels=labels)
-        ordinals = _ordinals(bound, deployment.name, deployment.replicas)
-        for ordinal, name in zip(ordinals, naming.deployment_pod_names(lab, deployment.name, deployment.replicas,
-                                                                         ordinals)):
-            placed.append((_pod(name, schedule(name, allowed, deployment.path), workload, deployment.name, ordinal),
-                           deployment.path))
-    return placed
+        recorded = bound.replicasets.get(deployment.name) if bound is not None else None
+        sets = rsets.replicasets(lab, deployment, recorded,
+                                 as_given=bound is not None and deployment.name in bound.stepped)
+        current = sets[-1]
+        spec = deployment.spec
+        out_deployments.append(Deployment(deployment.name, deployment.workload.namespace, deployment.replicas,
+                                          current.template_hash, spec.strategy, spec.min_ready_seconds,
+                                          spec.progress_deadline_seconds, spec.revision_history_limit))
+        counter = _first_free(bound, deployment.name, sets)
+        for rs in sets:
+            workload, restriction = (deployment.workload, deployment.nodes) if rs is current \
+                else _template(rs, deployment)
+            allowed = nodes if restriction is None else [n for n in nodes if n in set(restriction)]
+            have = sorted(rs.ordinals)[:rs.replicas] if allowed else []
+            ordinals = have + list(range(counter, counter + rs.replicas - len(have))) if allowed else []
+            counter += max(0, len(ordinals) - len(have))
+            labels = {**workload.labels, "pod-template-hash": rs.template_hash}
+            labelled = replace(workload, labels=labels)
+            names = naming.deployment_pod_names(lab, deployment.name, rs.template_hash, len(ordinals), ordinals)
+            for ordinal, name in zip(ordinals, names):
+                placed.append((_pod(name, schedule(name, allowed, deployment.path), labelled, deployment.name,
+                                    ordinal), deployment.path))
+            out_sets.append(replace(rs, ordinals=tuple(ordinals)))
+    return Placed(placed, out_deployments, out_sets)
 
 
-def replica(lab: str, deployment: str, nodes: list[str], placed: list[Pod],
-            bound: Scheduling | None) -> tuple[str, str | None, int]:
-    """The name, node and ordinal of the one pod of a Deployment podlab runs itself (the cluster DNS):
-    fresh, ordinal 0 on the first node; in a running lab it stays where it is, and once its node left
-    (or it was evicted) a new one goes to the schedulable node with the fewest pods. Node None: no
-    node may take it (unschedulable() says why)."""
+def _template(rs: ReplicaSet, deployment: DeploymentDraft) -> tuple[Workload, list[str] | None]:
+    """An older ReplicaSet's pod template, from the record (one adopted from an older record: the
+    Deployment's own)."""
+    if rs.template is rsets.ADOPTED:
+        return deployment.workload, deployment.nodes
+    return recorded_template(json.loads(rs.template), deployment.name)
+
+
+def _first_free(bound: Scheduling | None, deployment: str, sets: list[ReplicaSet]) -> int:
+    """The next ordinal a Deployment's new pod gets: past every one it has had."""
+    used = max((o for r in sets for o in r.ordinals), default=-1) + 1
+    return max(bound.next.get(deployment, 0) if bound is not None else 0, used)
+
+
+def replica(lab: str, deployment: str, template_hash: str, nodes: list[str], placed: list[Pod],
+            bound: Scheduling | None) -> tuple[str, str | None, int, str]:
+    """The name, node, ordinal and template hash of the one pod of a Deployment podlab runs itself
+    (the cluster DNS): fresh, ordinal 0 on the first node; in a running lab it stays where it is
+    (under the hash its record names it with), and once its node left (or it was evicted) a new one
+    goes to the schedulable node with the fewest pods. Node None: no node may take it
+    (unschedulable() says why)."""
     if bound is not None:
         bound = _forget_gone_nodes(lab, bound, set(nodes))
-    ordinal = _ordinals(bound, deployment, 1)[0]
-    name = naming.deployment_pod_names(lab, deployment, 1, [ordinal])[0]
+    recorded = [rsets.resolved(lab, r) for r in bound.replicasets.get(deployment, [])] if bound is not None else []
+    if recorded:
+        template_hash = recorded[-1].template_hash
+    have = sorted(o for r in recorded for o in r.ordinals)[:1]
+    ordinal = have[0] if have else _first_free(bound, deployment, recorded)
+    name = naming.deployment_pod_names(lab, deployment, template_hash, 1, [ordinal])[0]
     if bound is None:
-        return name, nodes[0], ordinal
+        return name, nodes[0], ordinal, template_hash
     if bound.bindings.get(name) in nodes:
-        return name, bound.bindings[name], ordinal
+        return name, bound.bindings[name], ordinal, template_hash
     open_nodes = [n for n in nodes if n not in set(bound.cordoned)]
     load = {n: 0 for n in open_nodes}
     for pod in placed:
         if pod.node in load:
             load[pod.node] += 1
-    return name, min(open_nodes, key=lambda n: load[n]) if open_nodes else None, ordinal
-
-
-def _ordinals(bound: Scheduling | None, deployment: str, replicas: int) -> list[int]:
-    """Which of a Deployment's pods exist: 0 .. replicas-1 when fresh; else those it has, the newest
-    dropped when scaled down, new ordinals added when it is short (scaled up, or a pod deleted)."""
-    if bound is None or deployment not in bound.ordinals:
-        return list(range(replicas))
-    have = sorted(bound.ordinals[deployment])[:replicas]
-    start = max(bound.next.get(deployment, 0), max(have, default=-1) + 1)
-    return have + list(range(start, start + replicas - len(have)))
+    return name, min(open_nodes, key=lambda n: load[n]) if open_nodes else None, ordinal, template_hash
 
 
 def _pod(name: str, node: str, workload: Workload, deployment: str | None, ordinal: int | None = None) -> Pod:
@@ -176,23 +230,35 @@ def _pod(name: str, node: str, workload: Workload, deployment: str | None, ordin
 
 
 def scheduling_of(pods: tuple[Pod, ...] | list[Pod], previous: Scheduling | None = None,
-                  nodes: list[str] | None = None) -> Scheduling:
-    """The placement a lab records once built or changed: where each pod is, which ordinals exist,
-    which of `nodes` are cordoned."""
-    ordinals: dict[str, list[int]] = {}
+                  nodes: list[str] | None = None, replicasets: tuple[ReplicaSet, ...] | list[ReplicaSet] = ()
+                  ) -> Scheduling:
+    """The placement a lab records once built or changed: where each pod is, each Deployment's
+    ReplicaSets (`replicasets`, as placement made them; for a Deployment not among them, one per
+    template hash its pods have), which of `nodes` are cordoned."""
+    sets: dict[str, list[ReplicaSet]] = {}
+    for r in replicasets:
+        sets.setdefault(r.deployment, []).append(r)
+    derived: dict[tuple[str, str], list[Pod]] = {}
     for pod in pods:
-        if pod.deployment is not None and pod.ordinal is not None:
-            ordinals.setdefault(pod.deployment, []).append(pod.ordinal)
+        if pod.deployment is not None and pod.ordinal is not None and pod.deployment not in sets:
+            derived.setdefault((pod.deployment, pod.template_hash or ""), []).append(pod)
+    for (deployment, template_hash), have in derived.items():
+        name = naming.replicaset_name(deployment, template_hash)
+        sets.setdefault(deployment, []).append(ReplicaSet(name, deployment, have[0].namespace, template_hash,
+                                                          len(have), 1, tuple(p.ordinal for p in have), None))
     nxt = dict(previous.next) if previous else {}
-    for deployment, have in ordinals.items():
-        nxt[deployment] = max(nxt.get(deployment, 0), max(have) + 1)
+    for deployment, have in sets.items():
+        used = [o for r in have for o in r.ordinals]
+        if used:
+            nxt[deployment] = max(nxt.get(deployment, 0), max(used) + 1)
     cordoned = [n for n in previous.cordoned if nodes is None or n in nodes] if previous else []
-    return Scheduling({p.name: p.node for p in pods}, ordinals, nxt, cordoned)
+    return Scheduling({p.name: p.node for p in pods}, sets, nxt, cordoned)
 
 
 def without(bound: Scheduling, pods: set[str], all_pods: tuple[Pod, ...]) -> Scheduling:
     """The placement with these pods gone (a Deployment's pod deleted is then replaced by a new one)."""
     gone = {(p.deployment, p.ordinal) for p in all_pods if p.name in pods and p.deployment is not None}
     return Scheduling({k: v for k, v in bound.bindings.items() if k not in pods},
-                      {d: [o for o in ords if (d, o) not in gone] for d, ords in bound.ordinals.items()},
-                      dict(bound.next), list(bound.cordoned))
+                      {d: [replace(r, ordinals=tuple(o for o in r.ordinals if (d, o) not in gone)) for r in sets]
+                       for d, sets in bound.replicasets.items()},
+                      dict(bound.next), list(bound.cordoned), bound.stepped)

@@ -1,16 +1,19 @@
 """The pods: and deployments: sections, and the pod template they share (containers, init containers,
-volumes, namespace, labels)."""
+volumes, namespace, labels, annotations)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab import naming
-from lab.model import Container, Volume
+from lab.errors import PodlabError
+from lab.model import Container, Strategy, Volume
 from lab.topology.checker import Checker, YamlPath
 from lab.topology.containers import pod_containers, pod_init_containers
-from lab.topology.schema import DEPLOYMENT_SCHEMA, LABEL_NAME, POD_SCHEMA, Field
+from lab.topology.schema import DEPLOYMENT_FIELDS, DEPLOYMENT_SCHEMA, LABEL_NAME, POD_SCHEMA, TEMPLATE_SCHEMA, Field
+from lab.topology.strategy import DeploymentSpec, deployment_spec
 from lab.topology.volumes import pod_volumes
 from lab.topology.wording import describe, quote_hint, show
 
@@ -43,6 +46,33 @@ class DeploymentDraft:
     replicas: int
     nodes: list[str] | None        # placement restriction; None = every node
     workload: Workload
+    template: dict[str, Any] = field(default_factory=dict)   # the pod template's keys as written, for the record
+    spec: DeploymentSpec = field(default_factory=DeploymentSpec)
+
+    @property
+    def canonical(self) -> str:
+        """Its pod template in canonical form: what its pod-template-hash is made from."""
+        return canonical_template(self.workload, self.nodes)
+
+
+def canonical_template(workload: Workload, nodes: list[str] | None) -> str:
+    """A pod template as one string that any change of it changes, and nothing else does: the
+    template as read and defaulted (image: shorthand and a containers: list of the same container
+    are the same template), as Kubernetes hashes the PodTemplateSpec the API server stored."""
+    return json.dumps({"template": asdict(workload), "nodes": nodes}, sort_keys=True, separators=(",", ":"))
+
+
+def recorded_template(raw: dict[str, Any], deployment: str) -> tuple[Workload, list[str] | None]:
+    """An older ReplicaSet's pod template, as the lab's record keeps it (the Deployment's document
+    now has another): read as it was when it was the Deployment's."""
+    checker = Checker(f"the record's ReplicaSet of {deployment}")
+    spec = checker.fields(("template",), raw, TEMPLATE_SCHEMA, "a pod template")
+    workload = _workload(checker, ("template",), spec or {}, "a deployment")
+    workload.labels = workload.labels or {"app": deployment}
+    nodes = _placement_nodes(checker, ("template", "nodes"), spec["nodes"]) if spec and "nodes" in spec else None
+    if checker.problems:
+        raise PodlabError(f"{checker.error()}; 'sudo podlab down' the lab and up again")
+    return workload, nodes
 
 
 def parse_labels(checker: Checker, path: YamlPath, raw: dict[str, Any]) -> dict[str, str]:
@@ -81,7 +111,8 @@ def _workload(checker: Checker, path: YamlPath, spec: dict[str, Any], what: str)
 
 
 def parse_annotations(checker: Checker, path: YamlPath, raw: dict[str, Any]) -> dict[str, str]:
-    """metadata.annotations: keys as labels' keys, any string values (kubernetes.io/ingress-bandwidth: 10M)."""
+    """metadata.annotations: keys as labels' keys, any string values (kubernetes.io/ingress-bandwidth: 10M,
+    kubectl.kubernetes.io/restartedAt)."""
     out = {}
     for key, value in raw.items():
         prefix, _, name = key.rpartition("/")
@@ -140,7 +171,9 @@ def deployment_drafts(checker: Checker, raw: list[Any]) -> list[DeploymentDraft]
             continue
         first_use[name] = path + ("name",)
         workload.labels = workload.labels or {"app": name}
-        drafts.append(DeploymentDraft(name, path, replicas, nodes, workload))
+        template = {k: v for k, v in spec.items() if k not in DEPLOYMENT_FIELDS}
+        drafts.append(DeploymentDraft(name, path, replicas, nodes, workload, template,
+                                      deployment_spec(checker, path, spec)))
     return drafts
 
 

@@ -37,10 +37,17 @@ _WORKLOAD = {
     "initContainers": LIST, "volumes": LIST, "annotations": MAP,
 }
 POD_SCHEMA = {"name": NAME, "node": STR, **_WORKLOAD}
-DEPLOYMENT_SCHEMA = {"name": NAME, "replicas": INT, "nodes": LIST, **_WORKLOAD}
-CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "ports": LIST, "volumeMounts": LIST}
+# A Deployment's own fields (the rest is its pod template), as apps/v1 names them.
+DEPLOYMENT_FIELDS = {"name": NAME, "replicas": INT, "strategy": MAP, "minReadySeconds": INT,
+                     "progressDeadlineSeconds": INT, "revisionHistoryLimit": INT}
+TEMPLATE_SCHEMA = {"nodes": LIST, **_WORKLOAD}     # a Deployment's pod template (a ReplicaSet's, recorded)
+DEPLOYMENT_SCHEMA = {**DEPLOYMENT_FIELDS, **TEMPLATE_SCHEMA}
+STRATEGY_SCHEMA = {"type": STR, "rollingUpdate": MAP}
+ROLLING_UPDATE_SCHEMA = {"maxSurge": Field((int, str)), "maxUnavailable": Field((int, str))}
+CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "ports": LIST, "volumeMounts": LIST, "env": LIST}
 # An init container runs to completion: a command, nothing listening (its ports would mean nothing).
-INIT_CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "volumeMounts": LIST}
+INIT_CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "volumeMounts": LIST, "env": LIST}
+ENV_SCHEMA = {"name": NAME, "value": STR}
 VOLUME_SCHEMA = {"name": NAME, "emptyDir": MAP}     # emptyDir: {} (medium and sizeLimit are not emulated)
 VOLUME_MOUNT_SCHEMA = {"name": NAME, "mountPath": Field((str,), required=True), "readOnly": BOOL}
 PORT_SCHEMA = {"containerPort": Field((int,), required=True), "name": STR, "protocol": STR, "hostPort": INT}

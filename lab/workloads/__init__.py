@@ -69,6 +69,7 @@ class ContainerSpec:
     ports: tuple[int, ...] = ()
     command: tuple[str, ...] = ()
     volume_mounts: tuple[MountSpec, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()      # a command's environment variables, after the kubelet's own
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,12 @@ def _container(c: object, cat: str, seen: set[str], volumes: set[str], real: Cal
         need(problem is None, f"{mat}.mountPath", problem or "")
         need(type(m.get("readOnly", False)) is bool, f"{mat}.readOnly", "must be true or false")
         mounts.append(MountSpec(m["name"], str(path), m.get("readOnly", False)))
-    return ContainerSpec(str(cname), workload, tuple(ports), tuple(command), tuple(mounts))
+    env = c.get("env") or []
+    need(isinstance(env, list) and all(isinstance(e, list) and len(e) == 2 and all(
+        isinstance(x, str) and "\0" not in x for x in e) and e[0] and "=" not in e[0] for e in env),
+         f"{cat}.env", "must be a list of [name, value] pairs of strings")
+    return ContainerSpec(str(cname), workload, tuple(ports), tuple(command), tuple(mounts),
+                         tuple((e[0], e[1]) for e in env))
 
 
 def load_spec(path: Path | str, known: KnownPods | None = None) -> Spec:

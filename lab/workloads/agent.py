@@ -376,7 +376,7 @@ class Agent:
     def spawn(self, pod: Pod, c: Container) -> subprocess.Popen:
         """Start a command container; mountns.MountError if its mounts cannot be made."""
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOSTNAME": pod.spec.pod,
-               "HOME": "/root"}
+               "HOME": "/root", **dict(c.spec.env)}   # the container's env: over the kubelet's, as in a pod
         # In the pod (its resolv.conf and hosts too, and its volumes), and dying with the agent even if
         # it is SIGKILLed.
         argv = nsexec.command(c.spec.command, pod.spec.netns, pod.spec.uts, mounts=pod.spec.mounts,
@@ -481,6 +481,12 @@ class Agent:
         keep, gone = [], []
         for pod in self.pods:
             (keep if wanted.get(pod.spec.pod) == pod.spec else gone).append(pod)
+        if gone and self.kube_proxy is not None:
+            # The pods that go leave the Services' endpoints before they stop listening, as a terminating
+            # pod leaves its EndpointSlices: a connection to a ClusterIP never meets a closed port.
+            for pod in gone:
+                pod.gone = True
+            await self.sync_endpoints()
         for pod in gone:
             await self.stop_pod(pod)
             if pod.has_dir:

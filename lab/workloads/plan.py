@@ -51,4 +51,6 @@ def _container(c: Container) -> dict:
     if c.volume_mounts:
         out["volumeMounts"] = [{"name": m.volume, "mountPath": m.mount_path, "readOnly": m.read_only}
                                for m in c.volume_mounts]
+    if c.env:
+        out["env"] = [list(e) for e in c.env]
     return out

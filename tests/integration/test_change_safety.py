@@ -1,7 +1,8 @@
-"""Safe under change: a change of a running lab (apply, delete, scale, rollout, a node joining) killed with SIGKILL at any
+"""Safe under change: a change of a running lab (apply, delete, scale, a node joining) killed with SIGKILL at any
 of its crash points leaves a lab that the next command finds cut short, finishes and reports; the
 lab is then exactly what the change asked for (its pods, their addresses, their namespaces and
-every kernel object of its plan, nothing more), `check` passes, and `down` leaves nothing.
+every kernel object of its plan, nothing more), `check` passes, and `down` leaves nothing. A
+rollout, a change per step, killed in any step is at a step for the next command, and carried on.
 
 Also: a change the kernel refuses half way is undone (and a crash while undoing it is finished by
 undoing); two changes at once are made one after the other, the second from the lab the first
@@ -122,8 +123,6 @@ CHANGES = {
     "apply a Pod": (lambda lab, f: ["apply", "-f", str(f / "nginx-pod.yaml")],
                     ["journal netns-made", "files written"]),
     "delete a Pod": (lambda lab, f: ["delete", "pod", "client"], ["pods let go", "record allocation.json written"]),
-    "rollout restart": (lambda lab, f: ["rollout", "restart", "deployment", "web"], ["journal netns-removed",
-                                                                                   "netlink batch"]),
     "a node joins": (lambda lab, f: ["apply", "-f", str(f / "three-nodes.yaml")],
                      ["netns mounted", "netlink batch", "record topology.yaml written"]),
 }
@@ -172,6 +171,74 @@ def test_a_change_killed_at_any_point_is_finished_by_the_next_command(files):
     assert len(tried) >= 10
     FIGURES["crash points"] = len(tried)
     FIGURES["seconds"] = round(time.monotonic() - started, 1)
+
+
+# A rollout (2 replicas, maxSurge 1 and maxUnavailable 0 from the 25% defaults) is five changes:
+# the template recorded (its ReplicaSet has no pods yet), a new pod, an old one gone, a new one, the
+# last old one gone. Killed at these points of them: (change, point), change 0 the first.
+ROLLOUT_KILLS = [(0, "record topology.yaml written"), (1, "journal netns-made"), (1, "netlink batch"),
+                 (1, "change ended"), (2, "pods let go"), (2, "journal netns-removed"), (3, "netns mounted"),
+                 (3, "new pods served"), (3, "journal change-done"), (4, "pods let go"),
+                 (4, "record allocation.json written")]
+ROLLOUT_STATES = [(2, 0), (2, 1), (1, 1), (1, 2), (0, 2)]     # (old, new) web pods between the changes
+
+
+def _generations(lab: api.Lab, old_hash: str) -> tuple[int, int]:
+    pods = web_pods(lab)
+    return sum(p.split("-")[1] == old_hash for p in pods), sum(p.split("-")[1] != old_hash for p in pods)
+
+
+def test_a_rollout_killed_at_any_step_is_finished_or_carried_on_by_the_next_command(files):
+    """`apply` of a Deployment with another image rolls it in steps, each a change of its own;
+    SIGKILLed in any of them, the next command that reads the lab finds it at a step (the one cut
+    short completed), both generations running and listed, `check` passing; `rollout status` (or
+    the next command that changes the lab) carries the rollout on to the end: the same new pods as
+    a rollout never killed. `down` leaves nothing."""
+    (files / "rolled.yaml").write_text(CLUSTER.replace("image: nginx}", "image: nginx:1.25}"))
+    args = ["apply", "-f", str(files / "rolled.yaml"), "--lab", NAME]
+    lab = fresh(files)
+    old = pods_of(lab)
+    old_hash = web_pods(lab)[0].split("-")[1]
+    log = files / "rollout.points"
+    log.unlink(missing_ok=True)
+    r = run(args, state.ROOT, {"PODLAB_CRASH_LOG": str(log)})
+    assert r.returncode == 0 and 'deployment "web" successfully rolled out' in r.stdout, r.stdout + r.stderr
+    rolled = web_pods(api.Lab(NAME))
+    assert len(rolled) == 2 and not set(rolled) & set(old)
+    points = [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
+    down_leaves_nothing()
+    starts = [i for i, p in enumerate(points) if p == "change intent written"]
+    assert len(starts) == 4, points                     # four steps after the template's own change
+    bounds = [0, *starts, len(points)]
+    tried = []
+    for i, (change, point) in enumerate(ROLLOUT_KILLS):
+        k = points.index(point, bounds[change], bounds[change + 1]) + 1
+        fresh(files)
+        r = run(args, state.ROOT, {"PODLAB_CRASH_AT": str(k)})
+        assert r.returncode == -signal.SIGKILL, f"{change}/{point} at {k}: {r.returncode} {r.stderr}"
+        cut_short = record.change_pending(state.lab_dir(NAME))
+        assert cut_short == (change > 0 and point not in ("change ended", "journal change-done"))
+        if i % 2 == 0:    # the next command reads the lab: it is at a step, both generations listed ...
+            r = run(["get", "pods", "--lab", NAME], state.ROOT)
+            assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+            assert ("was cut short; completing it" in r.stderr) == cut_short, r.stderr
+            lab = consistent()
+            assert _generations(lab, old_hash) in ROLLOUT_STATES, web_pods(lab)
+            assert all(pod in r.stdout for pod in web_pods(lab))
+            r = run(["rollout", "status", "deployment", "web", "--lab", NAME], state.ROOT)   # ... then goes on
+            assert r.returncode == 0 and r.stdout.rstrip().endswith('deployment "web" successfully rolled out'), \
+                r.stdout + r.stderr
+        else:             # ... or changes it, and carries the rollout on
+            r = run(["apply", "-f", str(files / "extra.yaml"), "--lab", NAME], state.ROOT)
+            assert r.returncode == 0 and "pod/extra created" in r.stdout, r.stdout + r.stderr
+            assert ("was cut short; completing it" in r.stdout + r.stderr) == cut_short, r.stdout + r.stderr
+        lab = consistent()
+        assert web_pods(lab) == rolled, f"killed at {change}/{point}"
+        assert not {ip for pod, (_, ip) in pods_of(lab).items() if pod in rolled} & {ip for _, ip in old.values()}
+        down_leaves_nothing()
+        tried.append(f"{change}: {point}")
+    assert len(tried) >= 10
+    FIGURES["rollout crash points"] = len(tried)
 
 
 def test_a_change_the_kernel_refuses_half_way_is_undone_and_a_crash_while_undoing_is_finished(files):

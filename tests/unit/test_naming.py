@@ -13,31 +13,38 @@ from lab.naming import (SAFE_ALPHABET, deployment_pod_names, dns_label_problem, 
 
 SAFE = f"[{SAFE_ALPHABET}]"
 POD_NAME = re.compile(rf"^[a-z0-9-]+-{SAFE}{{10}}-{SAFE}{{5}}$")
+H = pod_template_hash("demo", '{"image":"nginx"}')    # a template's hash (lab.topology.pods.canonical_template)
 
 
 def test_names_look_like_kubectl_get_pods():
-    names = deployment_pod_names("demo", "nginx", 3)
+    names = deployment_pod_names("demo", "nginx", H, 3)
     assert len(names) == 3
     for name in names:
         assert POD_NAME.match(name), name
         assert name.startswith("nginx-")
     hashes = {name.split("-")[1] for name in names}
-    assert hashes == {pod_template_hash("demo", "nginx")}  # one ReplicaSet: one template hash
+    assert hashes == {H}  # one ReplicaSet: one template hash
 
 
-def test_names_are_deterministic_and_depend_on_lab_and_deployment():
-    assert deployment_pod_names("demo", "nginx", 5) == deployment_pod_names("demo", "nginx", 5)
-    assert deployment_pod_names("demo", "nginx", 5) != deployment_pod_names("other", "nginx", 5)
-    assert pod_template_hash("demo", "web") != pod_template_hash("demo", "nginx")
+def test_names_are_deterministic_and_depend_on_lab_deployment_and_template():
+    assert deployment_pod_names("demo", "nginx", H, 5) == deployment_pod_names("demo", "nginx", H, 5)
+    assert deployment_pod_names("demo", "nginx", H, 5) != deployment_pod_names("other", "nginx", H, 5)
+    # The hash is the template's: another template (an image, an annotation) is another ReplicaSet,
+    # the same template in another lab too.
+    assert pod_template_hash("demo", '{"image":"nginx:1.25"}') != H
+    assert pod_template_hash("other", '{"image":"nginx"}') != H
+    assert pod_template_hash("demo", '{"image":"nginx"}') == H
+    other = pod_template_hash("demo", '{"image":"nginx:1.25"}')
+    assert not set(deployment_pod_names("demo", "nginx", other, 5)) & set(deployment_pod_names("demo", "nginx", H, 5))
 
 
 def test_more_replicas_keep_the_names_of_fewer():
     # Scaling 3 -> 5 adds two pods and leaves the first three alone, like a trainee expects.
-    assert deployment_pod_names("demo", "nginx", 5)[:3] == deployment_pod_names("demo", "nginx", 3)
+    assert deployment_pod_names("demo", "nginx", H, 5)[:3] == deployment_pod_names("demo", "nginx", H, 3)
 
 
 def test_many_replicas_are_unique():
-    names = deployment_pod_names("demo", "web", 20000)
+    names = deployment_pod_names("demo", "web", H, 20000)
     assert len(set(names)) == 20000
     assert all(POD_NAME.match(n) for n in names[:100])
 
@@ -52,28 +59,28 @@ def test_collisions_are_rehashed(monkeypatch):
         return b"\0" * 32 if text.count("/") == 2 else real(text)
 
     monkeypatch.setattr(naming, "_digest", every_first_attempt_collides)
-    names = naming.deployment_pod_names("d", "x", 4)
+    names = naming.deployment_pod_names("d", "x", H, 4)
     assert len(set(names)) == 4
     assert names[0].endswith("-bbbbb")  # the zero digest encodes to the alphabet's first letter
     assert all(POD_NAME.match(n) for n in names)
 
 
 def test_zero_replicas_and_negative():
-    assert deployment_pod_names("demo", "nginx", 0) == []
+    assert deployment_pod_names("demo", "nginx", H, 0) == []
     with pytest.raises(ValueError):
-        deployment_pod_names("demo", "nginx", -1)
+        deployment_pod_names("demo", "nginx", H, -1)
 
 
 def test_long_deployment_names_keep_pod_names_within_63_characters():
     deployment = "a" * 60 + "-bc"
-    names = deployment_pod_names("demo", deployment, 2)
+    names = deployment_pod_names("demo", deployment, H, 2)
     for name in names:
         assert len(name) <= 63
         assert POD_NAME.match(name)
-    assert replicaset_name("demo", "nginx") == f"nginx-{pod_template_hash('demo', 'nginx')}"
+    assert replicaset_name("nginx", H) == f"nginx-{H}"
     # Cutting must not leave a trailing '.' or '-' before the hash's dash.
     dotted = "a" * 45 + ".b" + "c" * 10
-    assert not re.search(r"[.-]-", deployment_pod_names("demo", dotted, 1)[0])
+    assert not re.search(r"[.-]-", deployment_pod_names("demo", dotted, H, 1)[0])
 
 
 @settings(max_examples=200, deadline=None)
@@ -81,7 +88,7 @@ def test_long_deployment_names_keep_pod_names_within_63_characters():
        deployment=st.from_regex(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", fullmatch=True),
        replicas=st.integers(0, 30))
 def test_any_valid_deployment_gives_valid_unique_pod_names(lab, deployment, replicas):
-    names = deployment_pod_names(lab, deployment, replicas)
+    names = deployment_pod_names(lab, deployment, pod_template_hash(lab, deployment), replicas)
     assert len(set(names)) == replicas
     for name in names:
         assert POD_NAME.match(name) and len(name) <= 63
