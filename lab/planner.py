@@ -62,9 +62,11 @@ def same_machines(a: Plan, b: Plan) -> bool:
 
 
 def _machines(plan: Plan) -> tuple[Topology, AddressPlan]:
-    """What the ops that are no pod's follow from: the topology and allocation without the pods,
-    the Services and what only allocation keeps (where each node's IPAM is, the Pending pods)."""
-    return (replace(plan.topology, pods=(), services=(), description=""),
+    """What the ops that are no pod's follow from: the topology and allocation without the pods
+    (and the Deployments and ReplicaSets they come from), the Services and what only allocation
+    keeps (where each node's IPAM is, the Pending pods). Whatever else differs (a field added to
+    either) makes two plans of other machines: compared whole, slower but never wrong."""
+    return (replace(plan.topology, pods=(), services=(), deployments=(), replicasets=(), description=""),
             replace(plan.allocation, pods=(), last=(), pending=()))
 
 

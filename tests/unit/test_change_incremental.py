@@ -136,6 +136,23 @@ def test_a_cni_lab_follows_the_addresses_its_plugins_gave_in_part_as_in_whole():
     assert ch == change.full_diff(current, planner.build(topo, observed))
 
 
+def test_pods_and_deployments_changed_plan_in_part():
+    """Changes of pods, Deployments (scaled, a new template: a ReplicaSet that lab.rollout then
+    fills) and Services keep the machines (planner.same_machines): each is planned in part, and
+    neither whole plan is made."""
+    doc = "design: flannel\nnodes: 3\ndeployments:\n  - {name: web, replicas: REPLICAS, image: IMAGE}\n"
+    svc = "services:\n  - {name: web, selector: {app: web}, ports: [{port: 80}]}\n"
+    topo = topology.loads(doc.replace("REPLICAS", "4").replace("IMAGE", "nginx") + svc, default_name="lab")
+    bound = topology.scheduling_of(topo.pods)
+    for replicas, image, extra in ((9, "nginx", svc), (4, "nginx:perl", svc),
+                                   (4, "nginx", svc + "pods:\n  - {name: x, image: busybox}\n"), (4, "nginx", "")):
+        current = planner.build(topo)
+        text = doc.replace("REPLICAS", str(replicas)).replace("IMAGE", image) + extra
+        ch = change.plan_change(current, topology.loads(text, default_name="lab", bound=bound))
+        assert current.made is None and ch.plan.made is None, text
+        assert ch == change.full_diff(current, ch.plan)
+
+
 def test_one_pod_into_a_large_lab_plans_only_its_nodes_pods():
     """The part a change plans: the new pod's ops, the entries the pods of its node hold for it, and
     the lab-wide ones, not the 40,000 ops of a 1000-pod lab."""
