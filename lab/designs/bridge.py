@@ -47,30 +47,21 @@ class BridgeAttachment(Attachment):
         """pod <-> gateway, and pod <-> pod on one node (up to addressing.STATIC_PAIRS_LIMIT)."""
         lab = addrs.lab
         ops: list[Op] = []
+        # With `pods`, the other pods hold entries for them on their nodes only.
+        nodes = None if pods is None else {p.node for p in addrs.pods if p.name in pods}
+        near = [p for p in addrs.pods if not p.host_network and (nodes is None or p.node in nodes)]
         on_node: dict[str, list[PodAddr]] = {}
-        for pod in addrs.pods:
-            if not pod.host_network:
-                on_node.setdefault(pod.node, []).append(pod)
-        mac: dict[str, str] = {}
-
-        def pod_mac(p: PodAddr) -> str:
-            if (m := mac.get(p.name)) is None:
-                m = mac[p.name] = stable_mac(lab, p.name, "eth0")
-            return m
-        # The nodes of `pods`: the other pods hold entries for them there only.
-        theirs = None if pods is None else {p.node for p in addrs.pods if p.name in pods}
-        for pod in addrs.pods:
-            if pod.host_network:
-                continue
+        for pod in near:
+            on_node.setdefault(pod.node, []).append(pod)
+        pod_mac = {p.name: stable_mac(lab, p.name, "eth0") for p in near}
+        for pod in near:
             mine = pods is None or pod.name in pods
-            if not mine and pod.node not in theirs:     # type: ignore[operator]
-                continue
             if mine:
                 node = addrs.node(pod.node)
                 ops += [AddNeighbour(pod.netns, "eth0", node.gateway, stable_mac(lab, node.name, topo.bridge)),
-                        AddNeighbour(node.netns, topo.bridge, pod.ip, pod_mac(pod))]
+                        AddNeighbour(node.netns, topo.bridge, pod.ip, pod_mac[pod.name])]
             if addrs.static_pod_pairs:
-                ops += [AddNeighbour(pod.netns, "eth0", other.ip, pod_mac(other))
+                ops += [AddNeighbour(pod.netns, "eth0", other.ip, pod_mac[other.name])
                         for other in on_node[pod.node] if other is not pod and (mine or other.name in pods)]
         return ops
 
