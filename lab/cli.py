@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -183,6 +184,10 @@ def main_entry() -> None:
     except BrokenPipeError:      # `podlab plan ... | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    # The interpreter's last garbage collection at exit walks every object podlab made or imported
+    # (~20 ms of each command, a twentieth of `podlab apply`): they are freed with the process, so
+    # it skips them. The exit itself (atexit, flushing, finalizers of what is freed) is as ever.
+    gc.freeze()
     sys.exit(code)
 
 
