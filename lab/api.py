@@ -74,8 +74,7 @@ class Lab:
             # `up` hands over the plan it just built: planning a 1000-pod lab again costs ~0.3 s.
             self.topology, self._allocated = plan.topology, plan.allocation
             self._addresses = _observed(plan.allocation, plan.topology, name)
-            self._plan: Plan | None = plan if self._addresses is plan.addresses else replace(
-                plan, addresses=self._addresses, planned_over=plan.allocation)
+            self._plan: Plan | None = self._over_observed(plan)
             self.scheduling = self._recorded_scheduling()
             return
         source = self.meta.get("source") or TOPOLOGY_RECORD
@@ -97,10 +96,15 @@ class Lab:
         the addresses and the topology (a 1000-pod lab's plan costs ~0.2 s). A cni lab's ops are
         planned over the recorded allocation (what podlab predicted), its addresses are observed."""
         if self._plan is None:
-            planned = planner.build(self.topology, self._allocated)
-            self._plan = planned if self._addresses is self._allocated else replace(
-                planned, addresses=self._addresses, planned_over=self._allocated)
+            self._plan = self._over_observed(planner.build(self.topology, self._allocated))
         return self._plan
+
+    def _over_observed(self, planned: Plan) -> Plan:
+        """The plan with the addresses as the lab has them: a cni lab's ops stay planned over the
+        allocation podlab predicted, its addresses are the plugins' (lab.cni.status.observed)."""
+        if self._addresses is self._allocated:
+            return planned
+        return replace(planned, addresses=self._addresses, planned_over=self._allocated)
 
     def _recorded_scheduling(self) -> topology.Scheduling | None:
         """The placement the record holds (with each Deployment's next ordinal: what the pods alone

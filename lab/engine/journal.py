@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +47,25 @@ class Journal:
         self._append("".join(json.dumps({"kind": kind, "t": now, **f}) + "\n" for f in items).encode())
         faults.point(f"journal {kind} x{len(items)}")
 
-    def entries(self) -> list[dict[str, Any]]:
-        """All complete records; a line cut short by a crash is ignored."""
+    def _records(self, wanted: Callable[[str], bool] = lambda line: True) -> list[Any]:
+        """The complete records among the lines `wanted` lets through; a line cut short by a crash
+        is ignored."""
         try:
             text = self.path.read_text()
         except FileNotFoundError:
             return []
         out = []
         for line in text.splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+            if wanted(line):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
         return out
+
+    def entries(self) -> list[dict[str, Any]]:
+        """All complete records."""
+        return self._records()
 
     def of_kind(self, kind: str, naming: Collection[str] | None = None) -> list[dict[str, Any]]:
         """The records of a kind (`naming`: only those whose "name" is one of these)."""
@@ -67,20 +73,9 @@ class Journal:
         # thousands of namespace records that most readers skip (records begin with their kind).
         prefix = json.dumps({"kind": kind})[:-1]
         names = None if naming is None else [json.dumps({"name": n})[1:-1] for n in naming]
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
-            if line.startswith(prefix) and (names is None or any(n in line for n in names)):
-                try:
-                    e = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(e, dict) and e.get("kind") == kind and (naming is None or e.get("name") in naming):
-                    out.append(e)
-        return out
+        lines = self._records(lambda line: line.startswith(prefix) and (names is None or any(n in line for n in names)))
+        return [e for e in lines if isinstance(e, dict) and e.get("kind") == kind
+                and (naming is None or e.get("name") in naming)]
 
     def made_namespaces(self, naming: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
         """name -> its `netns-made` record: the identity (net and uts: dev, inode, ctime) of each
