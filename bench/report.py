@@ -190,17 +190,25 @@ def write(results: dict, out_dir: Path) -> Path:
         p = r.get("podlab", {})
         mn = r.get("mininet", {})
         last = (p.get("checks") or [{}])[-1]
+        pd = r.get("podlab_dns", {})
+        dlast = (pd.get("checks") or [{}])[-1]
         speed = ratio(mn.get("median"), p.get("median_wall"))
         icmp = median_of([x.get("seconds") for x in p.get("icmp_only") or []])
         lines += [f"## 3. Reachability: all pairs of {r.get('pods')} pods ({r.get('date')})", "",
                   _table(["", "time", "what it proves"],
                          [["`podlab check` (CLI, whole command)", s(p.get("median_wall")),
                            f"{last.get('passed')}/{last.get('total')} paths: every pod to every pod and the node to "
-                           f"every pod, over ICMP and HTTP, source address checked (no NAT)"],
+                           f"every pod, over ICMP and HTTP, source address checked (no NAT); `dns: false`, so "
+                           f"no kube-proxy, like Mininet's hosts"],
                           ["Mininet `pingAll()` (hosts with permanent ARP entries, like the pods)", s(mn.get("median")),
                            f"{(mn.get('runs') or [{}])[-1].get('pingall', {}).get('pairs')} ordered pairs, one ping "
                            f"each, {(mn.get('runs') or [{}])[-1].get('pingall', {}).get('loss_percent')}% loss"],
                           ["Mininet / podlab", f"{s(speed, 1)}x", ""],
+                          *([["`podlab check` of the default cluster (cluster DNS: kube-proxy, bridge netfilter)",
+                              s(pd.get("median_wall")),
+                              f"{dlast.get('passed')}/{dlast.get('total')} paths and the DNS Service; every bridged "
+                              f"packet through netfilter and conntrack; Mininet / this: "
+                              f"{s(ratio(mn.get('median'), pd.get('median_wall')), 1)}x"]] if pd else []),
                           ["podlab's ICMP probing alone (in-process)", s(icmp),
                            f"one echo per ordered pair of pods, as pingall sends: "
                            f"{(p.get('icmp_only') or [{}])[-1].get('passed')}/{(p.get('icmp_only') or [{}])[-1].get('total')}"
