@@ -167,10 +167,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """As parse_args, but `get`'s names may come after its options too, as kubectl takes them
-    (`get pods --lab x web db`): argparse reads a command's positionals in one run only."""
+    """As parse_args, but the names of `get` and `delete` may come after their options too, as kubectl
+    takes them (`get pods --lab x web db`, `delete pod -n dev web`): argparse reads a command's
+    positionals in one run only."""
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "get" and not any(e.startswith("-") for e in extra):
+    if extra and args.command in ("get", "delete") and not any(e.startswith("-") for e in extra):
         args.names = [*args.names, *extra]
     elif extra:
         parser.parse_args(argv)      # argparse's own message for what it does not know, and exit 2

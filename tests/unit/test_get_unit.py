@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 import lab.state
-from lab import ages, cli, container_view, listing, render
+from lab import ages, apply_cli, cli, container_view, listing, render
 from lab.engine import mountns
 from lab.engine import netns as engine_netns
 from lab.engine.journal import Journal
@@ -79,6 +79,20 @@ def test_get_takes_names_before_and_after_its_options(monkeypatch):
     err = io.StringIO()
     with pytest.raises(SystemExit):           # an unknown option is still argparse's error
         cli.main(["get", "pods", "a", "--bogus"], io.StringIO(), err)
+
+
+def test_delete_takes_names_before_and_after_its_options(monkeypatch):
+    seen = {}
+
+    def handler(args, out, err):
+        seen.update(vars(args))
+        return 0
+    monkeypatch.setattr(apply_cli, "cmd_delete", handler)     # delete's module registers it on each parse
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert cli.main(["delete", "pod", "a", "-n", "team", "b", "--lab", "x", "c"], io.StringIO(), io.StringIO()) == 0
+    assert (seen["kind"], seen["names"], seen["lab"], seen["namespace"]) == ("pod", ["a", "b", "c"], "x", "team")
+    with pytest.raises(SystemExit):
+        cli.main(["delete", "pod", "a", "--bogus"], io.StringIO(), io.StringIO())
 
 
 # --- lab.ages ------------------------------------------------------------------------------------
