@@ -47,3 +47,14 @@ def added_by_changes(lab: str, pods: Iterable[str]) -> dict[str, float]:
         if isinstance(added, list) and isinstance(t, (int, float)):
             out.update((p, float(t)) for p in added if p in wanted)
     return out
+
+
+def services_added(lab: str) -> dict[str, float]:
+    """When a change (apply) last added each Service ("namespace/name") that it added; the Services
+    `up` made are not in it (their AGE is the lab's)."""
+    out: dict[str, float] = {}
+    for entry in Journal(lab).of_kind("change"):
+        added, t = entry.get("services_added"), entry.get("t")
+        if isinstance(added, list) and isinstance(t, (int, float)):
+            out.update((s, float(t)) for s in added if isinstance(s, str))
+    return out

@@ -53,13 +53,21 @@ def start(name: str, current: Plan, scheduling: topology.Scheduling | None, desi
                                                 desired.replicasets))
     pending = record.PendingChange(committed, proposed)
     record.write_change(d, pending)
-    Journal(name).record("change", added=list(ch.added), removed=list(ch.removed))
+    Journal(name).record("change", added=list(ch.added), removed=list(ch.removed),
+                         **({"services_added": made} if (made := _services_added(current.topology, desired)) else {}))
     try:
         kernel = _make(name, current, ch, again=False)
     except (PodlabError, OSError) as e:
         _undo(name, pending, ch.plan, current, e, say)
     _commit(name, proposed)
     return kernel
+
+
+def _services_added(old: Topology, new: Topology) -> list[str]:
+    """The Services (namespace/name) that `new` has and `old` has not: their AGE counts from this
+    change (lab.ages.services_added), as kubectl's from a Service's creationTimestamp."""
+    had = {(s.namespace, s.name) for s in old.services}
+    return [f"{s.namespace}/{s.name}" for s in new.services if (s.namespace, s.name) not in had]
 
 
 def finish(name: str, say: Say) -> Plan | None:

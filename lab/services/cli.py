@@ -15,6 +15,7 @@ import time
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, TextIO
 
+from lab import ages
 from lab.errors import PodlabError
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def _require_services(lab: Lab) -> ServicePlan:
 # ---------------------------------------------------------------------------------------
 def service_rows(lab: Lab) -> list[dict[str, Any]]:
     from lab.services.endpoints import port_label
-    rows = []
+    rows, now, made = [], time.time(), ages.services_added(lab.name)
     for s in sorted(_splan(lab).services, key=lambda s: (s.namespace, s.name)):
         svc = s.service
         rows.append({
@@ -68,12 +69,12 @@ def service_rows(lab: Lab) -> list[dict[str, Any]]:
             "portsText": ",".join(port_label(p.port) for p in s.ports) or "<none>",
             "selector": dict(svc.selector),
             "fqdn": s.fqdn,
-            "age": time.time() - lab.created})
+            "age": now - made.get(f"{s.namespace}/{s.name}", lab.created)})
     return rows
 
 
 def endpoint_rows(lab: Lab) -> list[dict[str, Any]]:
-    rows = []
+    rows, now, made = [], time.time(), ages.services_added(lab.name)    # an Endpoints is its Service's age
     for s in sorted(_splan(lab).services, key=lambda s: (s.namespace, s.name)):
         addresses = list(dict.fromkeys(f"{b.ip}:{b.port}" for p in s.ports for b in p.backends))
         rows.append({
@@ -81,7 +82,7 @@ def endpoint_rows(lab: Lab) -> list[dict[str, Any]]:
             "subsets": [{"port": p.port.name, "protocol": p.port.protocol,
                          "addresses": [{"ip": str(b.ip), "port": b.port, "pod": b.pod, "node": b.node}
                                        for b in p.backends]} for p in s.ports],
-            "age": time.time() - lab.created})
+            "age": now - made.get(f"{s.namespace}/{s.name}", lab.created)})
     return rows
 
 

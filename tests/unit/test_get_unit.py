@@ -197,3 +197,21 @@ def test_the_exec_view_mounts_the_volumes_and_files_and_its_staging_goes_after(t
     assert not os.path.exists("/usr/share/podlab-unit")
     with container_view.view("vlab", WEB, Container("sidecar"), files) as plan:
         assert plan is None                                          # no volumes: the files alone, as before
+
+
+def test_a_services_age_counts_from_the_change_that_last_added_it(tmp_path, monkeypatch):
+    from lab import converge, topology
+    monkeypatch.setattr(lab.state, "ROOT", tmp_path)
+    doc = ("mode: l2\nnodes: 1\npods: [{name: a, image: nginx, labels: {app: a}}]\n"
+           "services: [{name: old, selector: {app: a}, ports: [{port: 80}]}%s]\n")
+    before = topology.loads(doc % "")
+    after = topology.loads(doc % ", {name: new, namespace: team, selector: {app: a}, ports: [{port: 80}]}")
+    assert converge._services_added(before, after) == ["team/new"]
+    assert converge._services_added(after, before) == [] == converge._services_added(after, after)
+    assert ages.services_added("svclab") == {}                      # no journal yet: every Service is up's
+    Journal("svclab").record("change", added=[], removed=[], services_added=["team/new"])
+    first = ages.services_added("svclab")["team/new"]
+    assert first == pytest.approx(time.time(), abs=2) and "default/old" not in ages.services_added("svclab")
+    time.sleep(0.01)
+    Journal("svclab").record("change", added=[], removed=[], services_added=["team/new"])    # deleted, made again
+    assert ages.services_added("svclab")["team/new"] > first
