@@ -231,9 +231,18 @@ def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     def restarted(lab: Lab) -> Topology:
         document = _document(lab)
         entry = _deployment(document, lab, args.name)
-        entry["annotations"] = {**(entry.get("annotations") or {}), rollout.RESTARTED_AT: rollout.restarted_at()}
+        stamp = rollout.restarted_at()
+        if (entry.get("annotations") or {}).get(rollout.RESTARTED_AT) == stamp:
+            # the stamp has a second's resolution: the same again would be an empty patch, which kubectl refuses
+            raise PodlabError(f"failed to create patch for {args.name}: if restart has already been triggered "
+                              "within the past second, please wait before attempting to trigger another")
+        entry["annotations"] = {**(entry.get("annotations") or {}), rollout.RESTARTED_AT: stamp}
         return _load(lab, document, f"rollout restart {args.name}")
-    changed = api.change(lab.name, restarted, say, current=lab)
+    try:
+        changed = api.change(lab.name, restarted, say, current=lab)
+    except PodlabError as e:
+        print(f"error: {e}", file=err)
+        return 1
     print(f"deployment.apps/{args.name} restarted", file=out)
     rollout.drive(lab.name, say, lab=changed)
     return 0

@@ -223,3 +223,20 @@ def test_a_changed_service_keeps_its_cluster_ip(lab):
     assert svc.cluster_ip == ip and [p.port for p in svc.ports] == [8080]
     code, out, _ = podlab("exec", "--lab", name, "client", "--", "wget", "-qO-", "-T", "3", f"http://{ip}:8080/")
     assert code == 0 and re.search(r"host web-\w+-\w+!", out), out
+
+
+def test_a_second_restart_within_the_same_second_is_refused_as_kubectl_refuses_it(lab, monkeypatch):
+    """restartedAt has a second's resolution: a second restart in the same second would patch nothing,
+    and kubectl says so and exits 1 rather than printing "restarted" over a rollout that never came."""
+    from lab import rollout
+    name, d = lab
+    apply(name, d, manifest())
+    monkeypatch.setattr(rollout, "restarted_at", lambda now=None: "2026-12-06T21:00:00Z")
+    code, out, err = podlab("rollout", "restart", "--lab", name, "deployment", "web")
+    assert code == 0 and "deployment.apps/web restarted" in out, out + err
+    before, since = web(name), len(Journal(name).entries())
+    code, out, err = podlab("rollout", "restart", "--lab", name, "deployment", "web")
+    assert code == 1 and out == ""
+    assert err.strip() == ("error: failed to create patch for web: if restart has already been triggered within "
+                           "the past second, please wait before attempting to trigger another")
+    assert web(name) == before and len(Journal(name).entries()) == since
