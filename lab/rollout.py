@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from lab import api, rolling, topology, workloads
 from lab.errors import PodlabError
 from lab.model import Deployment, Pod, ReplicaSet, Topology
+from lab.topology import replicasets
 
 if TYPE_CHECKING:
     from lab.api import Lab
@@ -117,12 +118,14 @@ def _step(lab: Lab, name: str) -> Topology:
 
 def _scaled(topo: Topology, rs: ReplicaSet, replicas: int, available: set[str]) -> ReplicaSet:
     """The ReplicaSet scaled to `replicas`; scaled down, it loses the pods a ReplicaSet deletes first
-    (controller.ActivePods' order): Pending ones (no address: not among the lab's pods), then those
-    not available, then the newest."""
+    (lab.topology.replicasets.deletion_order): Pending ones (no address: not among the lab's pods),
+    then those not available, then those doubled up on a node, then the newest."""
     if replicas >= rs.replicas:
         return replace(rs, replicas=replicas)
-    pods = {p.ordinal: p.name for p in _members(topo, rs)}
-    ranked = sorted(rs.ordinals, key=lambda o: (o in pods, pods.get(o) in available, -o))
+    members = _members(topo, rs)
+    ranked = replicasets.deletion_order(rs.ordinals, {p.ordinal: p.node for p in members},
+                                        [p.node for p in topo.pods if p.deployment == rs.deployment],
+                                        {p.ordinal for p in members if p.name in available})
     gone = set(ranked[:rs.replicas - replicas])
     return replace(rs, replicas=replicas, ordinals=tuple(o for o in sorted(rs.ordinals) if o not in gone))
 

@@ -2,18 +2,21 @@
 
 A fresh lab goes round-robin. A running lab's pods are bound (Scheduling: the node each pod runs
 on, and each Deployment's ReplicaSets with which of its pods each has, by ordinal): pods keep their
-nodes, a ReplicaSet scaled down loses its newest pods, one scaled up or missing a pod gets pods of
-new ordinals (new names), each put on the allowed node with the fewest pods, as the scheduler's
-spreading does. A Deployment whose template changed gets a new ReplicaSet (lab.topology.replicasets)
-beside the old ones, whose pods stay planned from their own templates until lab.rollout has scaled
-them away. A node that left takes its pods with it: its Deployments' pods are replaced by new ones
-(new ordinals) elsewhere, as the ReplicaSet controller recreates them once the pod GC deleted them; a
-bare pod still in the document is made again on another node. A cordoned node (`podlab drain`,
-`cordon`) keeps its pods but takes no new one, as the scheduler skips an unschedulable node.
+nodes; a ReplicaSet scaled down loses the pods its controller deletes first (a pod on a node where
+the Deployment is doubled up before the newest: rsets.deletion_order); one scaled up or missing a
+pod gets pods of new ordinals (new names), each put on the allowed node with the fewest pods of its
+ReplicaSet, then the fewest pods, as the scheduler's default scoring spreads them. A Deployment
+whose template changed gets a new ReplicaSet (lab.topology.replicasets) beside the old ones, whose
+pods stay planned from their own templates until lab.rollout has scaled them away. A node that left
+takes its pods with it: its Deployments' pods are replaced by new ones (new ordinals) elsewhere, as
+the ReplicaSet controller recreates them once the pod GC deleted them; a bare pod still in the
+document is made again on another node. A cordoned node (`podlab drain`, `cordon`) keeps its pods
+but takes no new one, as the scheduler skips an unschedulable node.
 """
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from lab import naming
@@ -125,7 +128,8 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
                 load[node] += 1
     cordoned = set(bound.cordoned) if bound is not None else set()
 
-    def schedule(name: str, allowed: list[str], path: YamlPath) -> str:
+    def schedule(name: str, allowed: list[str], path: YamlPath, peers: Counter[str] | None = None) -> str:
+        """`peers`: where the pod's ReplicaSet has its pods so far (a bare pod has none)."""
         nonlocal turn
         if bound is None:
             node, turn = allowed[turn % len(allowed)], turn + 1
@@ -136,8 +140,14 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
         if not open_nodes:
             checker.add(path, f"pod {name}: " + unschedulable(nodes, allowed, cordoned))
             return allowed[0]
-        node = min(open_nodes, key=lambda n: load[n])
+        # The scheduler's default scoring: PodTopologySpread's system default (weight 2) counts the
+        # pods that match the pod's Services and its ReplicaSet's selector, pod-template-hash
+        # included, so a ReplicaSet's pods spread over the nodes; NodeResourcesFit's LeastAllocated
+        # (weight 1; pods without requests count as 100m and 200Mi) then prefers the emptier node.
+        peers = peers if peers is not None else Counter()
+        node = min(open_nodes, key=lambda n: (peers[n], load[n]))
         load[node] += 1
+        peers[node] += 1
         return node
 
     for draft in pods:
@@ -164,21 +174,43 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
                                           current.template_hash, spec.strategy, spec.min_ready_seconds,
                                           spec.progress_deadline_seconds, spec.revision_history_limit))
         counter = _first_free(bound, deployment.name, sets)
+        related = [node for rs in sets for node in _bound_nodes(lab, bound, deployment.name, rs, nodes).values()]
         for rs in sets:
             workload, restriction = (deployment.workload, deployment.nodes) if rs is current \
                 else _template(rs, deployment)
             allowed = nodes if restriction is None else [n for n in nodes if n in set(restriction)]
-            have = sorted(rs.ordinals)[:rs.replicas] if allowed else []
+            node_of = _bound_nodes(lab, bound, deployment.name, rs, allowed)
+            have = sorted(_kept(rs, node_of, related)) if allowed else []
             ordinals = have + list(range(counter, counter + rs.replicas - len(have))) if allowed else []
             counter += max(0, len(ordinals) - len(have))
             labels = {**workload.labels, "pod-template-hash": rs.template_hash}
             labelled = replace(workload, labels=labels)
             names = naming.deployment_pod_names(lab, deployment.name, rs.template_hash, len(ordinals), ordinals)
+            peers = Counter(node_of[o] for o in have if o in node_of)
             for ordinal, name in zip(ordinals, names):
-                placed.append((_pod(name, schedule(name, allowed, deployment.path), labelled, deployment.name,
+                placed.append((_pod(name, schedule(name, allowed, deployment.path, peers), labelled, deployment.name,
                                     ordinal), deployment.path))
             out_sets.append(replace(rs, ordinals=tuple(ordinals)))
     return Placed(placed, out_deployments, out_sets)
+
+
+def _bound_nodes(lab: str, bound: Scheduling | None, deployment: str, rs: ReplicaSet,
+                 allowed: list[str]) -> dict[int, str]:
+    """The nodes, among `allowed`, that a running lab's ReplicaSet has its pods on, by ordinal."""
+    if bound is None or not rs.ordinals:
+        return {}
+    ordinals = sorted(rs.ordinals)
+    names = naming.deployment_pod_names(lab, deployment, rs.template_hash, len(ordinals), ordinals)
+    return {o: bound.bindings[n] for o, n in zip(ordinals, names) if bound.bindings.get(n) in allowed}
+
+
+def _kept(rs: ReplicaSet, node_of: dict[int, str], related: list[str]) -> list[int]:
+    """The ordinals a ReplicaSet keeps at its replicas: scaled down, it deletes in the controller's
+    order (rsets.deletion_order), so a doubled-up node loses a pod first."""
+    if len(rs.ordinals) <= rs.replicas:
+        return list(rs.ordinals)
+    order = rsets.deletion_order(rs.ordinals, node_of, related)
+    return order[len(rs.ordinals) - rs.replicas:]
 
 
 def _template(rs: ReplicaSet, deployment: DeploymentDraft) -> tuple[Workload, list[str] | None]:

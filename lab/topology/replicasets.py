@@ -12,6 +12,8 @@ revisionHistoryLimit of them (10), with their templates.
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from lab import naming
@@ -53,6 +55,19 @@ def replicasets(lab: str, deployment: DeploymentDraft, recorded: list[ReplicaSet
     history = [r for r in others if not r.replicas][-deployment.spec.revision_history_limit:] \
         if deployment.spec.revision_history_limit else []
     return sorted([*history, *kept, current], key=lambda r: r.revision)
+
+
+def deletion_order(ordinals: Iterable[int], node_of: Mapping[int, str], related_nodes: Iterable[str],
+                   available: set[int] | None = None) -> list[int]:
+    """A ReplicaSet's pods (by ordinal) in the order the ReplicaSet controller deletes them when scaled
+    down (controller.ActivePodsWithRanks): a pod not on a node (Pending) first; then one not available
+    (`available` None: every pod is); then a pod doubled up, on a node with more of the Deployment's
+    pods (`related_nodes`: the node of each of its pods, every ReplicaSet's), so scaling down evens the
+    spread out again; then the newest. The ready time and the restart count, which come next, podlab
+    does not keep apart from availability."""
+    on_node = Counter(related_nodes)
+    return sorted(ordinals, key=lambda o: (o in node_of, available is None or o in available,
+                                           -on_node[node_of.get(o)], -o))
 
 
 def from_record(deployment: str, raw: list[dict]) -> list[ReplicaSet]:

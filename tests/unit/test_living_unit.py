@@ -150,10 +150,16 @@ def test_a_deployment_keeps_its_pods_and_replaces_a_deleted_one_under_a_new_name
     assert all(now[p.name] == p.node for p in first.pods[:3] if p != victim)    # the others stay put
     new = next(p for p in again.pods if p.name not in names)
     assert new.ordinal == 3 and new.name.startswith(names[0].rsplit("-", 1)[0])         # same ReplicaSet, new suffix
-    # Scaled down to 2: the newest goes; up to 4: one more of a new ordinal, on the node with the fewest pods.
+    # The new pod went where the ReplicaSet had none left: one node has two, the other one.
+    assert now[new.name] == victim.node and sorted(now.values()) == ["node1", "node1", "node2"]
+    # Scaled down to 2: a pod of the doubled-up node goes (the newer of its two), not the newest of all;
+    # up to 4: one more of a new ordinal, on the node with the fewest pods.
     b2 = topology.scheduling_of(again.pods, bound)
     down = topology.loads(doc.replace("replicas: 3", "replicas: 2"), default_name="lab", bound=b2)
-    assert {p.name for p in down.pods if p.deployment == "web"} == {n for n in now if n != new.name}
+    doubled = sorted((p for p in again.pods if p.deployment == "web" and now[p.name] == "node1"),
+                     key=lambda p: p.ordinal)
+    assert {p.name for p in down.pods if p.deployment == "web"} == {n for n in now if n != doubled[-1].name}
+    assert {p.node for p in down.pods if p.deployment == "web"} == {"node1", "node2"}
     up = topology.loads(doc.replace("replicas: 3", "replicas: 4"), default_name="lab", bound=b2)
     web = [p for p in up.pods if p.deployment == "web"]
     assert len(web) == 4 and {p.ordinal for p in web} == {0, 2, 3, 4}

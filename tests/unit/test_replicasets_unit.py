@@ -201,7 +201,7 @@ def test_restarted_at_is_rfc3339_as_go_formats_it():
     assert datetime.fromisoformat(rollout.restarted_at(plus2).replace("Z", "+00:00")) == utc.replace(microsecond=0)
 
 
-def test_a_scaled_down_replicaset_loses_its_pods_without_an_address_then_unavailable_then_newest():
+def test_a_scaled_down_replicaset_loses_its_pods_without_an_address_then_unavailable_then_doubled_up_then_newest():
     topo = topology.loads(DOC.replace("replicas: 3", "replicas: 4"), default_name="file-name")   # any lab name
     rs = next(r for r in topo.replicasets if r.deployment == "web")
     pods = sorted((p for p in topo.pods if p.deployment == "web"), key=lambda p: p.ordinal)
@@ -211,5 +211,45 @@ def test_a_scaled_down_replicaset_loses_its_pods_without_an_address_then_unavail
     available = {p.name for p in pods if p.ordinal in (2, 3)}
     assert rollout._scaled(without_pending, rs, 3, available).ordinals == (0, 2, 3)
     assert rollout._scaled(without_pending, rs, 2, available).ordinals == (2, 3)
-    assert rollout._scaled(without_pending, rs, 1, available).ordinals == (2,)           # then the newest
+    # Ordinals 0 and 2 are on node1, 3 on node2 (round-robin): node1 is doubled up, so 2 goes before
+    # the newer 3 (ActivePodsWithRanks' rank: the Deployment's pods on the same node).
+    assert {p.ordinal: p.node for p in pods} == {0: "node1", 1: "node2", 2: "node1", 3: "node2"}
+    assert rollout._scaled(without_pending, rs, 1, available).ordinals == (3,)
     assert rollout._scaled(without_pending, rs, 5, available).replicas == 5
+
+
+def test_the_deletion_order_is_the_replicaset_controllers():
+    from lab.topology.replicasets import deletion_order
+    node_of = {0: "a", 1: "a", 2: "a", 3: "b", 5: "b"}           # ordinal 4 is on no node (Pending)
+    related = list(node_of.values()) + ["b", "b"]                 # two more of the Deployment's, other sets
+    # Pending, then not available (1), then by the Deployment's pods on the node (b: 4, a: 3), newest first.
+    assert deletion_order([0, 1, 2, 3, 4, 5], node_of, related, available={0, 2, 3, 5}) == [4, 1, 5, 3, 2, 0]
+    assert deletion_order([0, 1, 2], {}, []) == [2, 1, 0]          # nothing placed yet: the newest first
+
+
+def test_a_rolling_update_spreads_its_new_pods_over_the_nodes_as_the_scheduler_does():
+    """maxSurge 1, maxUnavailable 0 over three nodes, one of them busy with two bare pods: each step
+    makes one new pod and deletes one old. The new ReplicaSet's pods land on three nodes (the
+    scheduler counts a ReplicaSet's own pods first) and the old pod that goes is the doubled-up one."""
+    doc = ("design: kindnet\nnodes: [node1, node2, node3]\npods:\n  - {name: b1, node: node3, image: busybox}\n"
+           "  - {name: b2, node: node3, image: busybox}\n" + DOC.split("nodes: [node1, node2]\n")[1])
+    first, bound = running(doc)
+    assert sorted(p.node for p in first.pods if p.deployment == "web") == ["node1", "node2", "node3"]
+    changed = doc.replace("image: nginx", "image: nginx:1.25")
+    topo, bound = again(changed, bound)
+    old_hash, new_hash = hash_of(first), hash_of(topo)
+
+    def stepped(sets: list) -> Scheduling:
+        return bound.copy(replicasets={**bound.replicasets, "web": sets}, stepped=frozenset({"web"}))
+
+    for k in (1, 2, 3):
+        sets = [r if r.template_hash != new_hash else r.__class__(**{**r.__dict__, "replicas": k})
+                for r in bound.replicasets["web"]]
+        topo, bound = again(changed, stepped(sets))                       # a new pod, surging
+        old = next(r for r in topo.replicasets if r.template_hash == old_hash)
+        everyone = {p.name for p in topo.pods}
+        sets = [rollout._scaled(topo, old, 3 - k, everyone) if r.template_hash == old_hash else r
+                for r in bound.replicasets["web"]]
+        topo, bound = again(changed, stepped(sets))                       # an old one gone
+    new = [p for p in topo.pods if p.deployment == "web"]
+    assert {p.template_hash for p in new} == {new_hash} and sorted(p.node for p in new) == ["node1", "node2", "node3"]
