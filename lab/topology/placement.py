@@ -174,12 +174,14 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
                                           current.template_hash, spec.strategy, spec.min_ready_seconds,
                                           spec.progress_deadline_seconds, spec.revision_history_limit))
         counter = _first_free(bound, deployment.name, sets)
-        related = [node for rs in sets for node in _bound_nodes(lab, bound, deployment.name, rs, nodes).values()]
-        for rs in sets:
+        bound_nodes = [_bound_nodes(lab, bound, deployment.name, rs) for rs in sets]
+        related = [node for of_set in bound_nodes for node in of_set.values()]
+        for rs, of_set in zip(sets, bound_nodes):
             workload, restriction = (deployment.workload, deployment.nodes) if rs is current \
                 else _template(rs, deployment)
             allowed = nodes if restriction is None else [n for n in nodes if n in set(restriction)]
-            node_of = _bound_nodes(lab, bound, deployment.name, rs, allowed)
+            open_to = set(allowed)
+            node_of = {o: n for o, n in of_set.items() if n in open_to}
             have = sorted(_kept(rs, node_of, related)) if allowed else []
             ordinals = have + list(range(counter, counter + rs.replicas - len(have))) if allowed else []
             counter += max(0, len(ordinals) - len(have))
@@ -194,14 +196,13 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
     return Placed(placed, out_deployments, out_sets)
 
 
-def _bound_nodes(lab: str, bound: Scheduling | None, deployment: str, rs: ReplicaSet,
-                 allowed: list[str]) -> dict[int, str]:
-    """The nodes, among `allowed`, that a running lab's ReplicaSet has its pods on, by ordinal."""
+def _bound_nodes(lab: str, bound: Scheduling | None, deployment: str, rs: ReplicaSet) -> dict[int, str]:
+    """The nodes a running lab's ReplicaSet has its pods on, by ordinal."""
     if bound is None or not rs.ordinals:
         return {}
     ordinals = sorted(rs.ordinals)
     names = naming.deployment_pod_names(lab, deployment, rs.template_hash, len(ordinals), ordinals)
-    return {o: bound.bindings[n] for o, n in zip(ordinals, names) if bound.bindings.get(n) in allowed}
+    return {o: bound.bindings[n] for o, n in zip(ordinals, names) if n in bound.bindings}
 
 
 def _kept(rs: ReplicaSet, node_of: dict[int, str], related: list[str]) -> list[int]:
