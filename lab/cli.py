@@ -22,7 +22,7 @@ ROOT_COMMANDS = {"up", "down", "status", "get", "exec", "shell", "ping", "curl",
 #   NEEDS_ROOT: set[str]
 # and imports its heavy dependencies inside the handlers, so `podlab --help` stays fast.
 EXTENSIONS: list[str] = ["tui.cli", "lab.clean_cli", "lab.course.cli", "lab.services.cli", "lab.packets.cli", "lab.bgp.cli",
-                         "lab.apply_cli", "lab.drain_cli", "lab.cni.cli"]
+                         "lab.apply_cli", "lab.drain_cli", "lab.logs_cli", "lab.cni.cli"]
 
 
 class _Skipped:

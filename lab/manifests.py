@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from lab import podenv
 from lab.errors import PodlabError
 
 KINDS = {("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Namespace")}
@@ -253,8 +254,9 @@ def _containers(raw: Any, key: str, where: _Where | _Nested, not_emulated: list[
 
 
 def _env(raw: Any, at: tuple, where: _Where | _Nested, not_emulated: list[str]) -> list[dict[str, Any]]:
-    """A container's env: name and value given to its process; valueFrom (the downward API, Secrets,
-    ConfigMaps) is not emulated: listed, and the variable left out."""
+    """A container's env: name and value given to its process, or valueFrom.fieldRef, a pod field
+    the kubelet fills in (the downward API, lab.podenv); secretKeyRef, configMapKeyRef and
+    resourceFieldRef are not emulated: listed, and the variable left out."""
     if not isinstance(raw, list):
         raise where.error(at + ("env",), "env must be a list of {name, value}")
     out = []
@@ -265,14 +267,43 @@ def _env(raw: Any, at: tuple, where: _Where | _Nested, not_emulated: list[str]) 
         for field_ in e:
             if field_ not in ("name", "value", "valueFrom"):
                 raise where.error(here + (field_,), f"unknown field {field_}")
+        if (problem := podenv.name_problem(e["name"])) is not None:
+            raise where.error(here + ("name",), f"Invalid value: {e['name']!r}: {problem}")
+        if "valueFrom" in e and e.get("value"):
+            raise where.error(here + ("valueFrom",), "may not be specified when `value` is not empty")
         if "valueFrom" in e:
-            not_emulated.append(f"spec.{at[1]}[{at[2]}].env[{k}].valueFrom")
+            field_path = _field_ref(e["valueFrom"], here + ("valueFrom",), where)
+            if field_path is None:
+                not_emulated.append(f"spec.{at[1]}[{at[2]}].env[{k}].valueFrom")
+            else:
+                out.append({"name": e["name"], "valueFrom": {"fieldRef": {"fieldPath": field_path}}})
             continue
         value = e.get("value", "")
         if not isinstance(value, str):
             raise where.error(here + ("value",), "an environment variable's value is a string: quote it")
         out.append({"name": e["name"], "value": value})
     return out
+
+
+def _field_ref(raw: Any, at: tuple, where: _Where | _Nested) -> str | None:
+    """valueFrom's fieldRef.fieldPath, checked as the API server checks it; None for the sources
+    podlab does not emulate (secretKeyRef, configMapKeyRef, resourceFieldRef)."""
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise where.error(at, "valueFrom takes exactly one of fieldRef, resourceFieldRef, configMapKeyRef, "
+                              "secretKeyRef")
+    source, ref = next(iter(raw.items()))
+    if source in ("resourceFieldRef", "configMapKeyRef", "secretKeyRef"):
+        return None
+    if source != "fieldRef":
+        raise where.error(at + (source,), f"unknown field {source}")
+    if not isinstance(ref, dict):
+        raise where.error(at + ("fieldRef",), "fieldRef is a mapping: {fieldPath: status.podIP}")
+    for field_ in ref:
+        if field_ not in ("fieldPath", "apiVersion"):
+            raise where.error(at + ("fieldRef", field_), f"unknown field {field_}")
+    if (problem := podenv.field_path_problem(ref.get("fieldPath"))) is not None:
+        raise where.error(at + ("fieldRef", "fieldPath"), problem)
+    return ref["fieldPath"]
 
 
 def _mounts(raw: Any, at: tuple, where: _Where | _Nested, not_emulated: list[str]) -> list[dict[str, Any]]:

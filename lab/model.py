@@ -6,7 +6,7 @@ Nothing here touches the kernel; addressing and planning read it, never change i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 MODES = ("l2", "l3", "vxlan")          # the older `mode:` key, an alias of a design (lab.designs)
@@ -57,6 +57,7 @@ class Container:
     port_specs: tuple[ContainerPort, ...] = ()   # the ports as declared (name, protocol, hostPort)
     volume_mounts: tuple[VolumeMount, ...] = ()
     env: tuple[tuple[str, str], ...] = ()        # environment variables a command container gets (name, value)
+    env_fields: tuple[tuple[str, str], ...] = ()  # and those the kubelet fills in from the pod (name, fieldPath)
 
     @property
     def workload(self) -> str:
@@ -64,6 +65,16 @@ class Container:
         if self.command:
             return "command"
         return WORKLOAD_IMAGES.get(self.image.split(":")[0].split("/")[-1], "idle")
+
+
+def hashed_form(c: Container) -> dict:
+    """The container as its pod template's hash reads it: every field, but env_fields only when it
+    has some (as Go's JSON omits an empty field), so a template without them keeps the hash, and its
+    pods their names, that it had before containers had them."""
+    out = asdict(c)
+    if not c.env_fields:
+        del out["env_fields"]
+    return out
 
 
 @dataclass(frozen=True)

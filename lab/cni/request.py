@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from lab import podenv
 from lab.cni import gojson
 from lab.cni.conflist import Conflist, capabilities
 from lab.errors import PodlabError
@@ -42,8 +42,7 @@ def sandbox_id(lab: str, pod: Pod) -> str:
 
 
 def pod_uid(lab: str, pod: Pod) -> str:
-    return str(uuid.UUID(hashlib.sha256(f"podlab/{lab}/{pod.namespace}/{pod.name}/uid".encode()).hexdigest()[:32],
-                         version=4))
+    return podenv.pod_uid(lab, pod.namespace, pod.name)
 
 
 def cni_args(lab: str, pod: Pod) -> tuple[tuple[str, str], ...]:

@@ -22,7 +22,7 @@ from lab.model import Pod, Topology
 from lab.ops import CniAdd, CniNode, Op, SetSysctls
 
 # lab.cni's template, request and JSON modules are imported where a cni lab's plan uses them: every
-# plan imports this attachment with the others (~12 ms, uuid's platform probe among them).
+# plan imports this attachment with the others (they cost ~12 ms to import).
 
 
 def render(topo: Topology, node: NodeAddr) -> str:

@@ -5,20 +5,15 @@ The containers of a pod share one network namespace, so a port is declared once 
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from lab import naming
+from lab import naming, podenv
 from lab.model import Container, ContainerPort
 from lab.topology.checker import Checker, YamlPath, choice, has_type
 from lab.topology.schema import (CONTAINER_SCHEMA, ENV_SCHEMA, INIT_CONTAINER_SCHEMA, PORT_SCHEMA, PROTOCOLS, Field,
                                  is_port_name)
 from lab.topology.volumes import volume_mounts
 from lab.topology.wording import describe, quote_hint, show
-
-
-# k8s.io/apimachinery/pkg/util/validation: IsEnvVarName
-ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 
 
 def _image_container_name(image: str) -> str:
@@ -98,30 +93,55 @@ def _container(checker: Checker, path: YamlPath, raw: Any, used_ports: dict[tupl
     command = _command(checker, path + ("command",), spec.get("command", []))
     ports, port_specs = _ports(checker, path + ("ports",), spec.get("ports", []), used_ports)
     mounts = volume_mounts(checker, path + ("volumeMounts",), spec.get("volumeMounts", []), volumes)
-    env = _env(checker, path + ("env",), spec.get("env", []))
-    return Container(spec["name"], image, ports, command, port_specs, mounts, env)
+    env, env_fields = _env(checker, path + ("env",), spec.get("env", []))
+    return Container(spec["name"], image, ports, command, port_specs, mounts, env, env_fields)
 
 
-def _env(checker: Checker, path: YamlPath, raw: list[Any]) -> tuple[tuple[str, str], ...]:
-    """env: [{name: GREETING, value: hello}]: what a command container's process gets in its
-    environment (a later entry of one name wins, as the kubelet makes it). A change of it is a new
-    pod template: the Deployment rolls."""
-    out: dict[str, str] = {}
+def _env(checker: Checker, path: YamlPath, raw: list[Any]) -> tuple[tuple[tuple[str, str], ...],
+                                                                  tuple[tuple[str, str], ...]]:
+    """env: [{name: GREETING, value: hello}, {name: POD_IP, valueFrom: {fieldRef: {fieldPath:
+    status.podIP}}}]: what a command container's process gets in its environment (a later entry of
+    one name wins, as the kubelet makes it), as values and as the pod fields the kubelet fills in
+    (lab.podenv). A change of it is a new pod template: the Deployment rolls."""
+    out: dict[str, tuple[str, str]] = {}
     for index, item in enumerate(raw):
         spec = checker.fields(path + (index,), item, ENV_SCHEMA, "an environment variable")
         if spec is None or "name" not in spec:
             continue
         name = spec["name"]
-        if not ENV_NAME.fullmatch(name):
-            checker.add(path + (index, "name"), f"environment variable name {show(name)} is not valid: a valid "
-                                                "environment variable name must consist of alphabetic characters, "
-                                                "digits, '_', '-', or '.', and must not start with a digit")
+        if (problem := podenv.name_problem(name)) is not None:
+            checker.add(path + (index, "name"), f"environment variable name {show(name)} is not valid: {problem}")
+        elif "valueFrom" in spec and spec.get("value"):
+            checker.add(path + (index, "valueFrom"), "may not be specified when `value` is not empty")
+        elif "valueFrom" in spec:
+            field_path = _field_ref(checker, path + (index, "valueFrom"), spec["valueFrom"])
+            if field_path is not None:
+                out.pop(name, None)
+                out[name] = ("field", field_path)
         elif "\0" in spec.get("value", ""):
             checker.add(path + (index, "value"), "an environment variable's value cannot contain a NUL character")
         else:
             out.pop(name, None)
-            out[name] = spec.get("value", "")
-    return tuple(out.items())
+            out[name] = ("value", spec.get("value", ""))
+    return (tuple((n, v) for n, (kind, v) in out.items() if kind == "value"),
+            tuple((n, v) for n, (kind, v) in out.items() if kind == "field"))
+
+
+def _field_ref(checker: Checker, path: YamlPath, raw: dict[str, Any]) -> str | None:
+    """valueFrom: {fieldRef: {fieldPath: ...}}: the pod field's path, or None (said why)."""
+    ref = raw.get("fieldRef")
+    if set(raw) != {"fieldRef"} or not isinstance(ref, dict):
+        checker.add(path, "valueFrom takes fieldRef: {fieldPath: status.podIP} (the downward API); secretKeyRef, "
+                          "configMapKeyRef and resourceFieldRef are not emulated")
+        return None
+    unknown = sorted(set(ref) - {"fieldPath", "apiVersion"})
+    if unknown:
+        checker.add(path + ("fieldRef", unknown[0]), f"unknown key {show(unknown[0])}; allowed here: fieldPath, apiVersion")
+        return None
+    if (problem := podenv.field_path_problem(ref.get("fieldPath"))) is not None:
+        checker.add(path + ("fieldRef", "fieldPath"), problem)
+        return None
+    return ref["fieldPath"]
 
 
 def _unique(checker: Checker, path: YamlPath, containers: list[Container | None],

@@ -47,7 +47,7 @@ ROLLING_UPDATE_SCHEMA = {"maxSurge": Field((int, str)), "maxUnavailable": Field(
 CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "ports": LIST, "volumeMounts": LIST, "env": LIST}
 # An init container runs to completion: a command, nothing listening (its ports would mean nothing).
 INIT_CONTAINER_SCHEMA = {"name": NAME, "image": STR, "command": LIST, "volumeMounts": LIST, "env": LIST}
-ENV_SCHEMA = {"name": NAME, "value": STR}
+ENV_SCHEMA = {"name": NAME, "value": STR, "valueFrom": MAP}
 VOLUME_SCHEMA = {"name": NAME, "emptyDir": MAP}     # emptyDir: {} (medium and sizeLimit are not emulated)
 VOLUME_MOUNT_SCHEMA = {"name": NAME, "mountPath": Field((str,), required=True), "readOnly": BOOL}
 PORT_SCHEMA = {"containerPort": Field((int,), required=True), "name": STR, "protocol": STR, "hostPort": INT}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from lab import state
-from lab.addressing import AddressPlan
+from lab import podenv, state
+from lab.addressing import AddressPlan, PodAddr
 from lab.model import Container, Pod, Topology
 from lab.ops import AgentReady, Op, StartDaemon, WriteFile
 from lab.workloads import AGENT_MODULE, SPEC_FILE
@@ -20,7 +20,9 @@ def ops(topo: Topology, addrs: AddressPlan, other_ops: list[Op]) -> list[Op]:
             mounts.setdefault(op.pod, []).append([op.path, op.target])
     # A Deployment's pods have the same containers: each written out once.
     containers: dict[Container, dict] = {}
-    pods = [_pod(pod, addr.netns, mounts.get(pod.name, []), containers) for pod, addr in zip(topo.pods, addrs.pods)]
+    host_ips = {n.name: str(n.ip) for n in addrs.nodes}
+    pods = [_pod(topo.name, pod, addr, host_ips[addr.node], mounts.get(pod.name, []), containers)
+            for pod, addr in zip(topo.pods, addrs.pods)]
     spec = json.dumps({"lab": topo.name, "pods": pods}, separators=(",", ":")) + "\n"   # C encoder: indent would be 10x slower
     count = sum(len(p["containers"]) for p in pods)
     return [WriteFile(SPEC, spec, f"the workload agent's spec: {len(pods)} pods, {count} containers",
@@ -29,14 +31,18 @@ def ops(topo: Topology, addrs: AddressPlan, other_ops: list[Op]) -> list[Op]:
                                                          "--spec", SPEC), (SPEC,), AgentReady(), "python3")]
 
 
-def _pod(pod: Pod, netns: str, mounts: list[list[str]], containers: dict[Container, dict]) -> dict:
+def _pod(lab: str, pod: Pod, addr: PodAddr, host_ip: str, mounts: list[list[str]],
+         containers: dict[Container, dict]) -> dict:
     """A pod as the agent's spec says it (lab.workloads.parse_spec); init containers and volumes only
     when it has them, so a thousand plain pods' spec stays as small as it was. `containers`: those
-    written out so far."""
+    written out so far (a container whose env names the pod's fields is the pod's own)."""
     def written(c: Container) -> dict:
+        if c.env_fields:
+            return _container(c, _filled(lab, pod, addr, host_ip, c))
         if (out := containers.get(c)) is None:
             out = containers[c] = _container(c)
         return out
+    netns = addr.netns
     out = {"pod": pod.name, "netns": netns, "uts": state.in_lab_dir(f"uts/{netns}"), "mounts": mounts,
            "containers": [written(c) for c in pod.containers]}
     if pod.init_containers:
@@ -46,11 +52,19 @@ def _pod(pod: Pod, netns: str, mounts: list[list[str]], containers: dict[Contain
     return out
 
 
-def _container(c: Container) -> dict:
+def _filled(lab: str, pod: Pod, addr: PodAddr, host_ip: str, c: Container) -> list[tuple[str, str]]:
+    """The container's variables from the pod's fields, as the kubelet fills them in when it starts it."""
+    return [(name, podenv.field_value(path, lab=lab, pod=pod.name, namespace=pod.namespace, node=pod.node,
+                                      pod_ip=str(addr.ip), host_ip=host_ip, labels=dict(pod.labels),
+                                      annotations=dict(pod.annotations)))
+            for name, path in c.env_fields]
+
+
+def _container(c: Container, filled: list[tuple[str, str]] | None = None) -> dict:
     out = {"name": c.name, "workload": c.workload, "ports": list(c.ports), "command": list(c.command)}
     if c.volume_mounts:
         out["volumeMounts"] = [{"name": m.volume, "mountPath": m.mount_path, "readOnly": m.read_only}
                                for m in c.volume_mounts]
-    if c.env:
-        out["env"] = [list(e) for e in c.env]
+    if c.env or filled:
+        out["env"] = [list(e) for e in (*c.env, *(filled or ()))]
     return out

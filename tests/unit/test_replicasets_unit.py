@@ -177,13 +177,16 @@ spec:
         - {name: GREETING, value: hello}
         - name: POD_IP
           valueFrom: {fieldRef: {fieldPath: status.podIP}}
+        - name: PASSWORD
+          valueFrom: {secretKeyRef: {name: db, key: password}}
 """
     found = manifests.read(text, "web.yaml")
     entry = found.deployments[0]
     assert entry["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert entry["minReadySeconds"] == 3 and entry["annotations"] == {rollout.RESTARTED_AT: "2024-05-01T10:00:00Z"}
-    assert entry["containers"][0]["env"] == [{"name": "GREETING", "value": "hello"}]
-    assert found.not_emulated == ["spec.containers[0].env[1].valueFrom"]
+    assert entry["containers"][0]["env"] == [{"name": "GREETING", "value": "hello"},
+                                             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    assert found.not_emulated == ["spec.containers[0].env[2].valueFrom"]       # a Secret: not emulated
 
 
 def test_bad_env_is_an_error_with_its_path():

@@ -1,0 +1,121 @@
+"""A container's env from its pod's fields (the downward API), for real, read back with `podlab logs`:
+each pod's process sees its own address, its node's name and address, its name; a pod the Deployment
+makes again sees its new address. `logs` reads an init container's output too, and --tail."""
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import time
+
+import pytest
+
+from lab import api, cli
+
+CLUSTER = "design: kindnet\nnodes: [node1, node2]\npods:\n  - {name: client, node: node1, image: busybox}\n"
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: who
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: who}
+  template:
+    metadata:
+      labels: {app: who}
+    spec:
+      initContainers:
+      - name: hello
+        image: busybox
+        command: ["sh", "-c", "echo first line; echo init on $MY_NODE"]
+        env:
+        - name: MY_NODE
+          valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+      containers:
+      - name: app
+        image: busybox
+        command: ["sh", "-c", "echo ip=$MY_IP host=$MY_HOST node=$MY_NODE name=$MY_NAME; sleep 3600"]
+        env:
+        - name: MY_IP
+          valueFrom: {fieldRef: {fieldPath: status.podIP}}
+        - name: MY_HOST
+          valueFrom: {fieldRef: {fieldPath: status.hostIP}}
+        - name: MY_NODE
+          valueFrom: {fieldRef: {apiVersion: v1, fieldPath: spec.nodeName}}
+        - name: MY_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+"""
+
+
+def podlab(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return cli.main(list(args), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    d = tmp_path_factory.mktemp("downward")
+    (d / "cluster.yaml").write_text(CLUSTER)
+    (d / "who.yaml").write_text(DEPLOYMENT)
+    name = f"dw-{secrets.token_hex(2)}"
+    api.up(api.load_topology(str(d / "cluster.yaml"), name))
+    try:
+        code, out, err = podlab("apply", "--lab", name, "-f", str(d / "who.yaml"))
+        assert code == 0, out + err
+        yield name
+    finally:
+        api.down(name)
+
+
+def logged(name: str, *args: str, timeout: float = 10) -> str:
+    """The log, once it has a line (the container starts a moment after the change)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, out, err = podlab("logs", "--lab", name, *args)
+        if out.strip() or time.monotonic() > deadline:
+            assert code == 0, err
+            return out
+        time.sleep(0.1)
+
+
+def expected(name: str, pod: str) -> str:
+    lab = api.Lab(name)
+    p = next(p for p in lab.addresses.pods if p.name == pod)
+    return f"ip={p.ip} host={lab.addresses.node(p.node).ip} node={p.node} name={pod}\n"
+
+
+def who(name: str) -> list[str]:
+    return sorted(p.name for p in api.Lab(name).topology.pods if p.deployment == "who")
+
+
+def test_each_pod_sees_its_own_address_node_and_name(lab):
+    pods = who(lab)
+    assert len(pods) == 2
+    for pod in pods:
+        assert logged(lab, pod) == expected(lab, pod)
+    assert {expected(lab, p).split()[2] for p in pods} == {"node=node1", "node=node2"}
+
+
+def test_a_pod_made_again_sees_its_new_address(lab):
+    old = who(lab)[0]
+    old_ip = re.search(r"ip=(\S+)", logged(lab, old))[1]
+    code, out, err = podlab("delete", "--lab", lab, "pod", old)
+    assert code == 0, out + err
+    replacement = next(p for p in who(lab) if f"pod/{p} created" in out)
+    assert logged(lab, replacement) == expected(lab, replacement)
+    assert f"ip={old_ip} " not in logged(lab, replacement)      # host-local's next address, not the old one
+
+
+def test_logs_reads_an_init_container_and_the_tail(lab):
+    pod = who(lab)[0]
+    node = next(p.node for p in api.Lab(lab).topology.pods if p.name == pod)
+    assert logged(lab, pod, "-c", "hello") == f"first line\ninit on {node}\n"
+    assert logged(lab, pod, "-c", "hello", "--tail", "1") == f"init on {node}\n"
+    code, out, err = podlab("logs", "--lab", lab, "deployment/who")
+    assert code == 0 and out in {expected(lab, p) for p in who(lab)} and "Found 2 pods, using pod/" in err
+    code, out, err = podlab("logs", "--lab", lab, "client")
+    assert code == 0 and out == "" and "built-in idle workload" in err
+    code, out, err = podlab("logs", "--lab", lab, "node1")
+    assert code == 1 and "node1 is a node, not a pod" in err
