@@ -269,41 +269,22 @@ def _env(raw: Any, at: tuple, where: _Where | _Nested, not_emulated: list[str]) 
                 raise where.error(here + (field_,), f"unknown field {field_}")
         if (problem := podenv.name_problem(e["name"])) is not None:
             raise where.error(here + ("name",), f"Invalid value: {e['name']!r}: {problem}")
-        if "valueFrom" in e and e.get("value"):
-            raise where.error(here + ("valueFrom",), "may not be specified when `value` is not empty")
-        if "valueFrom" in e:
-            field_path = _field_ref(e["valueFrom"], here + ("valueFrom",), where)
-            if field_path is None:
+        if e.get("valueFrom") is not None:     # null: none, as the API server reads it
+            if e.get("value"):
+                raise where.error(here + ("valueFrom",), "may not be specified when `value` is not empty")
+            source = podenv.ValueFrom(e["valueFrom"])
+            if source.problem is not None:
+                raise where.error(here + ("valueFrom", *source.where), source.problem)
+            if source.not_emulated:
                 not_emulated.append(f"spec.{at[1]}[{at[2]}].env[{k}].valueFrom")
             else:
-                out.append({"name": e["name"], "valueFrom": {"fieldRef": {"fieldPath": field_path}}})
+                out.append({"name": e["name"], "valueFrom": {"fieldRef": {"fieldPath": source.field_path}}})
             continue
         value = e.get("value", "")
         if not isinstance(value, str):
             raise where.error(here + ("value",), "an environment variable's value is a string: quote it")
         out.append({"name": e["name"], "value": value})
     return out
-
-
-def _field_ref(raw: Any, at: tuple, where: _Where | _Nested) -> str | None:
-    """valueFrom's fieldRef.fieldPath, checked as the API server checks it; None for the sources
-    podlab does not emulate (secretKeyRef, configMapKeyRef, resourceFieldRef)."""
-    if not isinstance(raw, dict) or len(raw) != 1:
-        raise where.error(at, "valueFrom takes exactly one of fieldRef, resourceFieldRef, configMapKeyRef, "
-                              "secretKeyRef")
-    source, ref = next(iter(raw.items()))
-    if source in ("resourceFieldRef", "configMapKeyRef", "secretKeyRef"):
-        return None
-    if source != "fieldRef":
-        raise where.error(at + (source,), f"unknown field {source}")
-    if not isinstance(ref, dict):
-        raise where.error(at + ("fieldRef",), "fieldRef is a mapping: {fieldPath: status.podIP}")
-    for field_ in ref:
-        if field_ not in ("fieldPath", "apiVersion"):
-            raise where.error(at + ("fieldRef", field_), f"unknown field {field_}")
-    if (problem := podenv.field_path_problem(ref.get("fieldPath"))) is not None:
-        raise where.error(at + ("fieldRef", "fieldPath"), problem)
-    return ref["fieldPath"]
 
 
 def _mounts(raw: Any, at: tuple, where: _Where | _Nested, not_emulated: list[str]) -> list[dict[str, Any]]:

@@ -111,13 +111,18 @@ def _env(checker: Checker, path: YamlPath, raw: list[Any]) -> tuple[tuple[tuple[
         name = spec["name"]
         if (problem := podenv.name_problem(name)) is not None:
             checker.add(path + (index, "name"), f"environment variable name {show(name)} is not valid: {problem}")
-        elif "valueFrom" in spec and spec.get("value"):
+        elif spec.get("valueFrom") is not None and spec.get("value"):
             checker.add(path + (index, "valueFrom"), "may not be specified when `value` is not empty")
-        elif "valueFrom" in spec:
-            field_path = _field_ref(checker, path + (index, "valueFrom"), spec["valueFrom"])
-            if field_path is not None:
+        elif spec.get("valueFrom") is not None:
+            source = podenv.ValueFrom(spec["valueFrom"])
+            if source.not_emulated:
+                checker.add(path + (index, "valueFrom"), "a Secret, a ConfigMap or a resource field is not emulated: "
+                                                         "give the variable a value")
+            elif source.problem is not None:
+                checker.add(path + (index, "valueFrom", *source.where), source.problem)
+            else:
                 out.pop(name, None)
-                out[name] = ("field", field_path)
+                out[name] = ("field", str(source.field_path))
         elif "\0" in spec.get("value", ""):
             checker.add(path + (index, "value"), "an environment variable's value cannot contain a NUL character")
         else:
@@ -125,23 +130,6 @@ def _env(checker: Checker, path: YamlPath, raw: list[Any]) -> tuple[tuple[tuple[
             out[name] = ("value", spec.get("value", ""))
     return (tuple((n, v) for n, (kind, v) in out.items() if kind == "value"),
             tuple((n, v) for n, (kind, v) in out.items() if kind == "field"))
-
-
-def _field_ref(checker: Checker, path: YamlPath, raw: dict[str, Any]) -> str | None:
-    """valueFrom: {fieldRef: {fieldPath: ...}}: the pod field's path, or None (said why)."""
-    ref = raw.get("fieldRef")
-    if set(raw) != {"fieldRef"} or not isinstance(ref, dict):
-        checker.add(path, "valueFrom takes fieldRef: {fieldPath: status.podIP} (the downward API); secretKeyRef, "
-                          "configMapKeyRef and resourceFieldRef are not emulated")
-        return None
-    unknown = sorted(set(ref) - {"fieldPath", "apiVersion"})
-    if unknown:
-        checker.add(path + ("fieldRef", unknown[0]), f"unknown key {show(unknown[0])}; allowed here: fieldPath, apiVersion")
-        return None
-    if (problem := podenv.field_path_problem(ref.get("fieldPath"))) is not None:
-        checker.add(path + ("fieldRef", "fieldPath"), problem)
-        return None
-    return ref["fieldPath"]
 
 
 def _unique(checker: Checker, path: YamlPath, containers: list[Container | None],

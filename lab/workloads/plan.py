@@ -54,10 +54,9 @@ def _pod(lab: str, pod: Pod, addr: PodAddr, host_ip: str, mounts: list[list[str]
 
 def _filled(lab: str, pod: Pod, addr: PodAddr, host_ip: str, c: Container) -> list[tuple[str, str]]:
     """The container's variables from the pod's fields, as the kubelet fills them in when it starts it."""
-    return [(name, podenv.field_value(path, lab=lab, pod=pod.name, namespace=pod.namespace, node=pod.node,
-                                      pod_ip=str(addr.ip), host_ip=host_ip, labels=dict(pod.labels),
-                                      annotations=dict(pod.annotations)))
-            for name, path in c.env_fields]
+    fields = dict(lab=lab, pod=pod.name, namespace=pod.namespace, node=pod.node, pod_ip=str(addr.ip), host_ip=host_ip,
+                  labels=dict(pod.labels), annotations=dict(pod.annotations))
+    return [(name, podenv.field_value(path, **fields)) for name, path in c.env_fields]
 
 
 def _container(c: Container, filled: list[tuple[str, str]] | None = None) -> dict:

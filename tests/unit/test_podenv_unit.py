@@ -3,6 +3,7 @@ and in podlab's documents, and filled in per pod in the workload agent's spec as
 it in when it starts the container."""
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -103,13 +104,32 @@ def test_each_pod_gets_its_own_values_in_the_agents_spec():
     assert envs["plain"] == {}
 
 
-def test_the_uid_is_a_version_4_uuid_and_a_field_ref_is_part_of_the_template():
-    uid = podenv.pod_uid("lab", "default", "web-1")
-    assert uuid.UUID(uid).version == 4 and str(uuid.UUID(uid)) == uid
-    # Adding a field ref is a new ReplicaSet (a template without any keeps the hash it had before
-    # containers had them: the golden plans hold their pods' names).
-    plain = DOC.split("      env:\n")[0] + "pods:\n  - {name: plain, node: node1, image: nginx}\n"
-    with_ref = DOC
+def test_the_uid_is_the_version_4_uuid_the_cni_plugins_saw_before():
+    for pod in ("web-1", "nginx-5d4f7b9c8d-x2v9q", "a"):
+        digest = hashlib.sha256(f"podlab/lab/default/{pod}/uid".encode()).hexdigest()[:32]
+        assert podenv.pod_uid("lab", "default", pod) == str(uuid.UUID(digest, version=4))
+
+
+def test_a_field_ref_is_part_of_the_template():
+    """Another fieldPath is another pod template (a rollout); the golden plans hold that a template
+    without field refs keeps the hash it had before containers had them."""
     hashes = {t: next(p.template_hash for p in topology.loads(t, default_name="lab").pods if p.deployment == "web")
-              for t in (plain, with_ref)}
+              for t in (DOC, DOC.replace("fieldPath: spec.nodeName", "fieldPath: status.hostIP"))}
     assert len(set(hashes.values())) == 2
+
+
+@pytest.mark.parametrize("value_from, where, says", [
+    ("{fieldRef: {apiVersion: v2, fieldPath: status.podIP}}", "valueFrom.fieldRef.apiVersion (line 11)",
+     "unsupported version 'v2'"),
+    ("{fieldRef: {fieldPath: 5}}", "valueFrom.fieldRef.fieldPath (line 11)", "fieldPath is a string"),
+    ("[fieldRef]", "valueFrom (line 11)", "exactly one of fieldRef"),
+])
+def test_a_field_ref_the_api_server_refuses(value_from, where, says):
+    with pytest.raises(PodlabError) as e:
+        manifests.read(POD.format(name="V", value_from=value_from), "pod.yaml")
+    assert f"env[0].{where}" in str(e.value) and says in str(e.value)
+
+
+def test_a_null_value_from_is_none_as_the_api_server_reads_it():
+    found = manifests.read(POD.format(name="V", value_from="null"), "pod.yaml")
+    assert found.pods[0]["containers"][0]["env"] == [{"name": "V", "value": ""}] and not found.not_emulated
