@@ -119,10 +119,13 @@ def _document(lab: Lab) -> dict[str, Any]:
 
 def _load(lab: Lab, document: dict[str, Any], source: str, gone: set[str] = frozenset()) -> Topology:
     """The desired state: the edited document placed over the lab's placement (pods keep their
-    nodes; a Deployment's pods that went are replaced by new ones)."""
-    from lab import topology
+    nodes; a Deployment's pods that went are replaced by new ones; one scaled down loses those its
+    ReplicaSet controller deletes first)."""
+    from lab import rollout, topology
     _keep_cluster_ips(lab, document)
     bound = topology.without(lab.scheduling, set(gone), lab.topology.pods) if lab.scheduling else None
+    if bound is not None:     # a ReplicaSet scaled down deletes its unavailable pods first
+        bound = bound.copy(available=lambda: rollout.available_pods(lab.name, lab.topology))
     return topology.loads(yaml.safe_dump(document, sort_keys=False), source=f"lab {lab.name}'s record with {source}",
                           default_name=lab.document_name, bound=bound,
                           conflist=lab.topology.cni.conflist if lab.topology.cni else None)
@@ -203,6 +206,10 @@ def _roll_on(lab: Lab, out: TextIO) -> None:
     rollout.drive(lab.name, lambda line: print(line, file=out), lab=lab)
 
 
+class RestartTooSoon(PodlabError):
+    """A second `rollout restart` within the second of the first: the same restartedAt, an empty patch."""
+
+
 def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`rollout restart`, as kubectl does it: the template annotation kubectl.kubernetes.io/restartedAt
     set to now, a new template, so a rolling update (lab.rollout) to a new ReplicaSet: every pod
@@ -234,14 +241,14 @@ def cmd_rollout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         stamp = rollout.restarted_at()
         if (entry.get("annotations") or {}).get(rollout.RESTARTED_AT) == stamp:
             # the stamp has a second's resolution: the same again would be an empty patch, which kubectl refuses
-            raise PodlabError(f"failed to create patch for {args.name}: if restart has already been triggered "
-                              "within the past second, please wait before attempting to trigger another")
+            raise RestartTooSoon(f"failed to create patch for {args.name}: if restart has already been triggered "
+                                 "within the past second, please wait before attempting to trigger another")
         entry["annotations"] = {**(entry.get("annotations") or {}), rollout.RESTARTED_AT: stamp}
         return _load(lab, document, f"rollout restart {args.name}")
     try:
         changed = api.change(lab.name, restarted, say, current=lab)
-    except PodlabError as e:
-        print(f"error: {e}", file=err)
+    except RestartTooSoon as e:
+        print(f"error: {e}", file=err)     # kubectl's words, as it prints them
         return 1
     print(f"deployment.apps/{args.name} restarted", file=out)
     rollout.drive(lab.name, say, lab=changed)

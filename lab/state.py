@@ -50,6 +50,15 @@ def uts_path(lab: str, netns: str) -> str:
     return str(lab_dir(lab) / "uts" / netns)
 
 
+def container_log(lab: str, pod: str, container: str) -> Path:
+    """Where a container's output goes, as the workload agent (or the engine, for a daemon that is a
+    pod's container) writes it; `podlab logs` reads it. The previous instance's: PREVIOUS_LOG beside it."""
+    return lab_dir(lab) / "logs" / f"{pod}_{container}.log"
+
+
+PREVIOUS_LOG = ".previous"      # the suffix of the log of a container's instance before the current one
+
+
 def pod_dir(lab: str, pod: str) -> Path:
     """A pod's files (what the kubelet gives its containers: resolv.conf, hosts); they go with the pod."""
     if not pod or "/" in pod or pod in (".", ".."):

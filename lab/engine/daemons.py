@@ -210,7 +210,7 @@ def _log_path(lab: str, d: StartDaemon) -> Path:
     """Where a daemon's output goes: a container's is the agent's log of it, the engine's own its file."""
     if d.container is not None:
         pod, container = d.container.split("/", 1)
-        return state.lab_dir(lab) / "logs" / f"{pod}_{container}.log"
+        return state.container_log(lab, pod, container)
     return state.lab_dir(lab) / "logs" / f"{d.name}-{d.ns}.log"
 
 

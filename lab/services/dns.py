@@ -125,7 +125,3 @@ def ops(topo: Topology, addrs: AddressPlan, splan: ServicePlan) -> list[Op]:
             StartDaemon("dnsmasq", "container", addr.netns, container.command, (conf,),
                         AnswersDns(addr.netns, addr.ip, f"kubernetes.default.svc.{CLUSTER_DOMAIN}"),
                         "dnsmasq-base", container=f"{pod.name}/{container.name}")]
-
-
-def log_path(lab: str, pod: str) -> Path:
-    return state.lab_dir(lab) / "logs" / f"{pod}_dnsmasq.log"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from lab import naming
@@ -43,6 +44,9 @@ class Scheduling:
     # Deployments whose ReplicaSets' replicas are taken as they are, not recorded: lab.rollout's step
     # sets them (else a Deployment with no old pods left has its replicas in its newest ReplicaSet).
     stepped: frozenset[str] = frozenset()
+    # The pods available now (lab.rollout.available_pods), asked only when a ReplicaSet scales down,
+    # so it deletes the unavailable first; not recorded. None: every pod counts as available.
+    available: Callable[[], set[str]] | None = None
 
     @property
     def ordinals(self) -> dict[str, list[int]]:
@@ -66,7 +70,7 @@ class Scheduling:
 
     def copy(self, **changes: object) -> "Scheduling":
         fresh = Scheduling(dict(self.bindings), {k: list(v) for k, v in self.replicasets.items()}, dict(self.next),
-                           list(self.cordoned), self.stepped)
+                           list(self.cordoned), self.stepped, self.available)
         return replace(fresh, **changes)
 
     def with_cordon(self, node: str, cordoned: bool) -> "Scheduling":
@@ -98,7 +102,7 @@ def _forget_gone_nodes(lab: str, bound: Scheduling, known: set[str]) -> Scheduli
             names = naming.deployment_pod_names(lab, deployment, r.template_hash, len(ordinals), ordinals)
             sets[deployment].append(replace(r, ordinals=tuple(o for o, n in zip(ordinals, names) if n not in gone)))
     return Scheduling({k: v for k, v in bound.bindings.items() if k not in gone}, sets, dict(bound.next),
-                      [n for n in bound.cordoned if n in known], bound.stepped)
+                      [n for n in bound.cordoned if n in known], bound.stepped, bound.available)
 
 
 @dataclass
@@ -174,15 +178,26 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
                                           current.template_hash, spec.strategy, spec.min_ready_seconds,
                                           spec.progress_deadline_seconds, spec.revision_history_limit))
         counter = _first_free(bound, deployment.name, sets)
-        bound_nodes = [_bound_nodes(lab, bound, deployment.name, rs) for rs in sets]
-        related = [node for of_set in bound_nodes for node in of_set.values()]
-        for rs, of_set in zip(sets, bound_nodes):
+        for rs in sets:
             workload, restriction = (deployment.workload, deployment.nodes) if rs is current \
                 else _template(rs, deployment)
             allowed = nodes if restriction is None else [n for n in nodes if n in set(restriction)]
+            # Where its pods are matters only to a ReplicaSet that grows (spreading) or shrinks
+            # (which pod goes): a 1000-pod one's names cost ~4 ms to make.
+            moving = bound is not None and len(rs.ordinals) != rs.replicas
+            name_of = _names(lab, deployment.name, rs) if moving else {}
             open_to = set(allowed)
-            node_of = {o: n for o, n in of_set.items() if n in open_to}
-            have = sorted(_kept(rs, node_of, related)) if allowed else []
+            node_of = {o: node for o, n in name_of.items() if (node := bound.bindings.get(n)) in open_to} \
+                if bound is not None else {}
+            if bound is not None and len(rs.ordinals) > rs.replicas:
+                related = [node for r in sets for n in (name_of if r is rs else _names(lab, deployment.name, r)).values()
+                           if (node := bound.bindings.get(n)) is not None]
+                available = bound.available() if bound.available is not None else None
+                have = _kept(rs, node_of, related, None if available is None else
+                             {o for o, n in name_of.items() if n in available})
+            else:
+                have = sorted(rs.ordinals)[:rs.replicas]
+            have = sorted(have) if allowed else []
             ordinals = have + list(range(counter, counter + rs.replicas - len(have))) if allowed else []
             counter += max(0, len(ordinals) - len(have))
             labels = {**workload.labels, "pod-template-hash": rs.template_hash}
@@ -196,21 +211,17 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
     return Placed(placed, out_deployments, out_sets)
 
 
-def _bound_nodes(lab: str, bound: Scheduling | None, deployment: str, rs: ReplicaSet) -> dict[int, str]:
-    """The nodes a running lab's ReplicaSet has its pods on, by ordinal."""
-    if bound is None or not rs.ordinals:
-        return {}
+def _names(lab: str, deployment: str, rs: ReplicaSet) -> dict[int, str]:
+    """A ReplicaSet's pods' names, by ordinal."""
     ordinals = sorted(rs.ordinals)
-    names = naming.deployment_pod_names(lab, deployment, rs.template_hash, len(ordinals), ordinals)
-    return {o: bound.bindings[n] for o, n in zip(ordinals, names) if n in bound.bindings}
+    return dict(zip(ordinals, naming.deployment_pod_names(lab, deployment, rs.template_hash, len(ordinals), ordinals)))
 
 
-def _kept(rs: ReplicaSet, node_of: dict[int, str], related: list[str]) -> list[int]:
-    """The ordinals a ReplicaSet keeps at its replicas: scaled down, it deletes in the controller's
-    order (rsets.deletion_order), so a doubled-up node loses a pod first."""
-    if len(rs.ordinals) <= rs.replicas:
-        return list(rs.ordinals)
-    order = rsets.deletion_order(rs.ordinals, node_of, related)
+def _kept(rs: ReplicaSet, node_of: dict[int, str], related: list[str], available: set[int] | None) -> list[int]:
+    """The ordinals a ReplicaSet scaled down keeps: it deletes in the controller's order
+    (rsets.deletion_order, the same as a rollout's steps), so an unavailable pod goes first, then
+    one of a doubled-up node."""
+    order = rsets.deletion_order(rs.ordinals, node_of, related, available)
     return order[len(rs.ordinals) - rs.replicas:]
 
 
@@ -294,4 +305,4 @@ def without(bound: Scheduling, pods: set[str], all_pods: tuple[Pod, ...]) -> Sch
     return Scheduling({k: v for k, v in bound.bindings.items() if k not in pods},
                       {d: [replace(r, ordinals=tuple(o for o in r.ordinals if (d, o) not in gone)) for r in sets]
                        for d, sets in bound.replicasets.items()},
-                      dict(bound.next), list(bound.cordoned), bound.stepped)
+                      dict(bound.next), list(bound.cordoned), bound.stepped, bound.available)

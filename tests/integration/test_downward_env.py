@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import re
 import secrets
+import subprocess
+import sys
 import time
 
 import pytest
@@ -119,3 +121,72 @@ def test_logs_reads_an_init_container_and_the_tail(lab):
     assert code == 0 and out == "" and "built-in idle workload" in err
     code, out, err = podlab("logs", "--lab", lab, "node1")
     assert code == 1 and "node1 is a node, not a pod" in err
+
+
+CRASHING = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: flaky
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: ["sh", "-c", "echo run at $(date +%s%N); exit 1"]
+"""
+
+
+def test_logs_previous_is_the_instance_before_and_tail_is_checked(lab, tmp_path):
+    (tmp_path / "flaky.yaml").write_text(CRASHING)
+    assert podlab("apply", "--lab", lab, "-f", str(tmp_path / "flaky.yaml"))[0] == 0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and podlab("logs", "--lab", lab, "flaky", "-p")[0] != 0:
+        time.sleep(0.2)
+    code, previous, err = podlab("logs", "--lab", lab, "flaky", "-p")
+    assert code == 0, err
+    current = logged(lab, "flaky")
+    assert previous.startswith("run at ") and current.startswith("run at ") and previous != current
+    code, _, err = podlab("logs", "--lab", lab, "flaky", "--tail", "-2")
+    assert code == 1 and "--tail must be greater than or equal to -1" in err
+    assert podlab("logs", "--lab", lab, "flaky", "--tail", "0") == (0, "", "")
+    assert podlab("delete", "--lab", lab, "pod", "flaky")[0] == 0
+    code, _, err = podlab("logs", "--lab", lab, who(lab)[0], "-p")       # never restarted
+    assert code == 1 and 'previous terminated container "app" in pod' in err
+
+
+def test_logs_follow_ends_when_the_pod_goes(lab):
+    pod = who(lab)[-1]
+    follow = subprocess.Popen([sys.executable, "-m", "lab", "logs", "--lab", lab, "-f", pod],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout.readline() == expected(lab, pod)
+        assert podlab("delete", "--lab", lab, "pod", pod)[0] == 0
+        assert follow.wait(5) == 0
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+
+
+@pytest.mark.parametrize("failing", ["node1", "node2"])
+def test_a_scaled_down_replicaset_deletes_its_unavailable_pod_first(lab, tmp_path, failing):
+    """Two pods, one per node; the one on `failing` crash-loops (its env names its node). Scaled to 1,
+    the ReplicaSet deletes that one, whichever is newer."""
+    manifest = DEPLOYMENT.replace("name: who", "name: half").replace("app: who", "app: half").replace(
+        'command: ["sh", "-c", "echo ip=$MY_IP host=$MY_HOST node=$MY_NODE name=$MY_NAME; sleep 3600"]',
+        f'command: ["sh", "-c", "if [ $MY_NODE = {failing} ]; then exit 1; fi; sleep 3600"]')
+    (tmp_path / "half.yaml").write_text(manifest)
+    assert podlab("apply", "--lab", lab, "-f", str(tmp_path / "half.yaml"))[0] == 0
+    try:
+        pods = {p.name: p.node for p in api.Lab(lab).topology.pods if p.deployment == "half"}
+        assert sorted(pods.values()) == ["node1", "node2"]
+        from lab import workloads
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(workloads.ready_pods(workloads.read_status(lab)) & set(pods)) < 1:
+            time.sleep(0.1)
+        code, out, err = podlab("scale", "--lab", lab, "deployment", "half", "--replicas", "1")
+        assert code == 0, out + err
+        kept = [p.name for p in api.Lab(lab).topology.pods if p.deployment == "half"]
+        assert len(kept) == 1 and pods[kept[0]] != failing
+    finally:
+        podlab("delete", "--lab", lab, "deployment", "half")

@@ -249,10 +249,15 @@ def test_a_rolling_update_spreads_its_new_pods_over_the_nodes_as_the_scheduler_d
         sets = [r if r.template_hash != new_hash else r.__class__(**{**r.__dict__, "replicas": k})
                 for r in bound.replicasets["web"]]
         topo, bound = again(changed, stepped(sets))                       # a new pod, surging
+        surged = {p.name: p.node for p in topo.pods if p.deployment == "web"}
         old = next(r for r in topo.replicasets if r.template_hash == old_hash)
         everyone = {p.name for p in topo.pods}
         sets = [rollout._scaled(topo, old, 3 - k, everyone) if r.template_hash == old_hash else r
                 for r in bound.replicasets["web"]]
         topo, bound = again(changed, stepped(sets))                       # an old one gone
+        gone = set(surged) - {p.name for p in topo.pods}
+        # the old pod that went shared its node with the new one (the Deployment doubled up there)
+        newest = [n for n in surged if n.split("-")[1] == new_hash]
+        assert len(gone) == 1 and surged[gone.pop()] in {surged[n] for n in newest}
     new = [p for p in topo.pods if p.deployment == "web"]
     assert {p.template_hash for p in new} == {new_hash} and sorted(p.node for p in new) == ["node1", "node2", "node3"]
