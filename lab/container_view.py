@@ -66,18 +66,14 @@ def view(lab: str, pod: Pod, container: Container, files: Sequence[tuple[str, st
     if missing:
         raise PodlabError(f"pod {pod.name}'s volumes ({', '.join(missing)}) are not made yet: the workload agent "
                           f"makes them when it starts the pod; see 'podlab get pods {pod.name} --lab {lab}'")
-    binds = [mountns.Bind(src, dst, directory=False) for src, dst in files]
-    binds += [mountns.Bind(str(volumes.volume_dir(lab, pod.name, m.volume)), m.mount_path, m.read_only)
-              for m in container.volume_mounts]
     # Container names are DNS labels (no '.'): this never is a container's own staging.
     scratch = volumes.mounts_dir(lab, pod.name, f"{container.name}.exec-{os.getpid()}")
     try:
-        plan = mountns.plan(binds, str(scratch))
-    except mountns.MountError as e:
-        raise PodlabError(f"container {container.name} of pod {pod.name}: {e}") from None
-    try:
-        for d in plan.dirs:
-            os.makedirs(d, mode=0o700)
+        try:
+            plan = volumes.stage(lab, pod.name, scratch, files,
+                                 [(m.volume, m.mount_path, m.read_only) for m in container.volume_mounts])
+        except mountns.MountError as e:
+            raise PodlabError(f"container {container.name} of pod {pod.name}: {e}") from None
         yield plan
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -396,13 +396,8 @@ class Agent:
             return None
         scratch = volumes.mounts_dir(self.lab, pod.spec.pod, c.spec.name)
         shutil.rmtree(scratch, ignore_errors=True)
-        binds = [mountns.Bind(src, dst, directory=False) for src, dst in pod.spec.mounts]
-        binds += [mountns.Bind(str(volumes.volume_dir(self.lab, pod.spec.pod, m.volume)), m.path, m.read_only)
-                  for m in c.spec.volume_mounts]
-        plan = mountns.plan(binds, str(scratch))
-        for d in plan.dirs:
-            os.makedirs(d, mode=0o700)
-        return plan
+        return volumes.stage(self.lab, pod.spec.pod, scratch, pod.spec.mounts,
+                             [(m.volume, m.path, m.read_only) for m in c.spec.volume_mounts])
 
     async def wait_exit(self, c: Container) -> int:
         """Wait (without a thread or polling) until the container's process exits; then reap it."""

@@ -7,24 +7,24 @@ keeps an emptyDir under /var/lib/kubelet/pods/<uid>/volumes/ for the pod's lifet
 
 Owned by record, never by name: the journal says "pod-dir" before a pod's directory is made and
 "pod-dir-removed" once it is gone, so `down` and `clean` remove exactly the directories the lab
-made, after a crash of the agent too. Stdlib, lab.state and the journal: the agent imports it.
+made, after a crash of the agent too. Stdlib, lab.state, mountns and the journal: the agent imports it.
 """
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from lab import state
+from lab.engine import mountns
 from lab.engine.journal import Journal
 
 PODS = "pods"
 DOCUMENT_ROOT = "/usr/share/nginx/html"     # nginx's root: where the http workload finds its files
 
 
-def pod_dir(lab: str, pod: str) -> Path:
-    if not pod or "/" in pod or pod in (".", ".."):
-        raise ValueError(f"invalid pod name {pod!r}")
-    return state.lab_dir(lab) / PODS / pod
+pod_dir = state.pod_dir      # the pod's directory: its files, volumes and staged mounts
 
 
 def volume_dir(lab: str, pod: str, volume: str) -> Path:
@@ -33,6 +33,19 @@ def volume_dir(lab: str, pod: str, volume: str) -> Path:
 
 def mounts_dir(lab: str, pod: str, container: str) -> Path:
     return pod_dir(lab, pod) / "mounts" / container
+
+
+def stage(lab: str, pod: str, scratch: Path, files: Iterable[tuple[str, str]],
+          mounts: Iterable[tuple[str, str, bool]]) -> mountns.Plan:
+    """A container's view of the files, staged in `scratch` (its directories made): the kubelet's
+    `files` (file, path in the pod) and the pod's volumes at their mountPaths (`mounts`: volume,
+    path, read-only). mountns.MountError if the mounts cannot be made."""
+    binds = [mountns.Bind(src, dst, directory=False) for src, dst in files]
+    binds += [mountns.Bind(str(volume_dir(lab, pod, volume)), path, read_only) for volume, path, read_only in mounts]
+    plan = mountns.plan(binds, str(scratch))
+    for d in plan.dirs:
+        os.makedirs(d, mode=0o700)
+    return plan
 
 
 def make(lab: str, pod: str, volumes: tuple[str, ...] | list[str]) -> Path:
