@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
+from lab.cliopts import lab_option
 from lab.errors import PodlabError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
                         "or a podlab topology document, like kubectl apply -f")
     sp.add_argument("-f", "--filename", required=True, action="append",
                     help="a YAML file (several documents allowed), a directory of them, or - for stdin; repeatable")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     sp = sub.add_parser("delete", help="delete pods, Deployments, Services or whole namespaces of a running lab, "
                         "like kubectl delete")
     sp.add_argument("kind", nargs="?", choices=list(KIND_OF), metavar="KIND",
@@ -42,12 +43,12 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
     sp.add_argument("-f", "--filename", action="append", help="delete what this file's (or directory's) manifests "
                     "name; repeatable")
     sp.add_argument("-n", "--namespace", default="default", help="the namespace of what is named (default: default)")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     sp = sub.add_parser("scale", help="set a Deployment's replicas in a running lab, like kubectl scale")
     sp.add_argument("kind", choices=["deployment", "deploy"])
     sp.add_argument("name")
     sp.add_argument("--replicas", type=int, required=True)
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     sp = sub.add_parser("rollout", help="restart a Deployment's pods (a rolling update: new names, new addresses), "
                         "or wait for its rollout to finish, like kubectl rollout")
     sp.add_argument("action", choices=["restart", "status"])
@@ -57,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
                     "0s, the default, waits as long as the Deployment makes progress)")
     sp.add_argument("-w", "--watch", default="true", choices=["true", "false"],
                     help="status: wait for the rollout to finish (true, the default), or print its status once")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     sp = sub.add_parser("run", help="start a pod in a running lab, like kubectl run: podlab run tmp-shell --rm -it "
                         "--image nicolaka/netshoot -- /bin/bash (what follows -- is the pod's command)")
     sp.add_argument("name")
@@ -66,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
     sp.add_argument("-i", "--stdin", action="store_true", help="attach: run the command in the pod here")
     sp.add_argument("-t", "--tty", action="store_true", help="(with -i) give the command the terminal")
     sp.add_argument("--labels", "-l", default="", help="labels, e.g. app=web,tier=front")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     NEEDS_ROOT.add("run")
     return {"apply": cmd_apply, "delete": cmd_delete, "scale": cmd_scale, "rollout": cmd_rollout, "run": cmd_run}
 

@@ -12,6 +12,7 @@ import time
 from typing import Any, TextIO
 
 from lab import api, commands, listing, planner, render, workloads
+from lab.cliopts import lab_option
 from lab.errors import NeedsRoot, PodlabError
 from lab.services import cli as service_cli
 
@@ -62,7 +63,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub: Any = one if one is not None else every
 
     def lab_flag(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--lab", help="which lab, when several are up")
+        lab_option(sp)
 
     sp = sub.add_parser("up", help="build a lab from a topology file (default: two nodes, VXLAN, nginx x3)")
     sp.add_argument("topology", nargs="?", help="a YAML file, or a name from topologies/ (default: default)")

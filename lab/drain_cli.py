@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
+from lab.cliopts import lab_option
 from lab.errors import PodlabError
 
 if TYPE_CHECKING:
@@ -39,12 +40,12 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
                     help="continue even if there are pods that declare no controller: they are deleted for good")
     sp.add_argument("--ignore-daemonsets", action="store_true", help="accepted (podlab has no DaemonSets)")
     sp.add_argument("--delete-emptydir-data", action="store_true", help="accepted (podlab keeps no pod data)")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     for verb, what in (("cordon", "mark a node unschedulable: its pods stay, new pods go elsewhere"),
                        ("uncordon", "mark a node schedulable again")):
         sp = sub.add_parser(verb, help=f"{what}, like kubectl {verb}")
         sp.add_argument("node")
-        sp.add_argument("--lab", help="which lab, when several are up")
+        lab_option(sp)
     return {"drain": cmd_drain, "cordon": cmd_cordon, "uncordon": cmd_uncordon}
 
 

@@ -18,6 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import TextIO
 
+from lab.cliopts import lab_option
 from lab.errors import PodlabError
 
 NEEDS_ROOT = {"logs"}
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> dict:
                     help="keep printing what it writes, until it ends or the pod goes")
     sp.add_argument("-p", "--previous", action="store_true", help="the container's instance before this one")
     sp.add_argument("--tail", type=int, default=-1, metavar="N", help="only the last N lines (default: all)")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     return {"logs": cmd_logs}
 
 

@@ -5,6 +5,7 @@ import argparse
 import os
 from typing import TextIO
 
+from lab.cliopts import lab_option
 from lab.errors import NeedsRoot
 
 # `--preview` needs no root, so the handler checks for root itself.
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> dict:
     sp = sub.add_parser("tui", help="the interactive lab: cluster tree, kernel state, ping/curl/trace, capture, "
                         "shells", description="A terminal UI over a running lab. With no lab up it offers to "
                         "bring one up; with several it asks which.")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     sp.add_argument("--preview", metavar="TOPOLOGY", help="explore a design's plan without root: nothing is "
                     "built, nothing runs")
     sp.add_argument("--refresh", type=float, default=2.0, metavar="SECONDS",

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any, TextIO
 
+from lab.cliopts import lab_option
 from lab.errors import PodlabError
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
                         "like calicoctl node status and birdc show protocols")
     sp.add_argument("node", nargs="?", help="one node (default: every node)")
     sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     return {"bgp": cmd_bgp}
 
 

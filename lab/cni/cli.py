@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any, TextIO
 
+from lab.cliopts import lab_option
 from lab.errors import NeedsRoot, PodlabError
 
 NEEDS_ROOT: set[str] = set()     # log and check need root; plugins does not (checked per verb)
@@ -20,10 +21,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
                                        "duration")
     log.add_argument("pod", nargs="?", help="one pod (default: all)")
     log.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    log.add_argument("--lab", help="which lab, when several are up")
+    lab_option(log)
     check = verbs.add_parser("check", help="CHECK each pod's attachment, as libcni's CheckNetworkList")
     check.add_argument("pod", nargs="?", help="one pod (default: all)")
-    check.add_argument("--lab", help="which lab, when several are up")
+    lab_option(check)
     plugins = verbs.add_parser("plugins", help="the plugin binaries in cniPath and the CNI versions they speak")
     plugins.add_argument("--cni-path", action="append", help="a directory (default /usr/lib/cni); repeat for more")
     return {"cni": cmd_cni}

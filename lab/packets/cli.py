@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
+from lab.cliopts import lab_option
+
 NEEDS_ROOT = {"capture", "trace", "explain", "mtu"}
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
@@ -55,7 +57,7 @@ def register(sub: Any) -> dict[str, Handler]:
     sp.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop after this long")
     sp.add_argument("-o", "--output", choices=["text", "json"], default="text",
                     help="json: one object per packet and line")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
 
     sp = sub.add_parser("trace", help="send one marked probe SRC -> DST and show every hop, each namespace's "
                         "decision, and where and why it stops")
@@ -65,14 +67,14 @@ def register(sub: Any) -> dict[str, Handler]:
     sp.add_argument("--timeout", type=_seconds, default=2.0, metavar="SECONDS",
                     help="how long to wait for the probe and its answer (default 2)")
     sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
 
     sp = sub.add_parser("explain", help="walk SRC -> DST with the kernel's own lookups, sending nothing")
     sp.add_argument("src", help="pod, node or outside host (name or address)")
     sp.add_argument("dst", help="pod, node or outside host (name or address), or any address")
     _probe_flags(sp)
     sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
 
     sp = sub.add_parser("mtu", help="the largest DF packet that crosses SRC -> DST, and the link that limits it")
     sp.add_argument("src", help="pod, node or outside host (name or address)")
@@ -80,7 +82,7 @@ def register(sub: Any) -> dict[str, Handler]:
     sp.add_argument("--timeout", type=_seconds, default=0.3, metavar="SECONDS",
                     help="how long one round of probes waits for answers (default 0.3)")
     sp.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     return {"capture": cmd_capture, "trace": cmd_trace, "explain": cmd_explain, "mtu": cmd_mtu}
 
 

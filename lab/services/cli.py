@@ -16,6 +16,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lab import ages
+from lab.cliopts import lab_option
 from lab.errors import PodlabError
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Any]:
                     "name like 10-244-1-2.default.pod.cluster.local, an SRV name, or an address (reverse lookup)")
     sp.add_argument("-t", "--type", default=None, choices=["A", "SRV", "PTR", "CNAME", "AAAA", "TXT", "ANY"],
                     help="record type (default A; PTR for an address)")
-    sp.add_argument("--lab", help="which lab, when several are up")
+    lab_option(sp)
     return {"nslookup": cmd_nslookup}
 
 
