@@ -6,7 +6,7 @@ Nothing here touches the kernel; addressing and planning read it, never change i
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 MODES = ("l2", "l3", "vxlan")          # the older `mode:` key, an alias of a design (lab.designs)
@@ -49,6 +49,12 @@ class Volume:
 
 
 @dataclass(frozen=True)
+class FieldRef:
+    """An env value taken from the pod (the downward API's valueFrom.fieldRef; lab.podenv)."""
+    field_path: str
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str = "busybox"
@@ -56,8 +62,9 @@ class Container:
     command: tuple[str, ...] = ()
     port_specs: tuple[ContainerPort, ...] = ()   # the ports as declared (name, protocol, hostPort)
     volume_mounts: tuple[VolumeMount, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()        # environment variables a command container gets (name, value)
-    env_fields: tuple[tuple[str, str], ...] = ()  # and those the kubelet fills in from the pod (name, fieldPath)
+    # The environment variables a command container gets, in order: (name, value), or (name, the pod
+    # field the kubelet fills it in from).
+    env: tuple[tuple[str, str | FieldRef], ...] = ()
 
     @property
     def workload(self) -> str:
@@ -65,16 +72,6 @@ class Container:
         if self.command:
             return "command"
         return WORKLOAD_IMAGES.get(self.image.split(":")[0].split("/")[-1], "idle")
-
-
-def hashed_form(c: Container) -> dict:
-    """The container as its pod template's hash reads it: every field, but env_fields only when it
-    has some (as Go's JSON omits an empty field), so a template without them keeps the hash, and its
-    pods their names, that it had before containers had them."""
-    out = asdict(c)
-    if not c.env_fields:
-        del out["env_fields"]
-    return out
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
 from lab import naming, state
 from lab.designs import Design
-from lab.model import SERVICE_TYPES, Container, ContainerPort, Pod, Service, ServicePort, hashed_form
+from lab.model import SERVICE_TYPES, Container, ContainerPort, Pod, Service, ServicePort
 from lab.topology.checker import Checker, YamlPath, choice
 from lab.topology import placement
 from lab.topology.pods import parse_labels
@@ -337,7 +337,7 @@ def _dns_container() -> Container:
 
 def dns_template_hash(lab: str) -> str:
     """The DNS pod's pod-template-hash, from its template (podlab's own: one per podlab version)."""
-    canonical = json.dumps({"labels": DNS_POD_LABELS, "containers": [hashed_form(_dns_container())]}, sort_keys=True)
+    canonical = json.dumps({"labels": DNS_POD_LABELS, "containers": [asdict(_dns_container())]}, sort_keys=True)
     return naming.pod_template_hash(lab, canonical)
 
 

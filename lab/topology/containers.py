@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab import naming, podenv
-from lab.model import Container, ContainerPort
+from lab.model import Container, ContainerPort, FieldRef
 from lab.topology.checker import Checker, YamlPath, choice, has_type
 from lab.topology.schema import (CONTAINER_SCHEMA, ENV_SCHEMA, INIT_CONTAINER_SCHEMA, PORT_SCHEMA, PROTOCOLS, Field,
                                  is_port_name)
@@ -93,17 +93,16 @@ def _container(checker: Checker, path: YamlPath, raw: Any, used_ports: dict[tupl
     command = _command(checker, path + ("command",), spec.get("command", []))
     ports, port_specs = _ports(checker, path + ("ports",), spec.get("ports", []), used_ports)
     mounts = volume_mounts(checker, path + ("volumeMounts",), spec.get("volumeMounts", []), volumes)
-    env, env_fields = _env(checker, path + ("env",), spec.get("env", []))
-    return Container(spec["name"], image, ports, command, port_specs, mounts, env, env_fields)
+    env = _env(checker, path + ("env",), spec.get("env", []))
+    return Container(spec["name"], image, ports, command, port_specs, mounts, env)
 
 
-def _env(checker: Checker, path: YamlPath, raw: list[Any]) -> tuple[tuple[tuple[str, str], ...],
-                                                                  tuple[tuple[str, str], ...]]:
+def _env(checker: Checker, path: YamlPath, raw: list[Any]) -> tuple[tuple[str, str | FieldRef], ...]:
     """env: [{name: GREETING, value: hello}, {name: POD_IP, valueFrom: {fieldRef: {fieldPath:
     status.podIP}}}]: what a command container's process gets in its environment (a later entry of
-    one name wins, as the kubelet makes it), as values and as the pod fields the kubelet fills in
-    (lab.podenv). A change of it is a new pod template: the Deployment rolls."""
-    out: dict[str, tuple[str, str]] = {}
+    one name wins, as the kubelet makes it), a value or the pod field the kubelet fills it in from
+    (lab.podenv). A change of it, its order too, is a new pod template: the Deployment rolls."""
+    out: dict[str, str | FieldRef] = {}
     for index, item in enumerate(raw):
         spec = checker.fields(path + (index,), item, ENV_SCHEMA, "an environment variable")
         if spec is None or "name" not in spec:
@@ -122,14 +121,13 @@ def _env(checker: Checker, path: YamlPath, raw: list[Any]) -> tuple[tuple[tuple[
                 checker.add(path + (index, "valueFrom", *source.where), source.problem)
             else:
                 out.pop(name, None)
-                out[name] = ("field", str(source.field_path))
+                out[name] = FieldRef(str(source.field_path))
         elif "\0" in spec.get("value", ""):
             checker.add(path + (index, "value"), "an environment variable's value cannot contain a NUL character")
         else:
             out.pop(name, None)
-            out[name] = ("value", spec.get("value", ""))
-    return (tuple((n, v) for n, (kind, v) in out.items() if kind == "value"),
-            tuple((n, v) for n, (kind, v) in out.items() if kind == "field"))
+            out[name] = spec.get("value", "")
+    return tuple(out.items())
 
 
 def _unique(checker: Checker, path: YamlPath, containers: list[Container | None],

@@ -9,7 +9,7 @@ from typing import Any
 
 from lab import naming
 from lab.errors import PodlabError
-from lab.model import Container, Strategy, Volume, hashed_form
+from lab.model import Container, Strategy, Volume
 from lab.topology.checker import Checker, YamlPath
 from lab.topology.containers import pod_containers, pod_init_containers
 from lab.topology.schema import DEPLOYMENT_FIELDS, DEPLOYMENT_SCHEMA, LABEL_NAME, POD_SCHEMA, TEMPLATE_SCHEMA, Field
@@ -59,9 +59,7 @@ def canonical_template(workload: Workload, nodes: list[str] | None) -> str:
     """A pod template as one string that any change of it changes, and nothing else does: the
     template as read and defaulted (image: shorthand and a containers: list of the same container
     are the same template), as Kubernetes hashes the PodTemplateSpec the API server stored."""
-    template = {**asdict(workload), "containers": [hashed_form(c) for c in workload.containers],
-                "init_containers": [hashed_form(c) for c in workload.init_containers]}
-    return json.dumps({"template": template, "nodes": nodes}, sort_keys=True, separators=(",", ":"))
+    return json.dumps({"template": asdict(workload), "nodes": nodes}, sort_keys=True, separators=(",", ":"))
 
 
 def recorded_template(raw: dict[str, Any], deployment: str) -> tuple[Workload, list[str] | None]:

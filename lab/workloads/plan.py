@@ -6,7 +6,7 @@ import json
 
 from lab import podenv, state
 from lab.addressing import AddressPlan, PodAddr
-from lab.model import Container, Pod, Topology
+from lab.model import Container, FieldRef, Pod, Topology
 from lab.ops import AgentReady, Op, StartDaemon, WriteFile
 from lab.workloads import AGENT_MODULE, SPEC_FILE
 
@@ -37,7 +37,7 @@ def _pod(lab: str, pod: Pod, addr: PodAddr, host_ip: str, mounts: list[list[str]
     when it has them, so a thousand plain pods' spec stays as small as it was. `containers`: those
     written out so far (a container whose env names the pod's fields is the pod's own)."""
     def written(c: Container) -> dict:
-        if c.env_fields:
+        if any(isinstance(value, FieldRef) for _, value in c.env):
             return _container(c, _filled(lab, pod, addr, host_ip, c))
         if (out := containers.get(c)) is None:
             out = containers[c] = _container(c)
@@ -53,17 +53,20 @@ def _pod(lab: str, pod: Pod, addr: PodAddr, host_ip: str, mounts: list[list[str]
 
 
 def _filled(lab: str, pod: Pod, addr: PodAddr, host_ip: str, c: Container) -> list[tuple[str, str]]:
-    """The container's variables from the pod's fields, as the kubelet fills them in when it starts it."""
+    """The container's variables, those from the pod's fields filled in as the kubelet fills them in
+    when it starts the container."""
     fields = dict(lab=lab, pod=pod.name, namespace=pod.namespace, node=pod.node, pod_ip=str(addr.ip), host_ip=host_ip,
                   labels=dict(pod.labels), annotations=dict(pod.annotations))
-    return [(name, podenv.field_value(path, **fields)) for name, path in c.env_fields]
+    return [(name, value if isinstance(value, str) else podenv.field_value(value.field_path, **fields))
+            for name, value in c.env]
 
 
-def _container(c: Container, filled: list[tuple[str, str]] | None = None) -> dict:
+def _container(c: Container, env: list[tuple[str, str]] | None = None) -> dict:
+    """`env`: the container's with the pod's fields filled in (None: it has none)."""
     out = {"name": c.name, "workload": c.workload, "ports": list(c.ports), "command": list(c.command)}
     if c.volume_mounts:
         out["volumeMounts"] = [{"name": m.volume, "mountPath": m.mount_path, "readOnly": m.read_only}
                                for m in c.volume_mounts]
-    if c.env or filled:
-        out["env"] = [list(e) for e in (*c.env, *(filled or ()))]
+    if c.env:
+        out["env"] = [list(e) for e in (c.env if env is None else env)]
     return out
