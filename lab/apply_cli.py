@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from lab.cliopts import lab_option
-from lab.errors import PodlabError
+from lab.errors import PodlabError, TopologyError
 
 if TYPE_CHECKING:
     from lab.api import Lab
@@ -107,9 +107,7 @@ def _manifests(files: list[tuple[str, str]], verb: str) -> Any:
             raise PodlabError(f"{source}: {verb} takes Kubernetes manifests (documents with a kind: Pod, "
                               "Deployment, Service, Namespace)" + ("; a podlab topology document is applied alone"
                                                                    if verb == "apply" else ""))
-        one = manifests.read(text, source)
-        for key in ("pods", "deployments", "services", "namespaces", "not_emulated"):
-            getattr(found, key).extend(getattr(one, key))
+        found.extend(manifests.read(text, source))
     return found
 
 
@@ -173,7 +171,26 @@ def _with_objects(lab: Lab, found: Any, source: str) -> Topology:
         document[key] = [e for e in document.get(key) or [] if e.get("name") not in names] + entries
     if found.services and "services" not in document:
         document["services"] = []
-    return _load(lab, document, source)
+    try:
+        return _load(lab, document, source)
+    except TopologyError as e:
+        raise _in_manifests(e, document, found) from None
+
+
+def _in_manifests(e: TopologyError, document: dict[str, Any], found: Any) -> PodlabError:
+    """The record's problems that lie in what the manifests brought, said at the manifests' own paths
+    and lines (the record's path and line would point into a file the user never wrote)."""
+    lines, sources = [], []
+    for p in e.problems:
+        key, index = (p.at[0], p.at[1]) if len(p.at) >= 2 and isinstance(p.at[1], int) else (None, None)
+        entries = document.get(key) if isinstance(key, str) else None
+        origin = found.origin_of(entries[index]) if isinstance(entries, list) and index < len(entries) else None
+        lines.append(origin.problem(p.at[2:], p.message) if origin is not None else f"{e.source}: {p}")
+        sources.append(origin.where.source if origin is not None else e.source)
+    if len(lines) == 1:
+        return PodlabError(f"{lines[0]}; nothing was changed")
+    return PodlabError(f"{', '.join(dict.fromkeys(sources))}: {len(lines)} problems; nothing was changed\n"
+                       + "\n".join(f"  - {line}" for line in lines))
 
 
 def _deployment(document: dict[str, Any], lab: Lab, name: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ class Problem:
     path: str
     message: str
     line: int | None = None
+    at: tuple[str | int, ...] = ()      # the path as keys and indices (lab.manifests maps it back to a manifest)
 
     def __str__(self) -> str:
         where = f"{self.path}" + (f" (line {self.line})" if self.line else "")

@@ -41,6 +41,46 @@ class Manifests:
     services: list[dict[str, Any]] = field(default_factory=list)      # topology service entries
     namespaces: list[str] = field(default_factory=list)
     not_emulated: list[str] = field(default_factory=list)
+    # Where each entry came from (by the entry's identity): its document, so that a problem the
+    # topology's checks find in it is said at the manifest's own path and line (origin_of).
+    origins: dict[int, "Origin"] = field(default_factory=dict)
+
+    def extend(self, other: "Manifests") -> None:
+        for key in ("pods", "deployments", "services", "namespaces", "not_emulated"):
+            getattr(self, key).extend(getattr(other, key))
+        self.origins.update(other.origins)
+
+    def origin_of(self, entry: object) -> "Origin | None":
+        return self.origins.get(id(entry))
+
+
+# A topology entry's fields, where they are in the manifest it was made from (the rest of a path follows).
+POD_FIELDS = {"name": ("metadata", "name"), "namespace": ("metadata", "namespace"), "labels": ("metadata", "labels"),
+              "annotations": ("metadata", "annotations"), "node": ("spec", "nodeName")}
+DEPLOYMENT_FIELDS = {"name": ("metadata", "name"), "namespace": ("metadata", "namespace"),
+                     "replicas": ("spec", "replicas"), "labels": ("spec", "template", "metadata", "labels"),
+                     "annotations": ("spec", "template", "metadata", "annotations"),
+                     "nodes": ("spec", "template", "spec", "nodeName"), **{k: ("spec", k) for k in ROLLOUT_FIELDS}}
+SERVICE_FIELDS = {"name": ("metadata", "name"), "namespace": ("metadata", "namespace")}
+
+
+@dataclass
+class Origin:
+    """The manifest document a topology entry was made from."""
+    where: "_Where"
+    kind: str           # Pod, Deployment, Service
+
+    def problem(self, below: tuple, message: str) -> str:
+        """A problem found at `below` in the entry (a topology path), said at the manifest's path and line."""
+        head, rest = (below[0], below[1:]) if below else ("", ())
+        if self.kind == "Service":
+            path = SERVICE_FIELDS.get(head, ("spec", head)) if head else ()
+        elif self.kind == "Deployment":
+            path = DEPLOYMENT_FIELDS.get(head, ("spec", "template", "spec", head)) if head else ()
+            rest = () if head == "nodes" else rest
+        else:
+            path = POD_FIELDS.get(head, ("spec", head)) if head else ()
+        return self.where.locate(path + rest, message)
 
 
 # libyaml where PyYAML was built with it: the same documents and lines, ~7x faster than PyYAML's own.
@@ -77,14 +117,14 @@ def read(text: str, source: str) -> Manifests:
             known = ", ".join(f"{v} {k}" for v, k in sorted(KINDS))
             raise where.error(("kind",), f"{doc.get('apiVersion')}/{doc.get('kind')} is not a kind podlab applies "
                                          f"({known})")
-        if kind[1] == "Pod":
-            out.pods.append(_pod(doc, where, out.not_emulated))
-        elif kind[1] == "Deployment":
-            out.deployments.append(_deployment(doc, where, out.not_emulated))
-        elif kind[1] == "Service":
-            out.services.append(_service(doc, where, out.not_emulated))
-        else:
+        if kind[1] == "Namespace":
             out.namespaces.append(_name(doc, where))
+            continue
+        make, entries = {"Pod": (_pod, out.pods), "Deployment": (_deployment, out.deployments),
+                         "Service": (_service, out.services)}[kind[1]]
+        entry = make(doc, where, out.not_emulated)
+        entries.append(entry)
+        out.origins[id(entry)] = Origin(where, kind[1])
     return out
 
 
@@ -165,11 +205,14 @@ class _Where:
                 break
         return node.start_mark.line + 1 if node is not None else None
 
-    def error(self, path: tuple, message: str) -> PodlabError:
+    def locate(self, path: tuple, message: str) -> str:
+        """'FILE: document N, spec.replicas (line L): message'."""
         shown = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")
         line = self.line(path)
-        return PodlabError(f"{self.source}: document {self.index + 1}, {shown}"
-                           + (f" (line {line})" if line else "") + f": {message}; nothing was changed")
+        return f"{self.source}: document {self.index + 1}, {shown}" + (f" (line {line})" if line else "") + f": {message}"
+
+    def error(self, path: tuple, message: str) -> PodlabError:
+        return PodlabError(f"{self.locate(path, message)}; nothing was changed")
 
 
 class _Nested:

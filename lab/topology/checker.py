@@ -45,7 +45,7 @@ class Checker:
         return self.lines.get(())
 
     def add(self, path: YamlPath, message: str, line: int | None = None) -> None:
-        self.problems.append(Problem(format_path(path), message, line or self.line(path)))
+        self.problems.append(Problem(format_path(path), message, line or self.line(path), tuple(path)))
 
     def where(self, path: YamlPath) -> str:
         line = self.line(path)
