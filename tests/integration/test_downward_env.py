@@ -3,16 +3,15 @@ each pod's process sees its own address, its node's name and address, its name; 
 makes again sees its new address. `logs` reads an init container's output too, and --tail."""
 from __future__ import annotations
 
-import io
 import re
-import secrets
 import subprocess
 import sys
 import time
 
 import pytest
+from reliab import podlab
 
-from lab import api, cli
+from lab import api
 
 CLUSTER = "design: kindnet\nnodes: [node1, node2]\npods:\n  - {name: client, node: node1, image: busybox}\n"
 DEPLOYMENT = """\
@@ -51,24 +50,14 @@ spec:
 """
 
 
-def podlab(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return cli.main(list(args), out, err), out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    d = tmp_path_factory.mktemp("downward")
-    (d / "cluster.yaml").write_text(CLUSTER)
-    (d / "who.yaml").write_text(DEPLOYMENT)
-    name = f"dw-{secrets.token_hex(2)}"
-    api.up(api.load_topology(str(d / "cluster.yaml"), name))
-    try:
-        code, out, err = podlab("apply", "--lab", name, "-f", str(d / "who.yaml"))
-        assert code == 0, out + err
-        yield name
-    finally:
-        api.down(name)
+def lab(lab_from_yaml, tmp_path_factory):
+    name = lab_from_yaml(CLUSTER, "dw").name
+    path = tmp_path_factory.mktemp("downward") / "who.yaml"
+    path.write_text(DEPLOYMENT)
+    code, out, err = podlab("apply", "--lab", name, "-f", str(path))
+    assert code == 0, out + err
+    return name
 
 
 def logged(name: str, *args: str, timeout: float = 10) -> str:

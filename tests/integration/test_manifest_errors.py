@@ -3,12 +3,10 @@ at the manifest's own document, path and line, as kubectl's API server says it o
 not at the lab's record, which the user never wrote; nothing is changed."""
 from __future__ import annotations
 
-import io
-import secrets
-
 import pytest
+from reliab import podlab
 
-from lab import api, cli
+from lab import api
 from lab.engine.journal import Journal
 
 POD = """\
@@ -54,22 +52,11 @@ spec:
 """
 
 
-def podlab(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return cli.main(list(args), out, err), out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    d = tmp_path_factory.mktemp("manifest-errors")
-    (d / "cluster.yaml").write_text("design: kindnet\nnodes: [node1, node2]\npods:\n"
-                                    "  - {name: client, node: node1, image: busybox}\n")
-    name = f"me-{secrets.token_hex(2)}"
-    api.up(api.load_topology(str(d / "cluster.yaml"), name))
-    try:
-        yield name, d
-    finally:
-        api.down(name)
+def lab(lab_from_yaml, tmp_path_factory):
+    made = lab_from_yaml("design: kindnet\nnodes: [node1, node2]\npods:\n  - {name: client, node: node1, image: busybox}\n",
+                         "me")
+    return made.name, tmp_path_factory.mktemp("manifest-errors")
 
 
 def refused(name: str, path) -> str:
