@@ -29,7 +29,7 @@ from lab import calico_ipam, designs, naming
 from lab.addressing import (NODE_IP_OFFSET, SHARED_ARP_BUDGET, STATIC_PAIRS_LIMIT, AddressPlan, HostAddr, NodeAddr,
                             PendingPod, PodAddr, Capacity, capacity, dynamic_neighbours, same_node_pod_pairs, vtep_mac)
 from lab.errors import PodlabError
-from lab.model import Pod, Topology
+from lab.model import Topology
 
 
 def allocate(topo: Topology, previous: AddressPlan | None = None) -> AddressPlan:

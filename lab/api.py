@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,6 @@ from lab.addressing import AddressPlan, PendingPod
 from lab.designs import Design
 from lab.errors import PodlabError
 from lab.model import Topology
-from lab.ops import WriteFile
 from lab.planner import Plan
 
 if TYPE_CHECKING:

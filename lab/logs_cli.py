@@ -51,14 +51,11 @@ def cmd_logs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"podlab: container {container.name} of pod {pod.name} runs podlab's built-in {container.workload} "
               f"workload (image {container.image}), which writes no log; give it a command to have one", file=err)
         return 0
-    path = state.container_log(lab.name, pod.name, container.name)
-    if args.previous:
-        path = path.with_name(path.name + state.PREVIOUS_LOG)
-        if not path.exists():
-            raise PodlabError(f'previous terminated container "{container.name}" in pod "{pod.name}" not found')
-    elif not path.exists():
-        raise PodlabError(f'container "{container.name}" in pod "{pod.name}" is waiting to start: it has not '
-                          "written anything yet")
+    path = state.container_log(lab.name, pod.name, container.name, args.previous)
+    if not path.exists():
+        raise PodlabError(f'previous terminated container "{container.name}" in pod "{pod.name}" not found'
+                          if args.previous else f'container "{container.name}" in pod "{pod.name}" is waiting to '
+                          "start: it has not written anything yet")
     with open(path, "rb") as f:
         _write(out, b"".join(f.readlines() if args.tail < 0 else deque(f, maxlen=args.tail)))
         while args.follow and not args.previous and _same_instance(f, path):

@@ -50,13 +50,11 @@ def uts_path(lab: str, netns: str) -> str:
     return str(lab_dir(lab) / "uts" / netns)
 
 
-def container_log(lab: str, pod: str, container: str) -> Path:
+def container_log(lab: str, pod: str, container: str, previous: bool = False) -> Path:
     """Where a container's output goes, as the workload agent (or the engine, for a daemon that is a
-    pod's container) writes it; `podlab logs` reads it. The previous instance's: PREVIOUS_LOG beside it."""
-    return lab_dir(lab) / "logs" / f"{pod}_{container}.log"
-
-
-PREVIOUS_LOG = ".previous"      # the suffix of the log of a container's instance before the current one
+    pod's container) writes it; `podlab logs` reads it. `previous`: the log of the instance before
+    the current one, which the agent moves aside when it starts the container again."""
+    return lab_dir(lab) / "logs" / f"{pod}_{container}.log{'.previous' if previous else ''}"
 
 
 def pod_dir(lab: str, pod: str) -> Path:

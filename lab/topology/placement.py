@@ -184,20 +184,9 @@ def place(checker: Checker, lab: str, nodes: list[str], pods: list[PodDraft],
             allowed = nodes if restriction is None else [n for n in nodes if n in set(restriction)]
             # Where its pods are matters only to a ReplicaSet that grows (spreading) or shrinks
             # (which pod goes): a 1000-pod one's names cost ~4 ms to make.
-            moving = bound is not None and len(rs.ordinals) != rs.replicas
-            name_of = _names(lab, deployment.name, rs) if moving else {}
-            open_to = set(allowed)
-            node_of = {o: node for o, n in name_of.items() if (node := bound.bindings.get(n)) in open_to} \
-                if bound is not None else {}
-            if bound is not None and len(rs.ordinals) > rs.replicas:
-                related = [node for r in sets for n in (name_of if r is rs else _names(lab, deployment.name, r)).values()
-                           if (node := bound.bindings.get(n)) is not None]
-                available = bound.available() if bound.available is not None else None
-                have = _kept(rs, node_of, related, None if available is None else
-                             {o for o, n in name_of.items() if n in available})
-            else:
-                have = sorted(rs.ordinals)[:rs.replicas]
-            have = sorted(have) if allowed else []
+            name_of = _names(lab, deployment.name, rs) if bound is not None and len(rs.ordinals) != rs.replicas else {}
+            node_of = _nodes(bound, name_of, set(allowed))
+            have = _kept(lab, deployment.name, bound, sets, rs, name_of, node_of) if allowed else []
             ordinals = have + list(range(counter, counter + rs.replicas - len(have))) if allowed else []
             counter += max(0, len(ordinals) - len(have))
             labels = {**workload.labels, "pod-template-hash": rs.template_hash}
@@ -217,12 +206,26 @@ def _names(lab: str, deployment: str, rs: ReplicaSet) -> dict[int, str]:
     return dict(zip(ordinals, naming.deployment_pod_names(lab, deployment, rs.template_hash, len(ordinals), ordinals)))
 
 
-def _kept(rs: ReplicaSet, node_of: dict[int, str], related: list[str], available: set[int] | None) -> list[int]:
-    """The ordinals a ReplicaSet scaled down keeps: it deletes in the controller's order
-    (rsets.deletion_order, the same as a rollout's steps), so an unavailable pod goes first, then
-    one of a doubled-up node."""
-    order = rsets.deletion_order(rs.ordinals, node_of, related, available)
-    return order[len(rs.ordinals) - rs.replicas:]
+def _nodes(bound: Scheduling | None, name_of: dict[int, str], open_to: set[str]) -> dict[int, str]:
+    """The nodes among `open_to` that these pods (by ordinal) are bound to."""
+    if bound is None:
+        return {}
+    return {o: node for o, n in name_of.items() if (node := bound.bindings.get(n)) in open_to}
+
+
+def _kept(lab: str, deployment: str, bound: Scheduling | None, sets: list[ReplicaSet], rs: ReplicaSet,
+          name_of: dict[int, str], node_of: dict[int, str]) -> list[int]:
+    """The ordinals a ReplicaSet keeps, sorted: scaled down, it deletes in the controller's order
+    (rsets.deletion_order, as a rollout's steps do), so an unavailable pod goes first, then one of a
+    node where the Deployment (`sets`: all its ReplicaSets) is doubled up."""
+    if bound is None or len(rs.ordinals) <= rs.replicas:
+        return sorted(rs.ordinals)[:rs.replicas]
+    related = [bound.bindings[n] for r in sets for n in (name_of if r is rs else _names(lab, deployment, r)).values()
+               if n in bound.bindings]
+    available = bound.available() if bound.available is not None else None
+    order = rsets.deletion_order(rs.ordinals, node_of, related,
+                                 None if available is None else {o for o, n in name_of.items() if n in available})
+    return sorted(order[len(rs.ordinals) - rs.replicas:])
 
 
 def _template(rs: ReplicaSet, deployment: DeploymentDraft) -> tuple[Workload, list[str] | None]:

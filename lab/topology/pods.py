@@ -9,7 +9,7 @@ from typing import Any
 
 from lab import naming
 from lab.errors import PodlabError
-from lab.model import Container, Strategy, Volume
+from lab.model import Container, Volume
 from lab.topology.checker import Checker, YamlPath
 from lab.topology.containers import pod_containers, pod_init_containers
 from lab.topology.schema import DEPLOYMENT_FIELDS, DEPLOYMENT_SCHEMA, LABEL_NAME, POD_SCHEMA, TEMPLATE_SCHEMA, Field

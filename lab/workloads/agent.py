@@ -381,10 +381,10 @@ class Agent:
         # it is SIGKILLed.
         argv = nsexec.command(c.spec.command, pod.spec.netns, pod.spec.uts, mounts=pod.spec.mounts,
                               view=self.view(pod, c), die_with_parent=True, path=env["PATH"])
-        log = state.container_log(self.lab, pod.spec.pod, c.spec.name)
-        if log.exists():     # the instance before this one: what `logs --previous` reads, as the kubelet keeps it
-            os.replace(log, log.with_name(log.name + state.PREVIOUS_LOG))
-        with open(log, "wb") as out:
+        output = state.container_log(self.lab, pod.spec.pod, c.spec.name)
+        if output.exists():  # the instance before this one: what `logs --previous` reads, as the kubelet keeps it
+            os.replace(output, state.container_log(self.lab, pod.spec.pod, c.spec.name, previous=True))
+        with open(output, "wb") as out:
             return subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd="/", env=env, start_new_session=True)  # own process group: stop reaches its children too
@@ -490,9 +490,8 @@ class Agent:
             if pod.has_dir:
                 volumes.remove(self.lab, pod.spec.pod)    # a pod made again under its name gets new volumes
             for c in pod.all_containers():                # and no log of the pod that went
-                log = state.container_log(self.lab, pod.spec.pod, c.spec.name)
-                for path in (log, log.with_name(log.name + state.PREVIOUS_LOG)):
-                    path.unlink(missing_ok=True)
+                for previous in (False, True):
+                    state.container_log(self.lab, pod.spec.pod, c.spec.name, previous).unlink(missing_ok=True)
         have = {p.spec.pod for p in keep}
         added = [Pod.of(p) for p in spec.pods if p.pod not in have]
         self.pods = keep + added

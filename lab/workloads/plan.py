@@ -37,10 +37,11 @@ def _pod(lab: str, pod: Pod, addr: PodAddr, host_ip: str, mounts: list[list[str]
     when it has them, so a thousand plain pods' spec stays as small as it was. `containers`: those
     written out so far (a container whose env names the pod's fields is the pod's own)."""
     def written(c: Container) -> dict:
+        if (out := containers.get(c)) is not None:
+            return out
         if any(isinstance(value, FieldRef) for _, value in c.env):
-            return _container(c, _filled(lab, pod, addr, host_ip, c))
-        if (out := containers.get(c)) is None:
-            out = containers[c] = _container(c)
+            return _container(c, _filled(lab, pod, addr, host_ip, c))     # never shared
+        out = containers[c] = _container(c)
         return out
     netns = addr.netns
     out = {"pod": pod.name, "netns": netns, "uts": state.in_lab_dir(f"uts/{netns}"), "mounts": mounts,

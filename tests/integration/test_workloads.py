@@ -351,7 +351,7 @@ def test_exiting_command_is_restarted_with_backoff(agent_lab: dict) -> None:
     assert app["state"] in ("Running", "Waiting")
     # Each instance's output on its own, as the kubelet keeps it: `logs` shows the last, `--previous` the one before.
     log = lab.state.container_log(lab_name, CRASH, "app")
-    previous = log.with_name(log.name + lab.state.PREVIOUS_LOG)
+    previous = lab.state.container_log(lab_name, CRASH, "app", previous=True)
     def text(path) -> str:      # a restart moves the log aside a moment before it writes the new one
         try:
             return path.read_text()

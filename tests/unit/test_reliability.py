@@ -226,3 +226,21 @@ def test_clean_json_output_shape(root, monkeypatch):
     assert cli.main(["clean", "--dry-run", "-o", "json"], out, err) == 0
     data = json.loads(out.getvalue())
     assert data == {"dryRun": True, "orphans": [], "busy": [], "healthy": [], "staleLocks": [], "failed": []}
+
+
+def test_a_reload_of_a_spec_it_cannot_read_changes_nothing_and_says_so(root, tmp_path, capsys):
+    """SIGHUP with a spec that is not JSON: the agent keeps its pods and logs why (its `log` must not
+    be shadowed by a local of the same name, which made this an UnboundLocalError)."""
+    import asyncio
+
+    from lab.workloads.agent import Agent
+    spec = workloads.parse_spec({"lab": "lab1", "pods": [
+        {"pod": "p", "netns": "lab1-p", "uts": None, "containers": [{"name": "web", "workload": "http"}]}]})
+    state.ensure_lab_dir("lab1")
+    broken = tmp_path / "spec.json"
+    broken.write_text("{not json")
+    agent = Agent(spec, spec_path=str(broken))
+    asyncio.run(agent.reload())
+    assert [p.spec.pod for p in agent.pods] == ["p"]
+    out = capsys.readouterr().out
+    assert f"reload: {broken}:" in out and "nothing changed" in out
